@@ -1,0 +1,29 @@
+"""Data sets, found by name in :data:`DATASETS` (DESIGN.md §4)."""
+from __future__ import annotations
+
+from .base import DataError, DataOptions, DataSplits, ImageSet, Loader
+
+#: name -> loader; each loader module registers itself on import below.
+DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str):
+    """Decorator: make ``load(options) -> DataSplits`` available as ``--dataset name``."""
+
+    def wrap(load: Loader) -> Loader:
+        DATASETS[name] = load
+        return load
+
+    return wrap
+
+
+def load_dataset(name: str, options: DataOptions) -> DataSplits:
+    """Load the data set called ``name`` (one of :data:`DATASETS`)."""
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](options)
+
+
+from . import shapes  # noqa: E402,F401  (registers "shapes")
+
+__all__ = ["DATASETS", "DataError", "DataOptions", "DataSplits", "ImageSet", "load_dataset", "register_dataset"]
