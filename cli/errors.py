@@ -1,0 +1,32 @@
+"""Known failures become one line on stderr and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from pyro_ccvae.data import DataError
+from pyro_ccvae.guides import GuideError
+from pyro_ccvae.run import RunError
+from pyro_ccvae.training import TrainingError, TrainingInterrupted
+
+#: exceptions whose message already says what is wrong and how to fix it.
+USER_ERRORS = (DataError, GuideError, RunError, TrainingError, ValueError, FileNotFoundError)
+
+
+def one_line_errors(command):
+    """Wrap a click command so that user-facing errors print ``error: ...`` and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except TrainingInterrupted as e:
+            click.echo(str(e), err=True)
+            raise SystemExit(130) from None
+        except USER_ERRORS as e:
+            message = " ".join(str(e).split()) or type(e).__name__
+            click.echo(f"error: {message}", err=True)
+            raise SystemExit(1) from None
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""Analysis of trained runs: metrics and figures (read a run directory, never training internals)."""

@@ -1,0 +1,149 @@
+"""MNIST and Fashion-MNIST from torchvision's raw layout; nothing is downloaded.
+
+    <root>/MNIST/raw/            (Fashion-MNIST: <root>/FashionMNIST/raw/)
+        train-images-idx3-ubyte  train-labels-idx1-ubyte
+        t10k-images-idx3-ubyte   t10k-labels-idx1-ubyte      (each may also be .gz)
+
+The ten classes are ten binary labels with exactly one on, all observed (until multi-class
+labels land). The test split is t10k; the validation split is a seeded random
+``valid_fraction`` of the official training set.
+"""
+from __future__ import annotations
+
+import gzip
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import images as _images
+from . import register_dataset
+from .base import DataError, DataOptions, DataSplits, ImageSet
+from .cache import ImageCache, cache_dir, source_key
+from .common import check_image_size, data_dir, seeded_subset, select_labels
+
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+#: torchvision's names for the Fashion-MNIST classes.
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _layout(folder: str, title: str) -> str:
+    names = ", ".join(name for pair in FILES.values() for name in pair)
+    return (
+        f"expected <root>/{folder}/raw/ with {names} (each may end in .gz), as "
+        f"torchvision.datasets.{folder}(root, download=True) leaves them; pass the root, "
+        f"{folder}/ or raw/ as --data-dir (the {title} files are never downloaded here)"
+    )
+
+
+def find_raw(path: Path, folder: str, layout: str) -> Path:
+    """The folder holding the IDX files: ``path``, ``path/raw`` or ``path/<folder>/raw``."""
+    for candidate in (path, path / "raw", path / folder / "raw", path / folder):
+        if any((candidate / (FILES["train"][0] + ext)).is_file() for ext in ("", ".gz")):
+            return candidate
+    raise DataError(f"no {folder} files in {path}: {layout}")
+
+
+def idx_file(raw: Path, name: str, layout: str) -> Path:
+    for candidate in (raw / name, raw / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{raw / name} (or .gz) is missing: {layout}")
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (``.gz`` or not) as a ``uint8`` array with ``ndim`` dimensions."""
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"cannot read {path} ({' '.join(str(error).split())}); re-download it") from None
+    if len(data) < 4 + 4 * ndim or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
+        raise DataError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header); re-download it")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"{path} holds {body.size} bytes for shape {dims}; the file is truncated, re-download it")
+    return body.reshape(dims)
+
+
+def _load(options: DataOptions, name: str, folder: str, title: str, classes: tuple[str, ...]) -> DataSplits:
+    size = check_image_size(options)
+    layout = _layout(folder, title)
+    raw = find_raw(data_dir(options, layout), folder, layout)
+    labels = select_labels(options.labels, classes, classes, title)
+    paths = {split: tuple(idx_file(raw, file, layout) for file in pair) for split, pair in FILES.items()}
+    targets = {}
+    for split, (_, label_path) in paths.items():
+        target = read_idx(label_path, 1)
+        if target.size and target.max() >= len(classes):
+            i = int(np.argmax(target >= len(classes)))
+            raise DataError(f"{label_path} item {i} is class {target[i]}; {title} has classes 0-{len(classes) - 1}")
+        targets[split] = target
+    counts = {split: len(target) for split, target in targets.items()}
+    items = [f"train/{i}" for i in range(counts["train"])] + [f"t10k/{i}" for i in range(counts["test"])]
+
+    def build(out: np.ndarray) -> dict[int, str]:
+        start = 0
+        for split, (image_path, label_path) in paths.items():
+            pixels = read_idx(image_path, 3)
+            if len(pixels) != counts[split]:
+                raise DataError(f"{image_path} holds {len(pixels)} images but {label_path} {counts[split]} labels; re-download them")
+            for i, image in enumerate(tqdm(pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False)):
+                out[start + i] = _images.resize_array(image, size)
+            start += len(pixels)
+        return {}
+
+    files = [p for pair in paths.values() for p in pair]
+    key = source_key(name, files=files, items=items, pixels={"size": size, "channels": 1})
+    cache = ImageCache.load_or_build(cache_dir(options, raw), f"{name}-{size}", key, (len(items), 1, size, size), build)
+
+    columns = [classes.index(label) for label in labels]
+    onehot = {
+        split: torch.from_numpy((target[:, None] == np.array(columns)[None, :]).astype(np.float32))
+        for split, target in targets.items()
+    }
+    valid = seeded_subset(counts["train"], options.valid_fraction, options.seed)
+    train = np.setdiff1d(np.arange(counts["train"]), valid)
+    rows = {"train": (train, "train"), "valid": (valid, "train"), "test": (np.arange(counts["test"]), "test")}
+    splits = {}
+    for split, (index, source) in rows.items():
+        offset = 0 if source == "train" else counts["train"]
+        target = onehot[source][torch.from_numpy(index)]
+        splits[split] = ImageSet(
+            images=cache.rows(offset + index),
+            labels=target,
+            mask=torch.ones_like(target, dtype=torch.bool),
+            label_names=labels,
+            ids=[items[offset + i] for i in index],
+        )
+    return DataSplits(**splits, name=name, source={"root": str(raw), "cache": str(cache.path), "labels": list(labels)})
+
+
+@register_dataset("mnist")
+def load_mnist(options: DataOptions) -> DataSplits:
+    """MNIST digits, grayscale, ``image_size`` square; labels ``"0"``..``"9"``, one on per image."""
+    return _load(options, "mnist", "MNIST", "MNIST", MNIST_CLASSES)
+
+
+@register_dataset("fashion-mnist")
+def load_fashion_mnist(options: DataOptions) -> DataSplits:
+    """Fashion-MNIST, grayscale, ``image_size`` square; labels the ten class names, one on per image."""
+    return _load(options, "fashion-mnist", "FashionMNIST", "Fashion-MNIST", FASHION_CLASSES)

@@ -1,0 +1,357 @@
+"""Training with :class:`pyro.infer.SVI` and the CCVAE ELBO, into a run directory.
+
+The run directory is the interface to every command that reads a trained model::
+
+    config.json      the TrainConfig (with the data's label names, channels, image size)
+    labelled.json    indices (into the training split) of the points whose labels are used
+    splits.json      which source item went to which split
+    metrics.jsonl    one line per epoch: loss, validation accuracy, speed
+    checkpoint.pt    model, guide, optimiser, RNG states and position; written atomically
+    summary.json     test accuracy per label after the last epoch
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pyro
+import torch
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_save, atomic_write_text, rng_state, set_rng_state
+from .config import TrainConfig
+from .data import DataSplits, ImageSet, load_dataset
+from .elbo import CCVAE_ELBO
+from .guides import build_guide, check_guide
+from .model import CCVAEModel
+
+log = logging.getLogger(__name__)
+
+CONFIG, LABELLED, SPLITS, METRICS, CHECKPOINT, SUMMARY = (
+    "config.json",
+    "labelled.json",
+    "splits.json",
+    "metrics.jsonl",
+    "checkpoint.pt",
+    "summary.json",
+)
+#: on CUDA, move a whole split to the device when its images take less than this.
+DEVICE_RESIDENT_BYTES = 4 << 30
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message is one line (the last good checkpoint is kept)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C: the position was saved and the run can be resumed."""
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``, checked against the machine."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device {spec!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise TrainingError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def build_model_and_guide(config: TrainConfig) -> tuple[CCVAEModel, torch.nn.Module]:
+    """The model and guide a config describes (``config.data_info`` must be filled)."""
+    info = config.data_info
+    dims = dict(
+        num_labels=len(info["label_names"]),
+        z_char_dim=config.z_char_dim,
+        z_style_dim=config.z_style_dim,
+        channels=info["channels"],
+        image_size=info["image_size"],
+    )
+    model = CCVAEModel(
+        dims["num_labels"], dims["channels"], dims["image_size"], config.z_style_dim, config.z_char_dim, config.likelihood
+    )
+    return model, build_guide(config.guide, **dims)
+
+
+def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``[B, C, H, W]`` -> float in ``[0, 1]`` on ``device``."""
+    return images.to(device, non_blocking=True).float().div_(255)
+
+
+@torch.no_grad()
+def predict_probs(guide, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """``q(y_i = 1 | x)`` at the posterior mean of ``z_c``, for every image: ``[N, L]`` on the CPU."""
+    out = [
+        guide.predict(as_float_images(images[i : i + batch_size], device)).cpu()
+        for i in range(0, images.shape[0], batch_size)
+    ]
+    return torch.cat(out)
+
+
+def label_accuracy(probs: torch.Tensor, split: ImageSet) -> list[Optional[float]]:
+    """Per-label accuracy of ``probs > 0.5`` on the points where the label is seen."""
+    correct = ((probs > 0.5).float() == split.labels) & split.mask
+    seen = split.mask.sum(0)
+    return [None if n == 0 else float(c) / float(n) for c, n in zip(correct.sum(0), seen)]
+
+
+def _mean(values: list[Optional[float]]) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
+    """The fixed-seed labelled subset for a supervision rate (sorted indices)."""
+    count = int(round(sup_frac * num_train))
+    perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
+    return perm[:count].sort().values
+
+
+@dataclass
+class _Position:
+    """Where training stands: ``epoch`` epochs complete, ``batch`` batches into the next one."""
+
+    epoch: int = 0
+    batch: int = 0
+    loss_sum: float = 0.0
+    images: int = 0
+
+
+class Trainer:
+    """Trains a CCVAE into ``run_dir``; ``Trainer(config, run_dir).fit()``.
+
+    :param resume: continue the run in ``run_dir`` (its config wins; ``config.epochs`` sets the
+        new last epoch).
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True):
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        if resume:
+            config = self._resumed_config(config)
+        elif (self.run_dir / CHECKPOINT).exists():
+            raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        self.config = config
+        self.device = resolve_device(config.device)
+        pyro.set_rng_seed(config.seed)
+
+        self.data: DataSplits = load_dataset(config.dataset, config.data_options())
+        config.data_info = {
+            "label_names": list(self.data.label_names),
+            "channels": self.data.channels,
+            "image_size": self.data.image_size,
+            "num_train": len(self.data.train),
+        }
+        self.labelled = self._labelled_subset(resume)
+        train = self.data.train
+        keep = torch.zeros(len(train), dtype=torch.bool)
+        keep[self.labelled] = True
+        self.train_mask = train.mask & keep.unsqueeze(-1)
+        if self.device.type == "cuda" and train.images.numel() < DEVICE_RESIDENT_BYTES:
+            self.images = train.images.to(self.device)
+        else:
+            self.images = train.images
+
+        pyro.clear_param_store()
+        self.model, self.guide = build_model_and_guide(config)
+        self.model.set_label_prior(train.labels[self.labelled], train.mask[self.labelled])
+        self.model.to(self.device)
+        self.guide.to(self.device)
+        self._check_guide()
+        self.optim = pyro.optim.Adam({"lr": config.lr})
+        self.elbo = CCVAE_ELBO(
+            k_samples=config.k_samples, jensen=config.jensen, detach_classifier_input=config.detach_classifier_input
+        )
+        self.svi = SVI(self.model, self.guide, self.optim, self.elbo)
+        self.position = _Position()
+        if resume:
+            self._load_checkpoint()
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(self.run_dir / CONFIG)
+            atomic_write_text(self.run_dir / LABELLED, json.dumps(self.labelled.tolist()) + "\n")
+            atomic_write_text(self.run_dir / SPLITS, json.dumps(self.data.manifest()) + "\n")
+            (self.run_dir / METRICS).unlink(missing_ok=True)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _resumed_config(self, config: TrainConfig) -> TrainConfig:
+        path = self.run_dir / CONFIG
+        if not (path.exists() and (self.run_dir / CHECKPOINT).exists()):
+            raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
+        saved = TrainConfig.load(path)
+        saved.epochs = config.epochs
+        saved.device = config.device
+        return saved
+
+    def _labelled_subset(self, resume: bool) -> torch.Tensor:
+        if resume:
+            return torch.tensor(json.loads((self.run_dir / LABELLED).read_text()), dtype=torch.long)
+        return choose_labelled(len(self.data.train), self.config.sup_frac, self.config.seed)
+
+    def _batch(self, index: torch.Tensor):
+        x = as_float_images(self.images[index.to(self.images.device)], self.device)
+        y = self.data.train.labels[index].to(self.device)
+        mask = self.train_mask[index].to(self.device)
+        return x, y, mask
+
+    def _check_guide(self) -> None:
+        # Consumes random numbers; a resumed run restores the RNG state afterwards.
+        index = torch.arange(min(4, len(self.data.train)))
+        check_guide(self.model, self.guide, *self._batch(index))
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def _save_checkpoint(self) -> None:
+        atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "guide": self.guide.state_dict(),
+                # The modules own their parameters; Pyro's param store holds the same tensors.
+                "param_store_names": list(pyro.get_param_store().keys()),
+                "optimizer": self.optim.get_state(),
+                "rng": rng_state(),
+                "position": vars(self.position),
+            },
+            self.run_dir / CHECKPOINT,
+        )
+
+    def _load_checkpoint(self) -> None:
+        state = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.guide.load_state_dict(state["guide"])
+        self.optim.set_state(state["optimizer"])
+        set_rng_state(state["rng"])
+        self.position = _Position(**state["position"])
+        # Drop metric lines written after the checkpoint (a crash between the two writes).
+        metrics = self.run_dir / METRICS
+        if metrics.exists():
+            lines = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= self.position.epoch]
+            atomic_write_text(metrics, "".join(line + "\n" for line in lines))
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        # Keyed by epoch, so a resumed run visits the same batches in the same order.
+        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        return torch.randperm(len(self.data.train), generator=generator)
+
+    def fit(self) -> dict:
+        """Train up to ``config.epochs``; returns the summary (test accuracy per label)."""
+        if self.position.epoch >= self.config.epochs:
+            log.info("run already has %d epochs; nothing to do", self.position.epoch)
+        with self._stop_on_interrupt():
+            while self.position.epoch < self.config.epochs:
+                self._train_epoch()
+        return self._summary()
+
+    @contextmanager
+    def _stop_on_interrupt(self):
+        """Ctrl-C stops at the next batch boundary (never inside an optimiser step); twice, at once."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _train_epoch(self) -> None:
+        config, pos = self.config, self.position
+        order = self._epoch_order(pos.epoch)
+        batches = order.split(config.batch_size)
+        start = time.perf_counter()
+        images_at_start = pos.images
+        bar = tqdm(
+            total=len(batches),
+            initial=pos.batch,
+            desc=f"epoch {pos.epoch + 1}/{config.epochs}",
+            unit="batch",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for index in batches[pos.batch :]:
+            loss = self.svi.step(*self._batch(index))
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainingError(
+                    f"the loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}; the last good "
+                    f"checkpoint in {self.run_dir} is kept; try a lower --lr"
+                )
+            pos.loss_sum += loss
+            pos.images += len(index)
+            pos.batch += 1
+            rate = (pos.images - images_at_start) / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{pos.loss_sum / pos.images:.1f}", img_s=f"{rate:.0f}")
+            bar.update()
+            if self._interrupted:
+                bar.close()
+                self._save_checkpoint()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {pos.epoch + 1}, batch {pos.batch}; saved to {self.run_dir}; continue "
+                    f"with `ccvae-pyro train --out {self.run_dir} --resume --epochs {config.epochs}`"
+                )
+        bar.close()
+        seconds = time.perf_counter() - start
+        valid_acc = label_accuracy(predict_probs(self.guide, self.data.valid.images, self.device), self.data.valid)
+        record = {
+            "epoch": pos.epoch + 1,
+            "loss": pos.loss_sum / max(pos.images, 1),
+            "valid_accuracy": dict(zip(self.data.label_names, valid_acc)),
+            "valid_accuracy_mean": _mean(valid_acc),
+            "seconds": seconds,
+            "images_per_s": (pos.images - images_at_start) / max(seconds, 1e-9),
+        }
+        self.position = pos = _Position(epoch=pos.epoch + 1)
+        with open(self.run_dir / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self._save_checkpoint()
+        log.info(
+            "epoch %d: loss %.2f/image, valid accuracy %s, %.0f images/s",
+            record["epoch"],
+            record["loss"],
+            "n/a" if record["valid_accuracy_mean"] is None else f"{record['valid_accuracy_mean']:.3f}",
+            record["images_per_s"],
+        )
+
+    def _summary(self) -> dict:
+        test_acc = label_accuracy(predict_probs(self.guide, self.data.test.images, self.device), self.data.test)
+        summary = {
+            "epochs": self.position.epoch,
+            "test_accuracy": dict(zip(self.data.label_names, test_acc)),
+            "test_accuracy_mean": _mean(test_acc),
+            "labelled": len(self.labelled),
+        }
+        atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) a run; see :class:`Trainer`."""
+    return Trainer(config, run_dir, resume=resume, progress=progress).fit()
