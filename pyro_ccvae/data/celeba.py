@@ -19,7 +19,7 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_image_size, check_missing, data_dir, report_bad_images, select_labels
+from .common import check_missing, check_options, data_dir, report_bad_images, select_labels
 from .images import decode_into
 
 #: the 18 attributes the CCVAE paper uses (Joy et al. 2021).
@@ -134,7 +134,7 @@ def read_partition(path: Path, files: list[str]) -> np.ndarray:
 @register_dataset("celeba")
 def load(options: DataOptions) -> DataSplits:
     """CelebA's aligned faces, RGB, ``image_size`` square, the paper's 18 attributes by default."""
-    size = check_image_size(options)
+    size = check_options(options)
     root = find_root(data_dir(options, LAYOUT))
     attr_path, partition_path = root / ATTR_FILE, root / PARTITION_FILE
     items, labels, values = read_attributes(attr_path, options.labels)

@@ -25,7 +25,7 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_image_size, check_missing, data_dir, report_bad_images, seeded_subset, select_labels
+from .common import check_missing, check_options, data_dir, report_bad_images, seeded_subset, select_labels
 from .images import decode_into
 
 #: the 14 observations of the CSVs, in column order.
@@ -140,8 +140,6 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
             view = row[iview].strip().lower()
             if view not in ("frontal", "lateral"):
                 raise DataError(f"{path} line {line}: Frontal/Lateral is {row[iview]!r}, expected Frontal or Lateral")
-            if views != "all" and view != views:
-                continue
             coded = []
             for label, i in zip(labels, ilabels):
                 code = _VALUES.get(row[i].strip())
@@ -150,6 +148,8 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
                         f"{path} line {line}: {label} is {row[i]!r}; CheXpert labels are 1.0, 0.0, -1.0 or blank"
                     )
                 coded.append(code)
+            if views != "all" and view != views:
+                continue
             paths.append(image)
             patients.append(patient)
             codes.append(coded)
@@ -179,7 +179,7 @@ def encode(codes: np.ndarray, labels: tuple[str, ...], uncertain: dict[str, str]
 @register_dataset("chexpert")
 def load(options: DataOptions) -> DataSplits:
     """CheXpert's frontal (by default) grayscale chest X-rays, ``image_size`` square, 5 labels by default."""
-    size = check_image_size(options)
+    size = check_options(options)
     root = find_root(data_dir(options, LAYOUT))
     labels = select_labels(options.labels, CHEXPERT_LABELS, PAPER_LABELS, "CheXpert")
     uncertain = parse_uncertain(options.uncertain, labels)

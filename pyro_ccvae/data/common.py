@@ -28,13 +28,6 @@ def data_dir(options: DataOptions, what: str) -> Path:
     return path
 
 
-def check_image_size(options: DataOptions) -> int:
-    size = options.image_size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise DataError(f"image size must be a positive integer, got {size!r}; pass e.g. --image-size 64")
-    return size
-
-
 def _key(name: str) -> str:
     return " ".join(name.replace("_", " ").split()).casefold()
 
@@ -68,10 +61,21 @@ def select_labels(
     return tuple(chosen)
 
 
+def check_options(options: DataOptions) -> int:
+    """Check the options every loader reads before any slow work; return the image size."""
+    fraction = options.valid_fraction
+    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+        raise DataError(f"the validation fraction must be in [0, 1), got {fraction!r}")
+    size = options.image_size
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise DataError(f"image size must be a positive integer, got {size!r}; pass e.g. --image-size 64")
+    return size
+
+
 def seeded_subset(n: int, fraction: float, seed: int) -> np.ndarray:
     """A sorted random ``fraction`` of ``range(n)`` (at least one and at most ``n - 1`` if ``fraction > 0``)."""
     if not 0.0 <= fraction < 1.0:
-        raise DataError(f"valid fraction must be in [0, 1), got {fraction!r}")
+        raise DataError(f"the validation fraction must be in [0, 1), got {fraction!r}")
     if fraction == 0.0 or n < 2:
         return np.zeros(0, dtype=np.int64)
     count = min(n - 1, max(1, int(round(fraction * n))))
@@ -94,7 +98,7 @@ def report_bad_images(bad: dict[int, str], items: Sequence[str], options: DataOp
         raise DataError(f"{len(missing)} of {len(items)} images are missing (first: {first}); {fix}")
     i = indices[0]
     raise DataError(
-        f"corrupt image {items[i]} ({one_line(bad[i])})"
+        f"corrupt image {items[i]} ({one_line(bad[i]).removeprefix('corrupt: ')})"
         + (f" and {len(indices) - 1} more" if len(indices) > 1 else "")
         + f"; {fix}"
     )

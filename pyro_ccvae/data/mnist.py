@@ -23,7 +23,7 @@ from . import images as _images
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_image_size, data_dir, seeded_subset, select_labels
+from .common import check_options, data_dir, seeded_subset, select_labels
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 #: torchvision's names for the Fashion-MNIST classes.
@@ -85,7 +85,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 
 def _load(options: DataOptions, name: str, folder: str, title: str, classes: tuple[str, ...]) -> DataSplits:
-    size = check_image_size(options)
+    size = check_options(options)
     layout = _layout(folder, title)
     raw = find_raw(data_dir(options, layout), folder, layout)
     labels = select_labels(options.labels, classes, classes, title)

@@ -1,0 +1,134 @@
+"""Training throughput of the CCVAE's SVI step against a plain PyTorch VAE step (the floor).
+
+The paper's CelebA-size setting: 64x64x3 images, 18 labels, z = 18 + 27, K = 100. For each
+batch size it times one supervised SVI step (every label seen), one unsupervised step (no
+label seen), and a hand-written PyTorch step of the same encoder/decoder computing a
+Gaussian-prior VAE loss with the same likelihood, then prints the ratios to the floor and ends
+with one JSON line holding every figure.
+
+    python benchmarks/throughput.py                 # CPU, one thread
+    python benchmarks/throughput.py --threads 2
+    python benchmarks/throughput.py --device cuda
+
+One thread is the default: two-thread timings on small VMs are erratic.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import pyro
+import torch
+from pyro.infer import SVI
+
+from pyro_ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.guides import MeanFieldGuide
+from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.nets import ConvDecoder, ConvEncoder
+
+LABELS, STYLE, CHANNELS, SIZE = 18, 27, 3, 64
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median seconds of one ``step()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def ccvae_step(batch: int, device: torch.device, k_samples: int, supervised: bool):
+    pyro.clear_param_store()
+    model = CCVAEModel(LABELS, CHANNELS, SIZE, STYLE).to(device)
+    guide = MeanFieldGuide(LABELS, 1, STYLE, CHANNELS, SIZE).to(device)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-4}), CCVAE_ELBO(k_samples=k_samples))
+    x = torch.rand(batch, CHANNELS, SIZE, SIZE, device=device)
+    y = (torch.rand(batch, LABELS, device=device) < 0.5).float()
+    mask = torch.full((batch, LABELS), supervised, dtype=torch.bool, device=device)
+    return lambda: svi.step(x, y, mask)
+
+
+def floor_step(batch: int, device: torch.device):
+    """A plain VAE on the same networks: Laplace(decoder(z), 1) and KL(q(z|x) || N(0, I))."""
+    z_dim = LABELS + STYLE
+    encoder = ConvEncoder(CHANNELS, SIZE, 2 * z_dim).to(device)
+    decoder = ConvDecoder(z_dim, CHANNELS, SIZE).to(device)
+    optim = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-4)
+    x = torch.rand(batch, CHANNELS, SIZE, SIZE, device=device)
+
+    def step():
+        loc, raw_scale = encoder(x).chunk(2, dim=-1)
+        q = torch.distributions.Normal(loc, torch.nn.functional.softplus(raw_scale) + 1e-4)
+        z = q.rsample()
+        log_px = torch.distributions.Laplace(decoder(z), 1.0).log_prob(x).sum((1, 2, 3))
+        kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+        loss = (kl - log_px).sum()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        return loss.item()
+
+    return step
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description="CCVAE SVI step throughput against a plain PyTorch VAE step")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-sizes", default="64,200")
+    parser.add_argument("--k-samples", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    pyro.set_rng_seed(0)
+    pyro.enable_validation(False)  # as in training, after the one-time guide check
+
+    results = []
+    print(f"{'batch':>5} {'step':>13} {'ms/step':>9} {'images/s':>9} {'x floor':>8}")
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        floor = time_steps(floor_step(batch, device), device, args.warmup, args.repeats)
+        row = {"batch_size": batch, "floor_ms": 1e3 * floor, "floor_images_per_s": batch / floor}
+        print(f"{batch:>5} {'pytorch floor':>13} {1e3 * floor:9.1f} {batch / floor:9.0f} {1.0:8.2f}")
+        for name, supervised in (("supervised", True), ("unsupervised", False)):
+            seconds = time_steps(ccvae_step(batch, device, args.k_samples, supervised), device, args.warmup, args.repeats)
+            row |= {
+                f"{name}_ms": 1e3 * seconds,
+                f"{name}_images_per_s": batch / seconds,
+                f"{name}_ratio": seconds / floor,
+            }
+            print(f"{batch:>5} {name:>13} {1e3 * seconds:9.1f} {batch / seconds:9.0f} {seconds / floor:8.2f}")
+        results.append(row)
+    summary = {
+        "benchmark": "ccvae_svi_step_throughput",
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": args.threads,
+        "k_samples": args.k_samples,
+        "labels": LABELS,
+        "z_dim": LABELS + STYLE,
+        "image": [CHANNELS, SIZE, SIZE],
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "machine": platform.machine(),
+        "results": results,
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

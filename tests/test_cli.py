@@ -1,0 +1,67 @@
+"""The ``ccvae-pyro train`` command: options reach the library, bad input is one clean line."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pyro_ccvae_cli.main import main
+
+TINY = ["--num-train", "64", "--batch-size", "32", "--k-samples", "4", "--z-style-dim", "3", "--no-progress"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_train_then_resume(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--out", str(out), "--epochs", "1", "--sup-frac", "0.5", "--guide", "lowrank", *TINY)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["guide"], config["sup_frac"], config["k_samples"]) == ("lowrank", 0.5, 4)
+    result = run("train", "--out", str(out), "--resume", "--epochs", "2", *TINY)
+    assert result.exit_code == 0, result.output
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--sup-frac", "1.5"], ["--sup-frac", "[0, 1]"]),
+        (["--epochs", "0"], ["--epochs"]),
+        (["--k-samples", "0"], ["--k-samples"]),
+        (["--device", "cuda"], ["no CUDA", "--device cpu"]),
+        (["--device", "tpu"], ["device"]),
+        (["--guide", "nosuchguide"], ["nosuchguide", "meanfield"]),
+        (["--guide", "no_such_module:Guide"], ["no_such_module"]),
+        (["--guide", "pyro_ccvae.guides:NoSuchGuide"], ["NoSuchGuide"]),
+        (["--labels", "square,not_a_label"], ["not_a_label"]),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path, args, fragments):
+    assert_one_line_error(run("train", "--out", str(tmp_path / "run"), *TINY, *args), *fragments)
+
+
+def test_resume_without_a_run_is_one_line(tmp_path):
+    assert_one_line_error(run("train", "--out", str(tmp_path / "none"), "--resume", *TINY), "cannot resume")
+
+
+def test_real_data_set_without_its_folder_is_one_line(tmp_path):
+    result = run("train", "--dataset", "chexpert", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, "CheXpert")
+
+
+def test_cli_is_not_a_generic_top_level_module():
+    import importlib.util
+
+    assert importlib.util.find_spec("pyro_ccvae_cli") is not None
+    spec = importlib.util.find_spec("cli")
+    assert spec is None or "pyro_ccvae" not in str(spec.origin)

@@ -1,0 +1,453 @@
+"""Correctness of the CCVAE model/guide/ELBO against hand computations (DESIGN.md §2).
+
+Every expected number here is computed with ``torch.distributions`` and Python loops over data
+points and labels, never through the library's vectorised code: the model/guide are used only
+for their networks (``model.decode``, the encoder) and their parameters. ``B != L != d_c != d_s``
+so that a transposed or mis-broadcast tensor cannot pass unnoticed.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.infer import SVI
+from pyro.nn import PyroParam
+from pyro.optim import Adam
+from torch import distributions as td
+from torch.nn import functional as F
+
+from pyro_ccvae import sites
+from pyro_ccvae.elbo import CCVAE_ELBO, log_q_labels
+from pyro_ccvae.guides import GUIDES, DiagonalClassifier
+from pyro_ccvae.model import CCVAEModel
+
+B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
+K = 6
+
+Y = torch.tensor([[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=torch.float)
+# a row with every label seen, a row with none, and rows in between
+MIXED = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)
+#: name -> (y, mask) as passed to model/guide
+LABEL_CASES = {
+    "all_seen": lambda: (Y, None),  # eq. (4)
+    "y_none": lambda: (None, None),  # eq. (5)
+    "none_seen": lambda: (Y, torch.zeros(B, L, dtype=torch.bool)),  # eq. (5) via a mask
+    "mixed": lambda: (Y, MIXED),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread is faster, and far faster on a busy 2-core box (conftest restores it)."""
+    torch.set_num_threads(1)
+
+
+def effective_labels(y, mask):
+    """What the maths sees: a [B, L] 0/1 tensor and a [B, L] bool mask."""
+    if y is None:
+        return torch.zeros(B, L), torch.zeros(B, L, dtype=torch.bool)
+    return y, torch.ones(B, L, dtype=torch.bool) if mask is None else mask
+
+
+def make(guide_name: str, dtype=torch.float64):
+    """Model and guide with every symmetric default broken (prior locs/scales, pi, classifier)."""
+    model = CCVAEModel(L, CH, SIZE, DS, z_char_dim=DC)
+    guide = GUIDES[guide_name](num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE)
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        model.conditional_prior.loc.copy_(torch.randn(L, 2, DC, generator=g))
+        model.label_probs.copy_(torch.tensor([0.2, 0.7, 0.45]))
+        guide.classifier.weight.copy_(0.7 * torch.randn(L, DC, generator=g))
+        guide.classifier.bias.copy_(0.5 * torch.randn(L, generator=g))
+        if hasattr(guide, "coupling"):
+            guide.coupling.copy_(0.3 * torch.randn(DS, L * DC, generator=g))
+    model.conditional_prior.scale = PyroParam(
+        0.5 + torch.rand(L, 2, DC, generator=g), constraint=constraints.positive
+    )
+    return model.to(dtype), guide.to(dtype)
+
+
+def data(dtype=torch.float64):
+    return torch.rand(B, CH, SIZE, SIZE, generator=torch.Generator().manual_seed(99)).to(dtype)
+
+
+class FixedNoise:
+    """Stands in for the guide trace's ``z_c`` distribution: ``rsample((K,))`` returns
+    ``loc + scale * eps_k`` for fixed ``eps_k`` (still reparameterised in loc and scale)."""
+
+    def __init__(self, base, eps):
+        self.base, self.eps = base, eps
+
+    def rsample(self, sample_shape=torch.Size()):
+        assert tuple(sample_shape) == (self.eps.shape[0],)
+        normal = self.base.base_dist
+        return normal.loc + normal.scale * self.eps
+
+
+def traces(elbo, model, guide, x, y, mask, eps_k, seed=0):
+    pyro.set_rng_seed(seed)
+    model_trace, guide_trace = elbo._get_trace(model, guide, (x, y, mask), {})
+    site = guide_trace.nodes[sites.Z_C]
+    site["fn"] = FixedNoise(site["fn"], eps_k)
+    return model_trace, guide_trace
+
+
+def hand_posterior(guide, x, z_c_value, z_s_value):
+    """``z_c [B, L, DC]``, ``z_s [B, DS]`` rebuilt as ``loc + scale * eps`` with ``eps`` read from
+    the trace values (so they carry the reparameterised gradients), ``log q(z|x) [B]`` and the
+    marginal ``q(z_c|x)``'s ``loc_c, scale_c [B, L, DC]``."""
+    z_c_value, z_s_value = z_c_value.detach(), z_s_value.detach()
+    if type(guide).__name__ == "MeanFieldGuide":
+        loc, scale = guide._loc_scale(x)
+        loc_c, loc_s = loc[:, : L * DC].reshape(B, L, DC), loc[:, L * DC :]
+        scale_c, scale_s = scale[:, : L * DC].reshape(B, L, DC), scale[:, L * DC :]
+        z_c = loc_c + scale_c * ((z_c_value - loc_c) / scale_c).detach()
+        z_s = loc_s + scale_s * ((z_s_value - loc_s) / scale_s).detach()
+        log_q = td.Normal(loc_c, scale_c).log_prob(z_c).sum((1, 2)) + td.Normal(loc_s, scale_s).log_prob(z_s).sum(1)
+    else:  # LowRankGuide: z_s | z_c ~ N(loc_s + A (z_c - loc_c), U U^T + D), checked as a full MVN
+        loc_c, scale_c, loc_s, diag, factor = guide._params(x)
+        z_c = loc_c + scale_c * ((z_c_value - loc_c) / scale_c).detach()
+        z_s = z_s_value
+        mean_s = loc_s + (z_c - loc_c).reshape(B, L * DC) @ guide.coupling.T
+        cov = factor @ factor.transpose(-1, -2) + torch.diag_embed(diag)
+        log_q = td.Normal(loc_c, scale_c).log_prob(z_c).sum((1, 2)) + td.MultivariateNormal(mean_s, cov).log_prob(z_s)
+    assert torch.allclose(z_c, z_c_value, rtol=1e-9, atol=1e-9)
+    assert torch.allclose(z_s, z_s_value, rtol=1e-9, atol=1e-9)
+    return z_c, z_s, log_q, loc_c, scale_c
+
+
+def hand_elbo(model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k, detach=True, y_sampled=None):
+    """The CCVAE bound per data point, label by label (DESIGN.md §2).
+
+    ``eps_k [K, L, B, DC]`` (plate layout, as drawn for :class:`FixedNoise`); ``y_sampled [B, L]``
+    replaces the exact Jensen term by the sampled one; ``detach`` stops gradients into ``z_c``
+    through the classifier in the supervised terms (eq. 8).
+    """
+    pi = model.label_probs
+    prior_loc, prior_scale = model.conditional_prior.loc, model.conditional_prior.scale  # [L, 2, DC]
+    w_cls, b_cls = guide.classifier.weight, guide.classifier.bias
+    log_px = td.Laplace(model.decode(z_c, z_s), 1.0).log_prob(x).sum((1, 2, 3))
+    log_pzs = td.Normal(0.0, 1.0).log_prob(z_s).sum(1)
+
+    def log_q_y(i, v, z):  # q(y_i = v | z_c^i = z)
+        logit = (w_cls[i] * z).sum() + b_cls[i]
+        return F.logsigmoid(logit) if v == 1 else F.logsigmoid(-logit)
+
+    def log_p_z(i, v, z):
+        return td.Normal(prior_loc[i, v], prior_scale[i, v]).log_prob(z).sum()
+
+    def log_p_y(i, v):
+        return torch.log(pi[i]) if v == 1 else torch.log1p(-pi[i])
+
+    out = []
+    for b in range(B):
+        seen = [i for i in range(L) if mask[b, i]]
+        unseen = [i for i in range(L) if not mask[b, i]]
+        lab = {i: int(y[b, i]) for i in seen}
+        z_cls = z_c[b].detach() if detach else z_c[b]
+        main = log_px[b] + log_pzs[b] - log_q_z[b]
+        for i in seen:
+            main = main + log_p_z(i, lab[i], z_c[b, i]) - log_q_y(i, lab[i], z_cls[i])
+        for i in unseen:
+            if y_sampled is None:  # J_i, exactly
+                for v in (0, 1):
+                    lq = log_q_y(i, v, z_c[b, i])
+                    main = main + lq.exp() * (log_p_z(i, v, z_c[b, i]) + log_p_y(i, v) - lq)
+            else:
+                v = int(y_sampled[b, i])
+                main = main + log_p_z(i, v, z_c[b, i]) + log_p_y(i, v) - log_q_y(i, v, z_c[b, i])
+        if not seen:  # eq. (5): no weight, no q(y_o|x)
+            out.append(main)
+            continue
+        per_k = []
+        for k in range(eps_k.shape[0]):
+            z_k = loc_c[b] + scale_c[b] * eps_k[k, :, b]  # [L, DC]
+            per_k.append(sum(log_q_y(i, lab[i], z_k[i]) for i in seen))
+        log_q_y_x = torch.logsumexp(torch.stack(per_k), 0) - math.log(len(per_k))
+        weight = torch.exp(sum(log_q_y(i, lab[i], z_cls[i]) for i in seen) - log_q_y_x)
+        out.append(weight * main + log_q_y_x + sum(log_p_y(i, lab[i]) for i in seen))
+    return torch.stack(out)
+
+
+def hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, detach=True, sampled=False):
+    z_c_value = guide_trace.nodes[sites.Z_C]["value"].transpose(0, 1)  # plate layout -> [B, L, DC]
+    z_s_value = guide_trace.nodes[sites.Z_S]["value"]
+    y_sampled = guide_trace.nodes[sites.Y_UNOBSERVED]["value"].T if sampled else None
+    post = hand_posterior(guide, x, z_c_value, z_s_value)
+    y_eff, mask_eff = effective_labels(y, mask)
+    return hand_elbo(model, guide, x, y_eff, mask_eff, *post, eps_k, detach=detach, y_sampled=y_sampled)
+
+
+def cast(y, mask, dtype=torch.float64):
+    return (None if y is None else y.to(dtype)), mask
+
+
+# --- 1. values: eq. (4), eq. (5), mixed masks, both estimators, both guides ---------------------
+
+
+@pytest.mark.parametrize("jensen", ["exact", "sampled"])
+@pytest.mark.parametrize("case", list(LABEL_CASES))
+@pytest.mark.parametrize("guide_name", ["meanfield", "lowrank"])
+def test_per_datum_elbo_matches_hand_computation(guide_name, case, jensen):
+    model, guide = make(guide_name)
+    x = data()
+    y, mask = cast(*LABEL_CASES[case]())
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    elbo = CCVAE_ELBO(k_samples=K, jensen=jensen)
+    model_trace, guide_trace = traces(elbo, model, guide, x, y, mask, eps_k)
+    got = elbo.per_datum_elbo(model_trace, guide_trace)
+    want = hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, sampled=jensen == "sampled")
+    assert got.shape == (B,) and got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["y_none", "none_seen", "mixed"])
+def test_unobserved_points_have_no_weight_and_no_q_y_given_x(case):
+    """With no label seen, w = 1 and log q(y_o|x) = 0: the K samples cannot matter. Where a label
+    is seen they must."""
+    model, guide = make("meanfield")
+    x = data()
+    y, mask = cast(*LABEL_CASES[case]())
+    _, mask_eff = effective_labels(y, mask)
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    elbo = CCVAE_ELBO(k_samples=K)
+    model_trace, guide_trace = traces(elbo, model, guide, x, y, mask, eps_k)
+    before = elbo.per_datum_elbo(model_trace, guide_trace)
+    site = guide_trace.nodes[sites.Z_C]
+    site["fn"] = FixedNoise(site["fn"].base, 10 * eps_k + 3)
+    after = elbo.per_datum_elbo(model_trace, guide_trace)
+    none_seen = ~mask_eff.any(1)
+    assert none_seen.any()
+    assert torch.equal(before[none_seen], after[none_seen])
+    assert (before[~none_seen] != after[~none_seen]).all()
+
+
+# --- 2. the exact Jensen term is the mean of the sampled estimator ------------------------------
+
+
+def test_exact_jensen_is_the_mean_of_the_sampled_estimator():
+    model, guide = make("meanfield")
+    x = data()
+    full = poutine.trace(guide).get_trace(x, None, None)
+    partial = poutine.Trace()
+    for name in (sites.Z_C, sites.Z_S):
+        partial.add_node(name, **full.nodes[name])
+    fixed_z = poutine.replay(guide, trace=partial)
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+
+    exact = CCVAE_ELBO(k_samples=K, jensen="exact")
+    mt, gt = traces(exact, model, fixed_z, x, None, None, eps_k)
+    assert torch.equal(gt.nodes[sites.Z_C]["value"], full.nodes[sites.Z_C]["value"])
+    exact_value = exact.per_datum_elbo(mt, gt).detach()
+    hand = hand_from_traces(model, guide, x, None, None, mt, gt, eps_k).detach()
+    torch.testing.assert_close(exact_value, hand, rtol=1e-10, atol=1e-9)
+
+    sampled = CCVAE_ELBO(k_samples=K, jensen="sampled")
+    n = 500
+    draws = []
+    with torch.no_grad():
+        for i in range(n):
+            mt, gt = sampled._get_trace(model, fixed_z, (x, None, None), {})
+            draws.append(sampled.per_datum_elbo(mt, gt))
+    draws = torch.stack(draws)  # [n, B]
+    mean, se = draws.mean(0), draws.std(0) / n**0.5
+    assert (se > 0).all()
+    # Sensitive enough to see a missing log p(y) (>= 0.36 per label here) or a wrong q(y|z) weighting.
+    assert (4 * se < 0.5).all(), se
+    assert ((mean - exact_value).abs() < 4 * se).all(), (mean - exact_value, se)
+
+
+# --- 3. the K-sample estimate of log q(y_o|x) against quadrature --------------------------------
+
+
+def _gauss_hermite_expectation(mu, sigma, f, n=120):
+    """E_{N(mu, sigma)}[f(z)] for 1-D z, by Gauss-Hermite quadrature (float64 numpy)."""
+    nodes, weights = np.polynomial.hermite.hermgauss(n)
+    return (weights * f(mu + math.sqrt(2) * sigma * nodes)).sum() / math.sqrt(math.pi)
+
+
+def test_log_q_labels_converges_to_quadrature():
+    mu = torch.tensor([[0.3, 0.2, 1.2], [-0.5, 0.9, 0.1]], dtype=torch.float64)  # [L=2, B=3]
+    sigma = torch.tensor([[1.2, 1.6, 1.5], [0.9, 1.1, 0.6]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    seen = torch.tensor([[True, True, False], [True, False, False]])  # point 2: no seen label
+    w, bias = np.array([2.0, -1.5]), np.array([0.3, -0.2])
+    classifier = DiagonalClassifier(2, 1).double()
+    with torch.no_grad():
+        classifier.weight.copy_(torch.from_numpy(w).unsqueeze(-1))
+        classifier.bias.copy_(torch.from_numpy(bias))
+
+    def q(i, b):  # q(y_ib | z) as a function of z
+        sign = 1.0 if y[i, b] == 1 else -1.0
+        return lambda z: 1.0 / (1.0 + np.exp(-sign * (w[i] * z + bias[i])))
+
+    # E[f], E[f^2], E[log f] for f(z) = prod_{i seen} q(y_i | z_i), z_i independent.
+    log_ef, var_ratio, e_log_f = np.zeros(3), np.zeros(3), np.zeros(3)
+    for b in range(3):
+        ef, ef2 = 1.0, 1.0
+        for i in range(2):
+            if seen[i, b]:
+                m, s = float(mu[i, b]), float(sigma[i, b])
+                ef *= _gauss_hermite_expectation(m, s, q(i, b))
+                ef2 *= _gauss_hermite_expectation(m, s, lambda z: q(i, b)(z) ** 2)
+                e_log_f[b] += _gauss_hermite_expectation(m, s, lambda z: np.log(q(i, b)(z)))
+        log_ef[b], var_ratio[b] = math.log(ef), ef2 / ef**2 - 1
+    exact = torch.from_numpy(log_ef)
+
+    reps = 4000
+
+    def estimate(k):
+        q_z_c = td.Normal(mu.repeat(1, reps).unsqueeze(-1), sigma.repeat(1, reps).unsqueeze(-1))
+        out = log_q_labels(classifier, td.Independent(q_z_c, 1), y.repeat(1, reps), seen.repeat(1, reps), k)
+        return out.detach().reshape(reps, 3)
+
+    for k in (1, 10, 1000):
+        est = estimate(k)
+        assert torch.equal(est[:, 2], torch.zeros(reps, dtype=torch.float64))
+        mean, se = est[:, :2].mean(0), est[:, :2].std(0) / reps**0.5
+        if k == 1:  # log of a single sample: E[log f] exactly
+            torch.testing.assert_close(mean, torch.from_numpy(e_log_f[:2]), rtol=0, atol=float(4 * se.max()))
+            continue
+        # O(1/K) bias, to first order -Var[f] / (2 K E[f]^2)
+        predicted = torch.from_numpy(-var_ratio[:2] / (2 * k))
+        bias = mean - exact[:2]
+        assert (bias < 0).all() or k == 1000
+        assert ((bias - predicted).abs() < 4 * se + 0.25 * predicted.abs()).all(), (k, bias, predicted, se)
+        if k == 1000:
+            assert (bias.abs() < 0.01).all()
+        else:
+            assert (bias + 4 * se < 0).all()  # the K=10 bias is really there: the check above has power
+
+
+# --- 4. gradients (eq. 8) -----------------------------------------------------------------------
+
+
+def _params(model, guide):
+    named = [("model." + n, p) for n, p in model.named_parameters()]
+    named += [("guide." + n, p) for n, p in guide.named_parameters()]
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def _grads(loss, params):
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+@pytest.mark.parametrize("case", ["all_seen", "mixed"])
+def test_gradients_match_the_eq8_surrogate(case):
+    model, guide = make("meanfield")
+    x = data()
+    y, mask = cast(*LABEL_CASES[case]())
+    names, params = _params(model, guide)
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    model_trace, guide_trace = traces(CCVAE_ELBO(k_samples=K), model, guide, x, y, mask, eps_k)
+
+    def library(detach):
+        elbo = CCVAE_ELBO(k_samples=K, detach_classifier_input=detach)
+        return _grads(-elbo.per_datum_elbo(model_trace, guide_trace).sum(), params)
+
+    def hand(detach):
+        value = hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, detach=detach)
+        return _grads(-value.sum(), params)
+
+    lib_on, hand_on, lib_off, hand_off = library(True), hand(True), library(False), hand(False)
+    for name, a, b, c, d in zip(names, lib_on, hand_on, lib_off, hand_off):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10, msg=lambda m: f"{name} (detached): {m}")
+        torch.testing.assert_close(c, d, rtol=1e-8, atol=1e-10, msg=lambda m: f"{name} (not detached): {m}")
+    # every parameter learns something, and the detach switch is visible in the encoder's gradients
+    for name, g in zip(names, lib_on):
+        assert g.abs().max() > 0, name
+    encoder = [i for i, n in enumerate(names) if n.startswith("guide.encoder")]
+    diff = max(float((lib_on[i] - lib_off[i]).abs().max()) for i in encoder)
+    scale = max(float(lib_on[i].abs().max()) for i in encoder)
+    assert diff > 1e-4 * scale
+    # the decoder and the prior do not see the switch
+    for i, n in enumerate(names):
+        if n.startswith("model."):
+            torch.testing.assert_close(lib_on[i], lib_off[i], rtol=1e-8, atol=1e-10)
+
+
+def test_classifier_and_encoder_learn_from_log_q_y_given_x_alone():
+    model, guide = make("meanfield")
+    x = data()
+    loc, scale = guide._loc_scale(x)
+    loc_c, scale_c = loc[:, : L * DC].reshape(B, L, DC), scale[:, : L * DC].reshape(B, L, DC)
+    q_z_c = td.Independent(td.Normal(loc_c.transpose(0, 1), scale_c.transpose(0, 1)), 1)
+    value = log_q_labels(guide.classifier, q_z_c, Y.double().T, MIXED.T, 50)
+    g_w, g_b, g_loc = torch.autograd.grad(value.sum(), [guide.classifier.weight, guide.classifier.bias, loc])
+    assert (g_w.abs() > 0).all() and (g_b.abs() > 0).all()
+    g_loc_c, g_loc_s = g_loc[:, : L * DC].reshape(B, L, DC), g_loc[:, L * DC :]
+    assert (g_loc_c[MIXED].abs() > 0).all()  # seen labels pull on their own block ...
+    assert (g_loc_c[~MIXED] == 0).all()  # ... and on nothing else
+    assert (g_loc_s == 0).all()
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_main_term_classifier_gives_no_gradient_to_z_c_when_detached(detach):
+    """The classifier terms of the main term (the weight's numerator, -log q(y_o|z_c)) are the only
+    readers of the z_c *value* in per_datum_elbo (the decoder/prior/guide log-densities were
+    computed in the traces): with z_c's value swapped for a fresh leaf, its gradient isolates them."""
+    model, guide = make("meanfield")
+    x = data()
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    elbo = CCVAE_ELBO(k_samples=K, detach_classifier_input=detach)
+    model_trace, guide_trace = traces(elbo, model, guide, x, Y.double(), MIXED, eps_k)
+    leaf = guide_trace.nodes[sites.Z_C]["value"].detach().clone().requires_grad_()
+    guide_trace.nodes[sites.Z_C]["value"] = leaf
+    (g,) = torch.autograd.grad(elbo.per_datum_elbo(model_trace, guide_trace).sum(), [leaf], allow_unused=True)
+    if detach:
+        assert g is None or (g == 0).all()
+    else:
+        assert (g[MIXED.T].abs() > 0).all()  # reparameterised variant: seen labels do get gradient
+
+
+# --- 5. loss / differentiable_loss / loss_and_grads agree; SVI steps ----------------------------
+
+
+@pytest.mark.parametrize("case", ["y_none", "all_seen", "mixed"])
+@pytest.mark.parametrize("jensen", ["exact", "sampled"])
+@pytest.mark.parametrize("guide_name", ["meanfield", "lowrank"])
+def test_loss_entry_points_agree_and_svi_steps(guide_name, jensen, case):
+    model, guide = make(guide_name, dtype=torch.float32)
+    x = data(torch.float32)
+    y, mask = LABEL_CASES[case]()
+    elbo = CCVAE_ELBO(k_samples=K, jensen=jensen)
+    params = list(model.parameters()) + list(guide.parameters())
+
+    pyro.set_rng_seed(5)
+    loss = elbo.loss(model, guide, x, y, mask)
+    pyro.set_rng_seed(5)
+    diff = elbo.differentiable_loss(model, guide, x, y, mask)
+    expected_grads = _grads(diff, params)
+    pyro.set_rng_seed(5)
+    for p in params:
+        p.grad = None
+    loss_and_grads = elbo.loss_and_grads(model, guide, x, y, mask)
+    pyro.set_rng_seed(5)
+    module_loss = elbo(model, guide)(x, y, mask)
+    assert isinstance(loss, float) and isinstance(loss_and_grads, float) and math.isfinite(loss)
+    assert loss == pytest.approx(diff.item(), rel=1e-6)
+    assert loss_and_grads == pytest.approx(loss, rel=1e-6)
+    assert module_loss.item() == pytest.approx(loss, rel=1e-6)
+    for p, g in zip(params, expected_grads):
+        torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(p), g)
+    pyro.set_rng_seed(6)
+    assert elbo.loss(model, guide, x, y, mask) != loss  # a new seed is a new sample
+
+    before = {n: p.detach().clone() for n, p in _named(model, guide)}
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), elbo)
+    step_loss = svi.step(x, y, mask)
+    assert math.isfinite(step_loss)
+    changed = {n for n, p in _named(model, guide) if not torch.equal(p.detach(), before[n])}
+    assert changed == set(before), set(before) - changed
+
+
+def _named(model, guide):
+    return [("model." + n, p) for n, p in model.named_parameters()] + [
+        ("guide." + n, p) for n, p in guide.named_parameters()
+    ]
