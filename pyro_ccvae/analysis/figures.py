@@ -1,0 +1,137 @@
+"""Plain figures: image grids (torchvision) and matplotlib plots, written as PNG.
+
+Matplotlib is used through :class:`matplotlib.figure.Figure` and the Agg canvas, never
+``pyplot``: no global backend or figure state, so the library is safe to call from anywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid, save_image
+
+PAD = 2  # pixels between grid cells
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
+    """Save ``images [N, C, H, W]`` in ``[0, 1]`` as a grid with ``nrow`` images per row."""
+    save_image(images.detach().float().cpu().clamp(0, 1), path, nrow=nrow, padding=PAD, pad_value=1.0)
+    return Path(path)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, bbox_inches="tight")
+    return Path(path)
+
+
+def save_labelled_grid(
+    images: torch.Tensor,
+    path: Path,
+    row_labels: Optional[Sequence[str]] = None,
+    col_labels: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+    zoom: float = 2.0,
+) -> Path:
+    """Save ``images [R, K, C, H, W]`` as an ``R x K`` grid with row and column captions."""
+    rows, cols = images.shape[:2]
+    height, width = images.shape[-2:]
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1).flatten(0, 1), nrow=cols, padding=PAD, pad_value=1.0)
+    array = grid.permute(1, 2, 0).numpy()
+    fig = _new_figure(array.shape[1] * zoom / 100 + 1.5, array.shape[0] * zoom / 100 + 0.8)
+    ax = fig.add_subplot()
+    ax.imshow(array, interpolation="nearest")
+    ax.set_xticks([PAD + c * (width + PAD) + width / 2 for c in range(cols)] if col_labels else [])
+    ax.set_yticks([PAD + r * (height + PAD) + height / 2 for r in range(rows)] if row_labels else [])
+    if col_labels:
+        ax.set_xticklabels(col_labels, rotation=45 if max(map(len, col_labels)) > 6 else 0, ha="center", fontsize=8)
+        ax.xaxis.tick_top()
+    if row_labels:
+        ax.set_yticklabels(row_labels, fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_xlabel(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_densities(
+    values: Sequence[tuple[np.ndarray, np.ndarray]],
+    label_names: Sequence[str],
+    path: Path,
+    prior_locs: Optional[np.ndarray] = None,
+    distances: Optional[Sequence[Optional[float]]] = None,
+) -> Path:
+    """One panel per label: histogram densities of a latent for ``y = 0`` and ``y = 1``.
+
+    :param values: per label, the two samples.
+    :param prior_locs: ``[L, 2]`` conditional-prior means, drawn as dashed lines.
+    :param distances: per label, a number for the panel's title (the Wasserstein distance).
+    """
+    count = len(label_names)
+    cols = min(count, 3)
+    rows = -(-count // cols)
+    fig = _new_figure(3.2 * cols, 2.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, name in enumerate(label_names):
+        ax = axes[i // cols][i % cols]
+        v0, v1 = values[i]
+        both = np.concatenate([v0, v1])
+        bins = np.histogram_bin_edges(both, bins=30) if both.size and np.ptp(both) > 0 else 10
+        for v, colour, text in ((v0, "tab:blue", "y=0"), (v1, "tab:orange", "y=1")):
+            if v.size:
+                ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.45, color=colour, label=text)
+        if prior_locs is not None:
+            for loc, colour in zip(prior_locs[i], ("tab:blue", "tab:orange")):
+                ax.axvline(loc, color=colour, linestyle="--", linewidth=1)
+        title = name if distances is None or distances[i] is None else f"{name}  (W1 = {distances[i]:.2f})"
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    for j in range(count, rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.supxlabel("posterior mean of z_c (first dim)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_matrix(
+    matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], path: Path, title: str, colour_label: str
+) -> Path:
+    """A heat map of ``matrix`` with its values written in the cells."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    size = 1.0 + 0.55 * max(len(col_names), 4)
+    fig = _new_figure(size + 1.5, 0.55 * max(len(row_names), 4) + 1.5)
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(col_names)), col_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(row_names)), row_names, fontsize=8)
+    if matrix.size <= 400:
+        top = np.nanmax(matrix) if np.isfinite(matrix).any() else 0.0
+        for (r, c), value in np.ndenumerate(matrix):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6, color="black" if value > 0.6 * top else "white")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label=colour_label)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def heat_overlay(images: torch.Tensor, heat: torch.Tensor, vmax: float, alpha: float = 0.6) -> torch.Tensor:
+    """Images ``[N, C, H, W]`` shown in grey with ``heat [N, H, W]`` (0..``vmax``) over them in
+    the ``inferno`` colour map, opacity growing with the heat: ``[N, 3, H, W]`` in ``[0, 1]``."""
+    grey = images.detach().float().cpu().mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    level = (heat.detach().float().cpu() / max(vmax, 1e-12)).clamp(0, 1)
+    colour = torch.from_numpy(colormaps["inferno"](level.numpy())[..., :3]).float().permute(0, 3, 1, 2)
+    weight = alpha * level.sqrt().unsqueeze(1)  # sqrt: faint variance stays visible
+    return (1 - weight) * grey + weight * colour
