@@ -5,7 +5,8 @@ official CSVs) in a temporary directory, then measures, in images per second:
 
 (a) building the cache (``load_dataset("chexpert")`` on a cold cache: CSV parsing, decoding,
     resizing, writing, gathering the splits), and loading it again once built;
-(b) reading random batches of 64 from the memory-mapped cache, as float on the CPU;
+(b) reading random batches of 64 from the memory-mapped cache, as float on the CPU (one torch
+    thread, and torch's default);
 (c) decoding and resizing JPEGs per batch of 64, as a training loop without a cache would:
     a plain PIL decode (full size, then resize), and the reduced-scale decode the cache uses.
 
@@ -88,7 +89,8 @@ def main() -> None:
         start = time.perf_counter()
         root, files = make_chexpert(tmp, args.n)
         jpeg_kb = sum(f.stat().st_size for f in files) / len(files) / 1024
-        print(f"made {len(files)} JPEGs ({jpeg_kb:.0f} KB each) in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        made = time.perf_counter() - start
+        print(f"made {len(files)} JPEGs ({jpeg_kb:.0f} KB each) in {made:.1f} s", file=sys.stderr)
         options = DataOptions(data_dir=root, image_size=size, views="all")
 
         # (a) build the cache, then load it again
@@ -102,16 +104,20 @@ def main() -> None:
         figures["a_build_s"] = build
         figures["a_load_built_cache_s"] = reload
 
-        # (b) random batches from the memory-mapped cache, as float
+        # (b) random batches from the memory-mapped cache, as float; one torch thread, then the
+        # default (on a small shared VM, several threads can be slower than one)
         images = splits.train.images
         generator = torch.Generator().manual_seed(0)
         index = [torch.randint(len(images), (batch,), generator=generator) for _ in range(args.read_batches)]
-        start = time.perf_counter()
-        for i in index:
-            x = images[i].float().div_(255)
-        read = time.perf_counter() - start
+        threads = torch.get_num_threads()
+        for name, count in (("b_cache_read_images_per_s", 1), (f"b_cache_read_{threads}_threads_images_per_s", threads)):
+            torch.set_num_threads(count)
+            start = time.perf_counter()
+            for i in index:
+                x = images[i].float().div_(255)
+            figures[name] = args.read_batches * batch / (time.perf_counter() - start)
+        torch.set_num_threads(threads)
         assert x.shape == (batch, 1, size, size)
-        figures["b_cache_read_images_per_s"] = args.read_batches * batch / read
 
         # (c) decode + resize per batch, in the loop
         rng = np.random.default_rng(0)
@@ -123,7 +129,9 @@ def main() -> None:
                 x = torch.from_numpy(np.stack([decode(files[j]) for j in paths])).float().div_(255)
             figures[name] = args.decode_batches * batch / (time.perf_counter() - start)
         assert x.shape == (batch, 1, size, size)
-        figures["cache_over_plain_decode"] = figures["b_cache_read_images_per_s"] / figures["c_plain_decode_images_per_s"]
+        figures["cache_over_plain_decode"] = (
+            figures["b_cache_read_images_per_s"] / figures["c_plain_decode_images_per_s"]
+        )
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)

@@ -6,9 +6,9 @@ any guide. Every tensor it creates lives on the run's device.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -16,6 +16,9 @@ from tqdm.auto import tqdm
 from ..data import ImageSet
 from ..run import Run, RunError
 from ..training import as_float_images
+
+if TYPE_CHECKING:
+    from .classifier import LabelReader
 
 
 @dataclass
@@ -26,13 +29,15 @@ class Analysis:
     :param split: the images to analyse; :meth:`from_run` picks the test split.
     :param batch_size: images per network pass.
     :param progress: show progress bars for long loops.
+    :param classifier: the independent classifier (a :class:`~.classifier.LabelReader`) that
+        judges edited and generated images, if there is one.
     """
 
     run: Run
     split: ImageSet
     batch_size: int = 256
     progress: bool = True
-    _cache: dict = field(default_factory=dict, repr=False)
+    classifier: Optional["LabelReader"] = None
 
     @classmethod
     def from_run(
@@ -120,6 +125,11 @@ class Analysis:
         else the guide's prediction. An intervention "switches" a label away from this value."""
         labels, mask = self.split.labels.to(self.device), self.split.mask.to(self.device)
         return torch.where(mask, labels, (self.predicted_probs > 0.5).to(labels.dtype))
+
+    def require_classifier(self, what: str) -> "LabelReader":
+        if self.classifier is None:
+            raise ValueError(f"{what} needs an independent classifier; pass --classifier DIR (see `ccvae-pyro train-classifier`)")
+        return self.classifier
 
     def reconstruct(self, index: torch.Tensor) -> torch.Tensor:
         """Decoder means at the posterior means of the images at ``index``."""

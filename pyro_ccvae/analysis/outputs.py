@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -58,9 +58,18 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def update_metrics(run_dir: Path, sections: dict) -> dict:
-    """Replace ``sections`` (name -> dict) in ``RUN/metrics.json``, atomically; returns the whole file."""
+def update_metrics(run_dir: Path, sections: dict, remove: Iterable[str] = ()) -> dict:
+    """Replace ``sections`` (name -> dict) in ``RUN/metrics.json`` and drop the sections named in
+    ``remove`` (a command's own sections it did not recompute: no stale answers), atomically;
+    returns the whole file."""
     metrics = read_metrics(run_dir)
+    for name in remove:
+        metrics.pop(name, None)
     metrics.update(json_safe(sections))
     atomic_write_text(Path(run_dir) / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics
+
+
+def slug(name: str) -> str:
+    """A label name made safe for a file name (``"Pleural Effusion"`` -> ``"Pleural_Effusion"``)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

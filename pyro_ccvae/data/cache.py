@@ -48,7 +48,9 @@ def cache_dir(options: DataOptions, data_root: Path) -> Path:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise DataError(f"cannot create cache directory {directory} ({error.strerror}); pass a writable --cache-dir")
+            raise DataError(
+                f"cannot create cache directory {directory} ({error.strerror}); pass a writable --cache-dir"
+            ) from None
         if not os.access(directory, os.W_OK):
             raise DataError(f"cache directory {directory} is not writable; pass a writable --cache-dir")
         return directory
@@ -65,7 +67,7 @@ def cache_dir(options: DataOptions, data_root: Path) -> Path:
     except OSError as error:
         raise DataError(
             f"neither {local} nor {home} can be written ({error.strerror}); pass a writable --cache-dir"
-        )
+        ) from None
     return home
 
 

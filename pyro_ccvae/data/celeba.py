@@ -151,7 +151,8 @@ def load(options: DataOptions) -> DataSplits:
     key = source_key(
         "celeba", files=[attr_path, partition_path], items=items, pixels={"size": size, "channels": 3, "crop": crop}
     )
-    cache = ImageCache.load_or_build(cache_dir(options, root), f"celeba-{size}", key, (len(items), 3, size, size), build)
+    shape = (len(items), 3, size, size)
+    cache = ImageCache.load_or_build(cache_dir(options, root), f"celeba-{size}", key, shape, build)
     report_bad_images(cache.bad, items, options, cache.path)
 
     good = np.ones(len(items), dtype=bool)

@@ -60,7 +60,9 @@ LAYOUT = (
 
 # CSV cell -> code. Blank is its own code; policies turn codes into (label, mask).
 _POSITIVE, _NEGATIVE, _UNCERTAIN, _BLANK = 1, 0, -1, 2
-_VALUES = {"1.0": _POSITIVE, "1": _POSITIVE, "0.0": _NEGATIVE, "0": _NEGATIVE, "-1.0": _UNCERTAIN, "-1": _UNCERTAIN, "": _BLANK}
+_VALUES = {
+    "1.0": _POSITIVE, "1": _POSITIVE, "0.0": _NEGATIVE, "0": _NEGATIVE, "-1.0": _UNCERTAIN, "-1": _UNCERTAIN, "": _BLANK
+}  # fmt: skip
 _PATIENT = re.compile(r"patient\d+")
 
 
@@ -131,7 +133,9 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
                 continue
             line = reader.line_num
             if len(row) != width:
-                raise DataError(f"{path} line {line} has {len(row)} fields, the header {width}; re-download the data set")
+                raise DataError(
+                    f"{path} line {line} has {len(row)} fields, the header {width}; re-download the data set"
+                )
             image = row[ipath].strip()
             patient = next((part for part in image.split("/") if _PATIENT.fullmatch(part)), None)
             if patient is None:

@@ -8,7 +8,6 @@ antialiases when it shrinks.
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 import sys
@@ -19,8 +18,6 @@ from typing import Collection, Optional, Sequence
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
-
-log = logging.getLogger("pyro_ccvae.data")
 
 #: a missing file; any other failure to decode is recorded as ``"corrupt: <reason>"``.
 MISSING = "missing"

@@ -105,8 +105,11 @@ def _load(options: DataOptions, name: str, folder: str, title: str, classes: tup
         for split, (image_path, label_path) in paths.items():
             pixels = read_idx(image_path, 3)
             if len(pixels) != counts[split]:
-                raise DataError(f"{image_path} holds {len(pixels)} images but {label_path} {counts[split]} labels; re-download them")
-            for i, image in enumerate(tqdm(pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False)):
+                raise DataError(
+                    f"{image_path} holds {len(pixels)} images but {label_path} {counts[split]} labels; re-download them"
+                )
+            bar = tqdm(pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False)
+            for i, image in enumerate(bar):
                 out[start + i] = _images.resize_array(image, size)
             start += len(pixels)
         return {}

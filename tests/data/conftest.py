@@ -116,14 +116,17 @@ def chexpert_rows():
     values = ["1.0", "0.0", "", "-1.0"]
     train, valid, grey = [], [], 10
     for patient in range(1, 11):
-        studies = [(1, 1, True)] + ([(1, 2, False)] if patient % 2 == 0 else []) + ([(2, 1, True)] if patient % 3 == 0 else [])
+        studies = [(1, 1, True)]  # (study, view, frontal)
+        studies += [(1, 2, False)] if patient % 2 == 0 else []
+        studies += [(2, 1, True)] if patient % 3 == 0 else []
         for study, view, frontal in studies:
             labels = {name: values[(patient + j + study) % 4] for j, name in enumerate(CHEXPERT_LABELS[1:])}
             labels["No Finding"] = "1.0" if patient % 4 == 0 else ""
             train.append(XRay(patient, study, view, frontal, labels, grey))
             grey += 9
     for patient, view, frontal in ((64541, 1, True), (64541, 2, False), (64542, 1, True)):
-        valid.append(XRay(patient, 1, view, frontal, {name: "1.0" if view == 1 else "0.0" for name in CHEXPERT_LABELS[1:]}, grey))
+        labels = {name: "1.0" if view == 1 else "0.0" for name in CHEXPERT_LABELS[1:]}
+        valid.append(XRay(patient, 1, view, frontal, labels, grey))
         grey += 9
     return train, valid
 

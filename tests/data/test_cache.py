@@ -118,7 +118,8 @@ def test_cache_dir_option_and_fallback(chexpert, tmp_path, monkeypatch):
     assert Path(splits.source["cache"]).parent == tmp_path / "xdg" / "pyro-ccvae"
     blocked = tmp_path / "file"
     blocked.write_text("")
-    message = str(pytest.raises(DataError, load_dataset, "chexpert", DataOptions(data_dir=chexpert.root, cache_dir=blocked / "x")).value)
+    options = DataOptions(data_dir=chexpert.root, cache_dir=blocked / "x")
+    message = str(pytest.raises(DataError, load_dataset, "chexpert", options).value)
     assert "--cache-dir" in message and "\n" not in message
 
 

@@ -1,0 +1,189 @@
+"""The independent classifier: a plain CNN trained fully supervised on the observed labels.
+
+The paper judges edited and generated images with a classifier that shares nothing with the
+CCVAE (appendix D). Ours is the same conv encoder shape as the guide's (Higgins et al.) with one
+logit per label, trained with binary cross-entropy on the labels that are seen (all of them, not
+just a run's labelled subset). Its directory::
+
+    DIR/config.json      the ClassifierConfig (data options, training options, label names)
+    DIR/classifier.pt    the network's weights
+    DIR/summary.json     test accuracy per label
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_save, atomic_write_text
+from ..config import TrainConfig
+from ..data import load_dataset
+from ..nets import ConvEncoder
+from ..training import as_float_images, label_accuracy, resolve_device
+
+CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
+#: the fields of TrainConfig that say which data to load; the classifier takes them over as is.
+DATA_FIELDS = (
+    "dataset", "data_dir", "image_size", "labels", "uncertain", "blank", "views", "center_crop",
+    "cache_dir", "skip_bad_images", "num_train", "seed",
+)  # fmt: skip
+
+
+@dataclass
+class ClassifierConfig:
+    """How the independent classifier was trained; saved as ``DIR/config.json``."""
+
+    dataset: str = "shapes"
+    data_dir: Optional[str] = None
+    image_size: Optional[int] = None
+    labels: Optional[list[str]] = None
+    uncertain: str = "ignore"
+    blank: str = "zeros"
+    views: str = "frontal"
+    center_crop: bool = False
+    cache_dir: Optional[str] = None
+    skip_bad_images: bool = False
+    num_train: Optional[int] = None
+    seed: int = 0
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    device: str = "auto"
+    #: filled in from the data: label names, channels, image size.
+    data_info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+
+    def data_options(self):
+        # The same data as a CCVAE run with these options: one definition of the data options.
+        return TrainConfig(**{name: getattr(self, name) for name in DATA_FIELDS}).data_options()
+
+    @classmethod
+    def like_run(cls, config: TrainConfig, **options) -> "ClassifierConfig":
+        """A classifier on the same data as a CCVAE run's ``config``."""
+        return cls(**{name: getattr(config, name) for name in DATA_FIELDS}, **options)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "ClassifierConfig":
+        raw = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class IndependentClassifier(torch.nn.Module):
+    """Images ``[B, C, S, S]`` in ``[0, 1]`` -> one logit per label ``[B, L]``."""
+
+    def __init__(self, label_names: Sequence[str], channels: int, image_size: int):
+        super().__init__()
+        self.label_names = list(label_names)
+        self.channels, self.image_size = channels, image_size
+        self.net = ConvEncoder(channels, image_size, len(self.label_names))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def columns(self, label_names: Sequence[str]) -> list[int]:
+        """The output columns of ``label_names``; a :class:`ValueError` names any it lacks."""
+        missing = [name for name in label_names if name not in self.label_names]
+        if missing:
+            raise ValueError(
+                f"the independent classifier has no label(s) {', '.join(missing)}; it knows "
+                f"{', '.join(self.label_names)}; train one on the run's labels with `ccvae-pyro train-classifier`"
+            )
+        return [self.label_names.index(name) for name in label_names]
+
+    def check_images(self, channels: int, image_size: int) -> None:
+        if (channels, image_size) != (self.channels, self.image_size):
+            raise ValueError(
+                f"the independent classifier reads {self.channels}x{self.image_size}x{self.image_size} images, "
+                f"the run makes {channels}x{image_size}x{image_size}; train it with the run's --image-size"
+            )
+
+
+class LabelReader:
+    """An :class:`IndependentClassifier` restricted to a run's labels, in the run's order."""
+
+    def __init__(self, classifier: IndependentClassifier, label_names: Sequence[str], channels: int, image_size: int):
+        classifier.check_images(channels, image_size)
+        self.classifier = classifier
+        self.index = classifier.columns(label_names)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., C, H, W]`` -> logits ``[..., L]`` of the run's labels."""
+        batch_shape = x.shape[:-3]
+        out = self.classifier(x.reshape(-1, *x.shape[-3:]))[:, self.index]
+        return out.reshape(*batch_shape, len(self.index))
+
+
+def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Train an :class:`IndependentClassifier` with Adam into ``out_dir``; returns the summary."""
+    out_dir = Path(out_dir)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    data = load_dataset(config.dataset, config.data_options())
+    config.data_info = {"label_names": list(data.label_names), "channels": data.channels, "image_size": data.image_size}
+    net = IndependentClassifier(data.label_names, data.channels, data.image_size).to(device)
+    optim = torch.optim.Adam(net.parameters(), lr=config.lr)
+    train = data.train
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(config.epochs):
+        batches = torch.randperm(len(train), generator=generator).split(config.batch_size)
+        bar = tqdm(batches, desc=f"classifier epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        net.train()
+        for index in bar:
+            x = as_float_images(train.images[index], device)
+            y, mask = train.labels[index].to(device), train.mask[index].to(device)
+            loss = F.binary_cross_entropy_with_logits(net(x), y, weight=mask.float(), reduction="sum")
+            loss = loss / mask.sum().clamp(min=1)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            bar.set_postfix(bce=f"{loss.item():.3f}")
+    net.eval()
+    probs = predict(net, data.test.images, device, config.batch_size)
+    test_acc = label_accuracy(probs, data.test)
+    seen = [a for a in test_acc if a is not None]
+    summary = {
+        "epochs": config.epochs,
+        "test_accuracy": dict(zip(data.label_names, test_acc)),
+        "test_accuracy_mean": sum(seen) / len(seen) if seen else None,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save(out_dir / CONFIG)
+    atomic_save({"state_dict": net.state_dict(), **config.data_info}, out_dir / WEIGHTS)
+    atomic_write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@torch.no_grad()
+def predict(net: IndependentClassifier, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Probabilities ``[N, L]`` (CPU) for uint8 images ``[N, C, H, W]``."""
+    out = [torch.sigmoid(net(as_float_images(images[i : i + batch_size], device))).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, len(net.label_names))
+
+
+def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
+    """The classifier saved in ``path`` by :func:`train_classifier`, in eval mode on ``device``."""
+    path = Path(path)
+    if not (path / WEIGHTS).exists():
+        raise FileNotFoundError(
+            f"{path} holds no {WEIGHTS}; train a classifier with `ccvae-pyro train-classifier --out {path}`"
+        )
+    state = torch.load(path / WEIGHTS, map_location=device, weights_only=False)
+    net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"])
+    net.load_state_dict(state["state_dict"])
+    return net.to(device).eval()

@@ -1,0 +1,266 @@
+"""The research tasks behind the analysis commands: each reads a loaded run, writes its figures
+into ``RUN/figures``, its metrics into ``RUN/metrics.json``, rewrites ``RUN/report.html``, and
+returns what it wrote. The CLI (``ccvae-pyro evaluate|traverse|generate|intervene|swap``) only
+parses options, loads the run and calls these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..run import Run
+from . import figures, metrics
+from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
+from .context import Analysis
+from .generation import generation_accuracy, sample_labels, sample_style, generate as generate_images
+from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
+from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
+from .likelihood import importance_weighted
+from .outputs import figure_path, slug, update_metrics
+from .report import write_report
+from .swap import swap_grid, swap_metric
+from .traversal import traversal_values, traverse as traverse_images, traverse_pair
+
+#: where ``evaluate`` keeps the ground-truth attribute classifier it trains for itself.
+ATTRIBUTE_CLASSIFIER_DIR = "attribute_classifier"
+#: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
+EVALUATE_SECTIONS = (
+    "evaluation", "classification", "likelihood", "latent_separation",
+    "single_interventions", "characteristic_swap", "generation_accuracy",
+)  # fmt: skip
+
+
+@dataclass
+class Written:
+    """What a task wrote: figure paths, the metrics sections, and the report."""
+
+    figures: list[Path] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    report: Optional[Path] = None
+
+
+def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
+    update_metrics(run.path, written.metrics, remove=[r for r in remove if r not in written.metrics])
+    written.report = write_report(run.path)
+    return written
+
+
+def _reader(run: Run, classifier: torch.nn.Module) -> LabelReader:
+    info = run.config.data_info
+    return LabelReader(classifier, run.label_names, info["channels"], info["image_size"])
+
+
+def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[Path, torch.nn.Module]:
+    """The ground-truth judge for data with known factors (``shapes``): a classifier trained on
+    every training label of the run's data (not only the run's labelled subset), kept in
+    ``RUN/attribute_classifier`` and reused while its settings match."""
+    folder = run.path / ATTRIBUTE_CLASSIFIER_DIR
+    wanted = ClassifierConfig.like_run(run.config, epochs=epochs, device=str(run.device))
+    if (folder / "classifier.pt").exists():
+        saved = ClassifierConfig.load(folder / "config.json")
+        saved.device, saved.data_info = wanted.device, {}
+        if saved == wanted:
+            return folder, load_classifier(folder, run.device)
+    train_classifier(wanted, folder, progress=progress)
+    return folder, load_classifier(folder, run.device)
+
+
+def evaluate(
+    run: Run,
+    iw_samples: int = 100,
+    classifier_dir: Optional[Path] = None,
+    batch_size: int = 256,
+    max_images: Optional[int] = None,
+    gen_samples: int = 1000,
+    attribute_epochs: int = 3,
+    progress: bool = True,
+) -> Written:
+    """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
+    reconstructions; with an independent classifier in ``classifier_dir`` also the
+    single-intervention matrix, the swap metric (Table 2) and generation accuracy (Table 5).
+
+    Without one, on data with ground-truth factors (``ImageSet.attributes``, e.g. ``shapes``)
+    and ``attribute_epochs > 0``, a classifier is trained on the ground-truth labels (see
+    :func:`attribute_classifier`) to report how specific the single interventions are.
+    """
+    analysis = Analysis.from_run(run, "test", max_images, batch_size, progress)
+    written = Written()
+    m = written.metrics
+    m["classification"] = metrics.classification(analysis)
+    m["likelihood"] = importance_weighted(analysis, iw_samples)
+    m["latent_separation"] = metrics.latent_separation(analysis)
+
+    count = min(16, len(analysis))
+    index = torch.arange(count)
+    originals, recons = analysis.images(index), analysis.reconstruct(index)
+    pairs = [t for k in range(0, count, 8) for t in (originals[k : k + 8], recons[k : k + 8])]
+    written.figures.append(figures.save_grid(torch.cat(pairs), figure_path(run.path, "reconstructions"), nrow=min(8, count)))
+    prior_locs = run.model.conditional_prior.loc[:, :, 0].detach().cpu().numpy()
+    written.figures.append(
+        figures.plot_densities(
+            metrics.characteristic_values(analysis),
+            analysis.label_names,
+            figure_path(run.path, "latent_densities"),
+            prior_locs=prior_locs,
+            distances=list(m["latent_separation"]["wasserstein"].values()),
+        )
+    )
+
+    judge = None
+    if classifier_dir is not None:
+        judge = ("independent classifier", Path(classifier_dir), load_classifier(classifier_dir, run.device))
+    elif analysis.split.attributes is not None and attribute_epochs > 0:
+        folder, net = attribute_classifier(run, attribute_epochs, progress)
+        judge = ("ground-truth attribute classifier trained by evaluate", folder, net)
+    m["evaluation"] = {
+        "split": "test",
+        "num_images": len(analysis),
+        "iw_samples": iw_samples,
+        "judge": None if judge is None else judge[0],
+        "classifier": None if judge is None else str(judge[1]),
+    }
+    if judge is not None:
+        analysis.classifier = _reader(run, judge[2])
+        m["single_interventions"] = single_interventions(analysis)
+        written.figures.append(
+            figures.plot_matrix(
+                matrix_array(m["single_interventions"]),
+                analysis.label_names,
+                analysis.label_names,
+                figure_path(run.path, "intervention_matrix"),
+                title=f"single interventions (condition number {_fmt(m['single_interventions']['condition_number'])})",
+                colour_label="mean |change| of log-probability",
+            )
+        )
+        if classifier_dir is not None:
+            m["characteristic_swap"] = swap_metric(analysis)
+            m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
+    return _finish(run, written, remove=EVALUATE_SECTIONS)
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "undefined" if value is None else f"{value:.3g}"
+
+
+def _value_text(values: torch.Tensor) -> list[str]:
+    return [f"{v:.2f}" for v in values[:, 0].tolist()]
+
+
+def traverse(
+    run: Run,
+    labels: Optional[str] = None,
+    steps: int = 9,
+    pairs: Optional[str] = None,
+    images: int = 4,
+    extend: float = 1.0,
+) -> Written:
+    """1-D traversals of each label in ``labels`` (``"A,B"``; default all) for the first
+    ``images`` test images, and 2-D traversals of the first test image for each of ``pairs``
+    (``"A:B,..."``; default the first two labels). See :mod:`.traversal`."""
+    analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
+    names = analysis.label_names
+    chosen, chosen_pairs = parse_label_list(labels, names), parse_pairs(pairs, names)
+    if images < 1:
+        raise ValueError(f"--images must be at least 1, got {images}")
+    index = torch.arange(min(images, len(analysis))).to(analysis.device)
+    z_c, z_s = (z[index] for z in analysis.posterior_means)
+    written = Written()
+    ranges = {}
+    values = {i: traversal_values(run.model, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
+    for i in chosen:
+        grid = traverse_images(run.model, z_c, z_s, i, values[i])
+        path = figure_path(run.path, f"traverse_{slug(names[i])}")
+        rows = [f"test {k}" for k in range(len(index))]
+        title = f"{names[i]}: z_c from y=0 side to y=1 side (first dim)"
+        written.figures.append(figures.save_labelled_grid(grid, path, rows, _value_text(values[i]), title))
+        ranges[names[i]] = [float(values[i][0, 0]), float(values[i][-1, 0])]
+    for a, b in chosen_pairs:
+        grid = traverse_pair(run.model, z_c[0], z_s[0], (a, b), (values[a], values[b]))
+        path = figure_path(run.path, f"traverse_pair_{slug(names[a])}_{slug(names[b])}")
+        rows = [f"{names[a]} {t}" for t in _value_text(values[a])]
+        cols = _value_text(values[b])
+        written.figures.append(figures.save_labelled_grid(grid, path, rows, cols, f"columns: {names[b]}"))
+    written.metrics["traversal"] = {"steps": steps, "extend_prior_std": extend, "range": ranges}
+    return _finish(run, written)
+
+
+def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: int = 1) -> Written:
+    """Conditional generation (Fig. 4). Each label vector (see
+    :func:`~.labels.parse_label_vectors`; default: every label at 0 and at 1, the rest from
+    ``p(y)``) gets ``rows`` rows of ``samples`` images. Row ``r`` of every vector uses the same
+    ``z_s`` along the whole row, so rows differ only in ``y`` and ``z_c``."""
+    names = run.label_names
+    vectors = parse_label_vectors(label_specs, names) if label_specs else [{i: v} for i in range(len(names)) for v in (0, 1)]
+    if samples < 1 or rows < 1:
+        raise ValueError(f"--samples and --rows must be at least 1, got {samples} and {rows}")
+    model, device = run.model, run.device
+    z_s = sample_style(model, (rows,), device)  # one style per row, shared by every vector
+    grid, row_names = [], []
+    for fixed in vectors:
+        y = sample_labels(model, rows * samples, fixed, device).reshape(rows, samples, -1)
+        grid.append(generate_images(model, y, z_s.unsqueeze(1).expand(rows, samples, -1)))
+        text = describe_vector(fixed, names)
+        row_names += [text if rows == 1 else f"{text} #{r}" for r in range(rows)]
+    path = figure_path(run.path, "generate")
+    written = Written(figures=[figures.save_labelled_grid(torch.cat(grid), path, row_names, None, "z_c ~ p(z_c|y), z_s fixed along a row")])
+    written.metrics["generation"] = {"vectors": [describe_vector(v, names) for v in vectors], "samples": samples, "rows": rows}
+    return _finish(run, written)
+
+
+def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: int = 32) -> Written:
+    """Switch each label in turn for the first ``images`` test images (Fig. 11), and the
+    per-pixel variance over ``samples`` switched draws as heat maps (Fig. 5)."""
+    analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
+    names = analysis.label_names
+    chosen = parse_label_list(labels, names)
+    if images < 1:
+        raise ValueError(f"--images must be at least 1, got {images}")
+    written = Written()
+    grid = switch_grid(analysis, chosen, images)
+    rows = [f"test {k}" for k in range(grid.shape[0])]
+    cols = ["original", "recon", *(f"switch {names[i]}" for i in chosen)]
+    written.figures.append(figures.save_labelled_grid(grid, figure_path(run.path, "intervene"), rows, cols))
+    maps, recon = diversity_maps(analysis, chosen, images, samples)
+    vmax = float(maps.max())
+    overlays = torch.stack([figures.heat_overlay(recon, maps[:, k], vmax) for k in range(len(chosen))], dim=1)
+    recon = recon.clamp(0, 1).cpu()
+    recon = recon.expand(-1, 3, -1, -1) if recon.shape[1] == 1 else recon  # overlays are RGB
+    cells = torch.cat([recon.unsqueeze(1), overlays], dim=1)
+    written.figures.append(
+        figures.save_labelled_grid(
+            cells, figure_path(run.path, "diversity"), rows, ["recon", *(names[i] for i in chosen)],
+            f"per-pixel variance over {samples} draws of the switched z_c^i (max {vmax:.3g})",
+        )
+    )
+    written.metrics["diversity"] = {
+        "mean_pixel_variance": mean_variance(maps, names, chosen),
+        "max_pixel_variance": vmax,
+        "samples": samples,
+        "num_images": grid.shape[0],
+    }
+    return _finish(run, written)
+
+
+def swap(run: Run, images: int = 6) -> Written:
+    """Characteristic swaps among the first ``images`` test images (Figs. 6-7): the first row
+    and column show the originals, cell ``(r, c)`` decodes ``z_c`` of row ``r``'s image with
+    ``z_s`` of column ``c``'s."""
+    analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
+    if images < 1:
+        raise ValueError(f"--images must be at least 1, got {images}")
+    index = torch.arange(min(images, len(analysis)))
+    z_c, z_s = (z[index.to(analysis.device)] for z in analysis.posterior_means)
+    cells = swap_grid(run.model, z_c, z_s).cpu()  # [N, N, C, H, W]
+    originals = analysis.images(index).cpu()
+    n = len(index)
+    blank = torch.ones_like(originals[:1])
+    top = torch.cat([blank, originals]).unsqueeze(0)  # [1, N+1, ...]
+    body = torch.cat([originals.unsqueeze(1), cells], dim=1)  # [N, N+1, ...]
+    grid = torch.cat([top, body])
+    rows = ["z_s from:", *(f"z_c of {k}" for k in range(n))]
+    cols = ["", *(f"test {k}" for k in range(n))]
+    path = figure_path(run.path, "swap")
+    return _finish(run, Written(figures=[figures.save_labelled_grid(grid, path, rows, cols)]))

@@ -1,0 +1,254 @@
+"""Swappable guides (DESIGN.md §3): resolution by name and import path, the start-up check,
+and that model and guide never share parameters."""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyro_ccvae import sites
+from pyro_ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.guides import (
+    GUIDES,
+    CCVAEGuide,
+    GuideError,
+    LowRankGuide,
+    MeanFieldGuide,
+    build_guide,
+    check_guide,
+    resolve_guide,
+    sample_labels,
+)
+from pyro_ccvae.model import CCVAEModel, fill_labels
+
+B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
+DIMS = dict(num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+class TinyGuide(CCVAEGuide):
+    """A user's own guide: a linear map from pixels to the means, unit scales."""
+
+    def __init__(self, num_labels, z_char_dim, z_style_dim, channels, image_size):
+        super().__init__(num_labels, z_char_dim, z_style_dim)
+        self.linear = torch.nn.Linear(channels * image_size**2, num_labels * z_char_dim + z_style_dim)
+
+    def mean(self, x):
+        h = self.linear(x.flatten(1))
+        n_c = self.num_labels * self.z_char_dim
+        return h[:, :n_c].reshape(x.shape[0], self.num_labels, self.z_char_dim), h[:, n_c:]
+
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0).to_event(1))
+        with labels:
+            return pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), 1.0).to_event(1))
+
+
+class NoStyleGuide(TinyGuide):
+    def sample_latents(self, x, labels):
+        loc_c, _ = self.mean(x)
+        with labels:
+            return pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), 1.0).to_event(1))
+
+
+class TransposedGuide(TinyGuide):
+    """z_c in data-major layout [B, L, d_c] (the classifier still gets the plate layout)."""
+
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0).to_event(1))
+        z_c = pyro.sample(sites.Z_C, dist.Normal(loc_c, 1.0).to_event(2))
+        return z_c.transpose(0, 1)
+
+
+class PositiveStyleGuide(TinyGuide):
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.LogNormal(loc_s, 1.0).to_event(1))
+        with labels:
+            return pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), 1.0).to_event(1))
+
+
+class NoClassifierGuide(TinyGuide):
+    def forward(self, x, y=None, mask=None):
+        y, mask = fill_labels(x, y, mask, self.num_labels)
+        with pyro.plate(sites.DATA_PLATE, x.shape[0], dim=sites.DATA_DIM):
+            labels = pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM)
+            z_c = self.sample_latents(x, labels)
+            with labels:
+                q_y = dist.Bernoulli(logits=self.classifier(z_c))
+                with pyro.poutine.mask(mask=mask.T):
+                    pyro.sample(sites.Y_OBSERVED, q_y, obs=y.T, infer={"is_auxiliary": True})
+                with pyro.poutine.mask(mask=~mask.T):
+                    pyro.sample(sites.Y_UNOBSERVED, q_y)
+
+
+class BatchlessStyleGuide(TinyGuide):
+    """z_s drawn outside the data plate as one event over the whole batch: its value has the
+    right shape [B, d_s], but its log-density is a single number for the whole batch."""
+
+    def forward(self, x, y=None, mask=None):
+        y, mask = fill_labels(x, y, mask, self.num_labels)
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0).to_event(2))
+        with pyro.plate(sites.DATA_PLATE, x.shape[0], dim=sites.DATA_DIM):
+            with pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM):
+                z_c = pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), 1.0).to_event(1))
+                sample_labels(self.classifier, z_c, y.T, mask.T)
+
+
+class StyleWithoutEventGuide(TinyGuide):
+    """The classic slip: z_s without .to_event(1); Pyro's plate check fails inside the guide."""
+
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0))
+        with labels:
+            return pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), 1.0).to_event(1))
+
+
+class FailingGuide(TinyGuide):
+    def sample_latents(self, x, labels):
+        raise RuntimeError("boom")
+
+
+def WrongSignature(num_labels):  # noqa: N802 - a factory that cannot take the model's dims
+    return TinyGuide(num_labels, 1, 1, 1, 32)
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(B, CH, SIZE, SIZE, generator=g)
+    y = torch.bernoulli(torch.full((B, L), 0.5), generator=g)
+    mask = torch.rand(B, L, generator=g) < 0.5
+    mask[0] = True
+    mask[1] = False
+    return x, y, mask
+
+
+def model():
+    return CCVAEModel(L, CH, SIZE, DS, z_char_dim=DC)
+
+
+def one_line_guide_error(excinfo, *fragments):
+    message = str(excinfo.value)
+    assert type(excinfo.value) is GuideError
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+# --- resolution ---------------------------------------------------------------------------------
+
+
+def test_builtins_by_name():
+    assert resolve_guide("meanfield") is MeanFieldGuide
+    assert resolve_guide("lowrank") is LowRankGuide
+    assert set(GUIDES) == {"meanfield", "lowrank"}
+    for name, cls in GUIDES.items():
+        guide = build_guide(name, **DIMS)
+        assert type(guide) is cls and guide.num_labels == L and guide.z_style_dim == DS
+
+
+def test_custom_guide_by_import_path_trains_with_the_same_model_and_elbo():
+    spec = f"{__name__}:TinyGuide"
+    assert resolve_guide(spec) is TinyGuide
+    guide = build_guide(spec, **DIMS)
+    assert type(guide) is TinyGuide
+    m = model()
+    x, y, mask = batch()
+    check_guide(m, guide, x, y, mask)
+    before = guide.linear.weight.detach().clone()
+    svi = pyro.infer.SVI(m, guide, pyro.optim.Adam({"lr": 1e-2}), CCVAE_ELBO(k_samples=5))
+    assert torch.isfinite(torch.tensor(svi.step(x, y, mask)))
+    assert not torch.equal(before, guide.linear.weight)
+
+
+def test_unknown_name():
+    with pytest.raises(GuideError) as e:
+        resolve_guide("meanfeild")
+    one_line_guide_error(e, "'meanfeild'", "meanfield", "lowrank")
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("no_such_module_zz:Guide", "no_such_module_zz"),
+        ("pyro_ccvae..guides:Guide", "pyro_ccvae..guides"),
+        (":Guide", ":Guide"),  # empty module name
+        (".guides:MeanFieldGuide", ".guides"),  # relative import path
+    ],
+)
+def test_bad_import_path(spec, fragment):
+    with pytest.raises(GuideError) as e:
+        resolve_guide(spec)
+    one_line_guide_error(e, fragment)
+
+
+def test_missing_attribute():
+    with pytest.raises(GuideError) as e:
+        resolve_guide("pyro_ccvae.guides:NoSuchGuide")
+    one_line_guide_error(e, "NoSuchGuide", "pyro_ccvae.guides")
+
+
+def test_factory_that_cannot_take_the_dims():
+    with pytest.raises(GuideError) as e:
+        build_guide(f"{__name__}:WrongSignature", **DIMS)
+    one_line_guide_error(e, "WrongSignature")
+
+
+# --- the start-up check -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["meanfield", "lowrank"])
+@pytest.mark.parametrize("labels", ["partial", "none_seen", "all_seen"])
+def test_check_guide_accepts_builtins(name, labels):
+    x, y, mask = batch()
+    mask = {"partial": mask, "none_seen": torch.zeros_like(mask), "all_seen": torch.ones_like(mask)}[labels]
+    check_guide(model(), build_guide(name, **DIMS), x, y, mask)
+
+
+@pytest.mark.parametrize(
+    "guide_cls, fragments",
+    [
+        (NoStyleGuide, ["'z_s'"]),
+        (TransposedGuide, ["'z_c'", f"({B}, {L}, {DC})", f"({L}, {B}, {DC})"]),
+        (PositiveStyleGuide, ["'z_s'", "support"]),
+        (NoClassifierGuide, ["'y'", "classifier"]),
+        (FailingGuide, ["boom"]),
+        (StyleWithoutEventGuide, ["z_s"]),
+        (BatchlessStyleGuide, ["'z_s'"]),
+    ],
+)
+def test_check_guide_rejects_naming_the_site(guide_cls, fragments):
+    x, y, mask = batch()
+    with pytest.raises(GuideError) as e:
+        check_guide(model(), guide_cls(**DIMS), x, y, mask)
+    one_line_guide_error(e, *fragments)
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["meanfield", "lowrank", f"{__name__}:TinyGuide"])
+def test_model_and_guide_parameters_never_overlap(name):
+    m, guide = model(), build_guide(name, **DIMS)
+    x, y, mask = batch()
+    CCVAE_ELBO(k_samples=3).loss(m, guide, x, y, mask)
+    names = set(pyro.get_param_store().keys())
+    model_names = {n for n in names if n.startswith("model.")}
+    guide_names = {n for n in names if n.startswith("guide.")}
+    assert model_names and guide_names and model_names | guide_names == names
+    # every tensor of each module is in the store under its owner's prefix, and none is shared
+    store = pyro.get_param_store()
+    model_ids = {id(p) for p in m.parameters()}
+    guide_ids = {id(p) for p in guide.parameters()}
+    assert not model_ids & guide_ids
+    assert {id(store.get_param(n).unconstrained()) for n in model_names} == model_ids
+    assert {id(store.get_param(n).unconstrained()) for n in guide_names} == guide_ids
