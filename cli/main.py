@@ -5,6 +5,7 @@ import logging
 
 import click
 
+from .analysis import evaluate, generate, intervene, swap, train_classifier, traverse
 from .train import train
 
 
@@ -17,3 +18,9 @@ def main(verbose: bool) -> None:
 
 
 main.add_command(train)
+main.add_command(evaluate)
+main.add_command(traverse)
+main.add_command(generate)
+main.add_command(intervene)
+main.add_command(swap)
+main.add_command(train_classifier)

@@ -21,7 +21,7 @@ import torch
 from pyro import poutine
 from pyro.infer.elbo import ELBO
 from pyro.infer.enum import get_importance_trace
-from pyro.infer.util import torch_item
+from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.util import warn_if_nan
 
 from . import sites
@@ -114,7 +114,8 @@ class CCVAE_ELBO(ELBO):
         loss = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             loss = loss + self._differentiable_loss_particle(model_trace, guide_trace) / self.num_particles
-        warn_if_nan(loss, "loss")
+        if is_validation_enabled():  # reading the value syncs a GPU; training turns validation off
+            warn_if_nan(loss, "loss")
         return loss
 
     def loss(self, model, guide, *args, **kwargs) -> float:

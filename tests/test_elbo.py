@@ -315,7 +315,6 @@ def test_log_q_labels_converges_to_quadrature():
         # O(1/K) bias, to first order -Var[f] / (2 K E[f]^2)
         predicted = torch.from_numpy(-var_ratio[:2] / (2 * k))
         bias = mean - exact[:2]
-        assert (bias < 0).all() or k == 1000
         assert ((bias - predicted).abs() < 4 * se + 0.25 * predicted.abs()).all(), (k, bias, predicted, se)
         if k == 1000:
             assert (bias.abs() < 0.01).all()
@@ -444,6 +443,18 @@ def test_loss_entry_points_agree_and_svi_steps(guide_name, jensen, case):
     assert math.isfinite(step_loss)
     changed = {n for n, p in _named(model, guide) if not torch.equal(p.detach(), before[n])}
     assert changed == set(before), set(before) - changed
+
+
+def test_loss_carries_the_data_scale():
+    """A scale on the data (poutine.scale, as a plate's subsampling would set) multiplies the loss."""
+    model, guide = make("meanfield", dtype=torch.float32)
+    x = data(torch.float32)
+    elbo = CCVAE_ELBO(k_samples=K)
+    pyro.set_rng_seed(3)
+    plain = elbo.loss(model, guide, x, Y, MIXED)
+    pyro.set_rng_seed(3)
+    scaled = elbo.loss(poutine.scale(model, scale=7.0), poutine.scale(guide, scale=7.0), x, Y, MIXED)
+    assert scaled == pytest.approx(7.0 * plain, rel=1e-5)
 
 
 def _named(model, guide):

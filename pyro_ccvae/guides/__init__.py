@@ -31,7 +31,7 @@ def resolve_guide(spec: str) -> Callable[..., CCVAEGuide]:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
+    except (ImportError, ValueError, TypeError) as e:  # also an empty or relative module name
         raise GuideError(f"cannot import module {module_name!r} for guide {spec!r}: {e}") from None
     try:
         return getattr(module, attr)
@@ -55,21 +55,28 @@ def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
     Raises :class:`GuideError` naming the first site whose name, shape or support does not fit.
     """
     batch, num_labels = y.shape
-    expected = {
-        sites.Z_C: (num_labels, batch, model.z_char_dim),
-        sites.Z_S: (batch, model.z_style_dim),
-        sites.Y_UNOBSERVED: (num_labels, batch),
+    expected = {  # site: (value shape, batch shape)
+        sites.Z_C: ((num_labels, batch, model.z_char_dim), (num_labels, batch)),
+        sites.Z_S: ((batch, model.z_style_dim), (batch,)),
+        sites.Y_UNOBSERVED: ((num_labels, batch), (num_labels, batch)),
     }
     try:
         guide_trace = poutine.trace(guide).get_trace(x, y, mask)
     except Exception as e:  # a user's guide can fail in any way; report it in one line
-        raise GuideError(f"the guide failed on a batch of shape {tuple(x.shape)}: {type(e).__name__}: {e}") from None
-    for name, shape in expected.items():
+        raise GuideError(
+            f"the guide failed on a batch of shape {tuple(x.shape)}: {type(e).__name__}: {_first_line(e)}"
+        ) from None
+    for name, (shape, batch_shape) in expected.items():
         site = guide_trace.nodes.get(name)
         if site is None or site["type"] != "sample":
             raise GuideError(f"guide has no sample site {name!r} (expected value shape {shape})")
         if tuple(site["value"].shape) != shape:
             raise GuideError(f"guide site {name!r} has shape {tuple(site['value'].shape)}, expected {shape}")
+        if tuple(site["fn"].batch_shape) != batch_shape:
+            raise GuideError(
+                f"guide site {name!r} has batch shape {tuple(site['fn'].batch_shape)}, expected {batch_shape}: "
+                "sample it inside the data (and labels) plate, with .to_event for the latent dims"
+            )
     for name in (sites.Z_C, sites.Z_S):
         support = guide_trace.nodes[name]["fn"].support
         while isinstance(support, constraints.independent):
@@ -83,7 +90,13 @@ def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
     try:
         poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y, mask)
     except Exception as e:
-        raise GuideError(f"the model failed on the guide's samples: {type(e).__name__}: {e}") from None
+        raise GuideError(f"the model failed on the guide's samples: {type(e).__name__}: {_first_line(e)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    # Pyro appends a table of trace shapes to errors raised inside a trace.
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 __all__ = [

@@ -1,0 +1,165 @@
+"""``ccvae-pyro evaluate | traverse | generate | intervene | swap | train-classifier``.
+
+Each command reads a run directory and writes figures (``RUN/figures``), metrics
+(``RUN/metrics.json``) and ``RUN/report.html`` there; the work is in :mod:`pyro_ccvae.analysis`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+import pyro
+import torch
+
+from pyro_ccvae.analysis import tasks
+from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
+from pyro_ccvae.data import DATASETS
+from pyro_ccvae.run import load_run
+
+from .errors import one_line_errors
+
+_CLASSIFIER_DEFAULTS = ClassifierConfig()
+
+
+def _run_command(function):
+    """The RUN argument and the options every analysis command shares; loads the run."""
+
+    @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw.")
+    @click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
+    @one_line_errors
+    @functools.wraps(function)
+    def wrapper(run_dir: Path, device: str, seed: int, threads: Optional[int], **options):
+        if threads:
+            torch.set_num_threads(threads)
+        run = load_run(run_dir, device)
+        pyro.set_rng_seed(seed)
+        written = function(run, **options)
+        for path in written.figures:
+            click.echo(f"wrote {path}")
+        click.echo(f"metrics in {run.path / 'metrics.json'}; report: {written.report}")
+
+    return wrapper
+
+
+def _show(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+@click.command()
+@click.option("--iw-samples", type=int, default=100, show_default=True, help="Importance samples K for log p(x).")
+@click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path), help="An independent classifier's directory (from train-classifier): adds the intervention, swap and generation metrics.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--max-images", type=int, help="Use only the first N test images.")
+@click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
+@click.option("--attribute-epochs", type=int, default=3, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_run_command
+def evaluate(run, no_progress: bool, **options):
+    """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
+    importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
+    written = tasks.evaluate(run, progress=not no_progress, **options)
+    m = written.metrics
+    cls, lik, sep = m["classification"], m["likelihood"], m["latent_separation"]
+    click.echo(f"accuracy (mean over labels): {_show(cls['accuracy_mean'])}   AUROC: {_show(cls['auroc_mean'])}")
+    click.echo(
+        f"log p(x) >= {_show(lik['log_px_iwae'])} nats/image (IWAE, K={lik['num_samples']}; "
+        f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
+        f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
+    )
+    click.echo(f"Wasserstein distance between z_c | y=0 and | y=1 (mean): {_show(sep['wasserstein_mean'])}")
+    if "single_interventions" in m:
+        si = m["single_interventions"]
+        click.echo(
+            f"single interventions ({m['evaluation']['judge']}): condition number {_show(si['condition_number'])}, "
+            f"only the intended label flips in {_show(si['exact_rate_mean'])} of cases"
+        )
+    if "characteristic_swap" in m:
+        click.echo(f"characteristic swap: mean |change of log-prob| {_show(m['characteristic_swap']['log_prob_change_mean'])}")
+    if "generation_accuracy" in m:
+        click.echo(f"conditional-generation accuracy: {_show(m['generation_accuracy']['accuracy_mean'])}")
+    return written
+
+
+@click.command()
+@click.option("--labels", help="Comma-separated labels to traverse (default: all).")
+@click.option("--steps", type=int, default=9, show_default=True, help="Images per traversal.")
+@click.option("--pairs", help="Label pairs for 2-D traversals, A:B,C:D (default: the first two labels; '' for none).")
+@click.option("--images", type=int, default=4, show_default=True, help="Test images (rows) per 1-D traversal.")
+@click.option("--extend", type=float, default=1.0, show_default=True, help="How far past each prior mean to go, in prior standard deviations.")
+@_run_command
+def traverse(run, **options):
+    """Latent traversals of each characteristic z_c^i from the y=0 to the y=1 prior mean (Fig. 3)."""
+    return tasks.traverse(run, **options)
+
+
+@click.command()
+@click.option("--labels", "label_specs", multiple=True, help="A label vector NAME=0|1,... (repeatable, or several separated by ';'); labels left out are drawn from p(y). Default: each label at 0 and at 1.")
+@click.option("--samples", type=int, default=8, show_default=True, help="Images per row.")
+@click.option("--rows", type=int, default=1, show_default=True, help="Rows (styles z_s) per label vector.")
+@_run_command
+def generate(run, **options):
+    """Conditional generation: z_c ~ p(z_c | y), z_s ~ N(0, I) (Fig. 4)."""
+    return tasks.generate(run, **options)
+
+
+@click.command()
+@click.option("--labels", help="Comma-separated labels to switch (default: all).")
+@click.option("--images", type=int, default=8, show_default=True, help="Test images (rows).")
+@click.option("--samples", type=int, default=32, show_default=True, help="Draws of z_c^i per diversity map.")
+@_run_command
+def intervene(run, **options):
+    """Switch each label of test images by resampling z_c^i ~ p(z_c^i | switched y_i) (Fig. 11),
+    and diversity maps: the per-pixel variance over many such draws (Fig. 5)."""
+    return tasks.intervene(run, **options)
+
+
+@click.command()
+@click.option("--images", type=int, default=6, show_default=True, help="Test images in the swap grid.")
+@_run_command
+def swap(run, **options):
+    """Characteristic swaps: z_c of one test image decoded with z_s of another (Figs. 6-7)."""
+    return tasks.swap(run, **options)
+
+
+def _label_list(ctx, param, value):
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+@click.command("train-classifier")
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=_CLASSIFIER_DEFAULTS.dataset, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the data set.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the classifier goes.")
+@click.option("--epochs", type=int, default=_CLASSIFIER_DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_CLASSIFIER_DEFAULTS.batch_size, show_default=True)
+@click.option("--lr", type=float, default=_CLASSIFIER_DEFAULTS.lr, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
+@click.option("--image-size", type=click.Choice(["32", "64"]), help="Default: 32 for shapes/mnist, 64 otherwise.")
+@click.option("--labels", callback=_label_list, help="Comma-separated label names (default: the paper's set).")
+@click.option("--uncertain", default=_CLASSIFIER_DEFAULTS.uncertain, show_default=True, help="CheXpert -1 labels: ignore, zeros, ones, or per label.")
+@click.option("--blank", type=click.Choice(["zeros", "ignore"]), default=_CLASSIFIER_DEFAULTS.blank, show_default=True)
+@click.option("--views", type=click.Choice(["frontal", "lateral", "all"]), default=_CLASSIFIER_DEFAULTS.views, show_default=True)
+@click.option("--center-crop", is_flag=True, help="CelebA: crop the face before resizing.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where decoded image caches go.")
+@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images instead of stopping.")
+@click.option("--num-train", type=int, help="Built-in data sets: number of training images.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@one_line_errors
+def train_classifier(out: Path, threads, no_progress: bool, **options) -> None:
+    """Train the independent CNN classifier (fully supervised, BCE on the observed labels) that
+    judges edited and generated images: `evaluate RUN --classifier DIR`."""
+    if threads:
+        torch.set_num_threads(threads)
+    for key in ("data_dir", "cache_dir"):
+        options[key] = str(options[key]) if options[key] else None
+    options["image_size"] = int(options["image_size"]) if options["image_size"] else None
+    summary = train_classifier_run(ClassifierConfig(**options), out, progress=not no_progress)
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"classifier saved in {out}")
+
