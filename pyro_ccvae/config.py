@@ -27,9 +27,9 @@ class TrainConfig:
     num_train: Optional[int] = None
     #: fraction of training points whose labels are used; the rest train unsupervised.
     sup_frac: float = 1.0
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     k_samples: int = 100
     z_style_dim: int = 27
     z_char_dim: int = 1

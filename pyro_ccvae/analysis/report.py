@@ -16,7 +16,7 @@ from .outputs import FIGURES_DIR, REPORT_FILE, read_metrics
 
 #: figure-name prefix -> caption (the first matching prefix wins).
 CAPTIONS = {
-    "reconstructions": "Test images (odd rows) and their reconstructions at the posterior mean (even rows).",
+    "reconstructions": "Test images and, below each row, their reconstructions (decoded posterior means).",
     "latent_densities": "Posterior means of each z_c^i for test images with y_i = 0 and y_i = 1; dashed: "
     "the conditional-prior means. W1: 1-D Wasserstein distance.",
     "intervention_matrix": "Single interventions: mean |change| of the independent classifier's log-probability "
@@ -48,8 +48,10 @@ def _fmt(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, (list, dict)):
-        return html.escape(json.dumps(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{html.escape(str(k))}: {_fmt(v)}" for k, v in value.items()) + "}"
     return html.escape(str(value))
 
 
@@ -81,11 +83,17 @@ def _section(name: str, values: dict, label_names: Sequence[str]) -> str:
     return "\n".join(parts)
 
 
-def _caption(stem: str) -> str:
-    for prefix, caption in CAPTIONS.items():
+def _prefix(stem: str) -> int:
+    """Position of the figure's kind in :data:`CAPTIONS` (unknown kinds last)."""
+    for k, prefix in enumerate(CAPTIONS):
         if stem.startswith(prefix):
-            return caption
-    return ""
+            return k
+    return len(CAPTIONS)
+
+
+def _caption(stem: str) -> str:
+    k = _prefix(stem)
+    return list(CAPTIONS.values())[k] if k < len(CAPTIONS) else ""
 
 
 def write_report(run_dir: Path) -> Path:
@@ -113,6 +121,7 @@ def write_report(run_dir: Path) -> Path:
             parts.append(_section(name, values, label_names))
     parts.append("<h2>Figures</h2>")
     figures = sorted((run_dir / FIGURES_DIR).glob("*.png")) if (run_dir / FIGURES_DIR).is_dir() else []
+    figures.sort(key=lambda p: _prefix(p.stem))  # evaluation first, then by kind (stable: by name within)
     if not figures:
         parts.append("<p>No figures yet.</p>")
     for path in figures:

@@ -86,7 +86,14 @@ def evaluate(
     and ``attribute_epochs > 0``, a classifier is trained on the ground-truth labels (see
     :func:`attribute_classifier`) to report how specific the single interventions are.
     """
+    for name, value, least in (("--iw-samples", iw_samples, 1), ("--gen-samples", gen_samples, 1), ("--attribute-epochs", attribute_epochs, 0)):
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value}")
     analysis = Analysis.from_run(run, "test", max_images, batch_size, progress)
+    # The judge is loaded and checked against the run first: bad input fails before the slow part.
+    judge = None
+    if classifier_dir is not None:
+        judge = ("independent classifier", Path(classifier_dir), _reader(run, load_classifier(classifier_dir, run.device)))
     written = Written()
     m = written.metrics
     m["classification"] = metrics.classification(analysis)
@@ -96,8 +103,16 @@ def evaluate(
     count = min(16, len(analysis))
     index = torch.arange(count)
     originals, recons = analysis.images(index), analysis.reconstruct(index)
-    pairs = [t for k in range(0, count, 8) for t in (originals[k : k + 8], recons[k : k + 8])]
-    written.figures.append(figures.save_grid(torch.cat(pairs), figure_path(run.path, "reconstructions"), nrow=min(8, count)))
+    width = min(8, count)
+    rows, row_names = [], []
+    for k in range(0, count, width):  # originals above their reconstructions, `width` per row
+        chunk = slice(k, min(k + width, count))
+        pad = width - (chunk.stop - chunk.start)
+        for images, name in ((originals, f"test {k}-{chunk.stop - 1}"), (recons, "reconstruction")):
+            rows.append(torch.cat([images[chunk], images.new_ones(pad, *images.shape[1:])]))
+            row_names.append(name)
+    path = figure_path(run.path, "reconstructions")
+    written.figures.append(figures.save_labelled_grid(torch.stack(rows), path, row_names))
     prior_locs = run.model.conditional_prior.loc[:, :, 0].detach().cpu().numpy()
     written.figures.append(
         figures.plot_densities(
@@ -109,12 +124,9 @@ def evaluate(
         )
     )
 
-    judge = None
-    if classifier_dir is not None:
-        judge = ("independent classifier", Path(classifier_dir), load_classifier(classifier_dir, run.device))
-    elif analysis.split.attributes is not None and attribute_epochs > 0:
+    if judge is None and analysis.split.attributes is not None and attribute_epochs > 0:
         folder, net = attribute_classifier(run, attribute_epochs, progress)
-        judge = ("ground-truth attribute classifier trained by evaluate", folder, net)
+        judge = ("ground-truth attribute classifier trained by evaluate", folder, _reader(run, net))
     m["evaluation"] = {
         "split": "test",
         "num_images": len(analysis),
@@ -123,7 +135,7 @@ def evaluate(
         "classifier": None if judge is None else str(judge[1]),
     }
     if judge is not None:
-        analysis.classifier = _reader(run, judge[2])
+        analysis.classifier = judge[2]
         m["single_interventions"] = single_interventions(analysis)
         written.figures.append(
             figures.plot_matrix(

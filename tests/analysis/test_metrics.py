@@ -1,0 +1,92 @@
+"""Array-level metrics against known best and worst answers, and the label-argument parsers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_ccvae.analysis import metrics
+from pyro_ccvae.analysis.labels import parse_label_list, parse_label_vectors, parse_pairs
+from pyro_ccvae.analysis.outputs import json_safe, slug
+from pyro_ccvae.analysis.swap import random_partners
+
+NAMES = ["a", "b", "c"]
+
+
+def test_accuracy_best_worst():
+    labels = np.array([0, 1, 1, 0])
+    assert metrics.accuracy(labels * 0.8 + 0.1, labels) == 1.0
+    assert metrics.accuracy(1 - labels, labels) == 0.0
+    assert metrics.accuracy(np.array([]), np.array([])) is None
+
+
+def test_auroc_best_worst_and_undefined():
+    labels = np.array([0, 0, 1, 1])
+    assert metrics.auroc(np.array([0.1, 0.2, 0.8, 0.9]), labels) == 1.0
+    assert metrics.auroc(np.array([0.9, 0.8, 0.2, 0.1]), labels) == 0.0
+    assert metrics.auroc(np.array([0.1, 0.9]), np.array([1, 1])) is None  # one class
+
+
+def test_wasserstein_known_values():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=500)
+    assert metrics.wasserstein_1d(a, a) == 0.0
+    assert metrics.wasserstein_1d(a, a + 3.0) == pytest.approx(3.0)
+    assert metrics.wasserstein_1d(a, rng.normal(size=300)) >= 0
+    assert metrics.wasserstein_1d(a, np.array([])) is None
+
+
+def test_condition_number_best_worst():
+    assert metrics.condition_number(2.5 * np.eye(4)) == pytest.approx(1.0)  # ideal: diagonal, equal effects
+    assert metrics.condition_number(np.diag([2.0, 1.0])) == pytest.approx(2.0)
+    assert metrics.condition_number(np.ones((3, 3))) is None  # every intervention moves every label alike
+    random = np.abs(np.random.default_rng(1).normal(size=(5, 5)))
+    assert metrics.condition_number(random) >= 1.0
+
+
+def test_reference_log_probs_and_change():
+    logits = torch.tensor([[2.0, -1.0], [-3.0, 0.5]])
+    decision = (logits > 0).float()
+    log_p = metrics.reference_log_probs(logits, decision)
+    assert (log_p <= 0).all() and (log_p >= np.log(0.5)).all()  # the decided class is the likelier one
+    assert torch.allclose(log_p, torch.nn.functional.logsigmoid(logits.abs()))
+    assert torch.equal(metrics.mean_abs_change(log_p, log_p), torch.zeros(2))
+
+
+def test_random_partners_have_no_fixed_point():
+    for n in (2, 3, 10):
+        partner = random_partners(n, torch.Generator().manual_seed(n))
+        assert sorted(partner.tolist()) == list(range(n))
+        assert (partner != torch.arange(n)).all()
+
+
+def test_label_parsers():
+    assert parse_label_list(None, NAMES) == [0, 1, 2]
+    assert parse_label_list("c, a", NAMES) == [2, 0]
+    assert parse_pairs(None, NAMES) == [(0, 1)]
+    assert parse_pairs("", NAMES) == []
+    assert parse_pairs("a:c,b:a", NAMES) == [(0, 2), (1, 0)]
+    assert parse_label_vectors(["a=1,b=0;c=1", ""], NAMES) == [{0: 1, 1: 0}, {2: 1}, {}]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: parse_label_list("a,zz", NAMES), "unknown label 'zz'"),
+        (lambda: parse_label_list("a,,b", NAMES), "bad --labels"),
+        (lambda: parse_label_list("a,a", NAMES), "named twice"),
+        (lambda: parse_pairs("a-b", NAMES), "expected NAME:NAME"),
+        (lambda: parse_pairs("a:a", NAMES), "two different labels"),
+        (lambda: parse_label_vectors(["a=2"], NAMES), "NAME=0 or NAME=1"),
+        (lambda: parse_label_vectors(["a"], NAMES), "NAME=0 or NAME=1"),
+        (lambda: parse_label_vectors(["a=1,a=0"], NAMES), "set twice"),
+    ],
+)
+def test_label_parser_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_json_safe_and_slug():
+    assert json_safe({"x": float("inf"), "y": np.float32(1.5), "z": torch.tensor([1, 2])}) == {"x": None, "y": 1.5, "z": [1, 2]}
+    assert slug("Pleural Effusion/x") == "Pleural_Effusion_x"

@@ -1,0 +1,41 @@
+"""report.html: one static page with every metric and every figure that exists, nothing else."""
+from __future__ import annotations
+
+import shutil
+
+from pyro_ccvae.analysis.outputs import update_metrics
+from pyro_ccvae.analysis.report import write_report
+
+from .test_commands import report_images
+
+
+def test_report_lists_existing_figures_only(run_dir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(run_dir / "config.json", run / "config.json")
+    figures = run / "figures"
+    figures.mkdir()
+    for name in ("swap.png", "reconstructions.png", "zz_custom.png"):
+        (figures / name).write_bytes(b"\\x89PNG")
+    (figures / "notes.txt").write_text("not a figure")
+    update_metrics(run, {"classification": {"accuracy": {"red": 0.5}, "accuracy_mean": 0.5, "auroc_mean": None}})
+    html = write_report(run).read_text()
+    # evaluation figures first, unknown kinds last
+    assert report_images(run) == ["figures/reconstructions.png", "figures/swap.png", "figures/zz_custom.png"]
+    assert "accuracy_mean" in html and "n/a" in html
+    assert "<script" not in html and "http" not in html  # opens from disk, no server, no network
+
+    (figures / "swap.png").unlink()
+    write_report(run)
+    assert report_images(run) == ["figures/reconstructions.png", "figures/zz_custom.png"]
+
+
+def test_report_without_metrics_or_figures(tmp_path):
+    html = write_report(tmp_path).read_text()
+    assert "No metrics yet" in html and "No figures yet" in html and report_images(tmp_path) == []
+
+
+def test_metrics_sections_are_replaced_and_removed(tmp_path):
+    update_metrics(tmp_path, {"a": {"x": 1}, "b": {"y": 2}})
+    merged = update_metrics(tmp_path, {"a": {"x": 3}}, remove=["b"])
+    assert merged == {"a": {"x": 3}}
