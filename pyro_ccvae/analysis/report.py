@@ -56,12 +56,16 @@ def _fmt(value: Any) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f'<th class="key">{html.escape(str(header[0]))}</th>' if i == 0 else f"<th>{html.escape(str(h))}</th>" for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(f'<td class="key">{html.escape(str(c))}</td>' if i == 0 else f"<td>{_fmt(c)}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    """An HTML table; the first column holds names (left-aligned), the others values."""
+
+    def cells(values, tag):
+        first, *rest = values
+        return f'<{tag} class="key">{html.escape(str(first))}</{tag}>' + "".join(
+            f"<{tag}>{html.escape(str(v)) if tag == 'th' else _fmt(v)}</{tag}>" for v in rest
+        )
+
+    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    return f"<table><tr>{cells(header, 'th')}</tr>{body}</table>"
 
 
 def _section(name: str, values: dict, label_names: Sequence[str]) -> str:

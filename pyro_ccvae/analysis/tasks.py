@@ -5,6 +5,7 @@ parses options, loads the run and calls these.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,7 +14,7 @@ import torch
 
 from ..run import Run
 from . import figures, metrics
-from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
+from .classifier import SUMMARY, ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
 from .generation import generation_accuracy, sample_labels, sample_style, generate as generate_images
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
@@ -133,6 +134,8 @@ def evaluate(
         "iw_samples": iw_samples,
         "judge": None if judge is None else judge[0],
         "classifier": None if judge is None else str(judge[1]),
+        # how well the judge reads real test images: a weak judge makes its metrics weak too
+        "judge_test_accuracy": None if judge is None else _judge_accuracy(judge[1]),
     }
     if judge is not None:
         analysis.classifier = judge[2]
@@ -150,7 +153,14 @@ def evaluate(
         if classifier_dir is not None:
             m["characteristic_swap"] = swap_metric(analysis)
             m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
+    else:  # an older matrix would sit in the report beside metrics that no longer mention it
+        figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
     return _finish(run, written, remove=EVALUATE_SECTIONS)
+
+
+def _judge_accuracy(folder: Path) -> Optional[dict]:
+    path = Path(folder) / SUMMARY
+    return json.loads(path.read_text()).get("test_accuracy") if path.exists() else None
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -236,7 +246,9 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     cols = ["original", "recon", *(f"switch {names[i]}" for i in chosen)]
     written.figures.append(figures.save_labelled_grid(grid, figure_path(run.path, "intervene"), rows, cols))
     maps, recon = diversity_maps(analysis, chosen, images, samples)
-    vmax = float(maps.max())
+    # One colour scale for the figure, so labels compare; floored so that numerical noise in a
+    # model whose switches change nothing (std < 0.01, below 3 grey levels) is not painted as heat.
+    vmax = max(float(maps.max()), 1e-4)
     overlays = torch.stack([figures.heat_overlay(recon, maps[:, k], vmax) for k in range(len(chosen))], dim=1)
     recon = recon.clamp(0, 1).cpu()
     recon = recon.expand(-1, 3, -1, -1) if recon.shape[1] == 1 else recon  # overlays are RGB

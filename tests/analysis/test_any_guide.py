@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from pyro_ccvae.analysis.context import Analysis

@@ -169,3 +169,13 @@ def test_commands_on_cuda(run_dir, classifier_dir):
     invoke("evaluate", run_dir, *args, "--iw-samples", 3, "--classifier", classifier_dir, "--gen-samples", 10, "--no-progress")
     for command in ("traverse", "generate", "intervene", "swap"):
         invoke(command, run_dir, *args)
+
+
+def test_evaluate_without_judge_drops_the_old_matrix(run_dir, classifier_dir):
+    invoke("evaluate", run_dir, *FAST, "--iw-samples", 1, "--max-images", 8, "--classifier", classifier_dir, "--gen-samples", 4, "--no-progress")
+    assert (run_dir / "figures" / "intervention_matrix.png").is_file()
+    invoke("evaluate", run_dir, *FAST, "--iw-samples", 1, "--max-images", 8, "--attribute-epochs", 0, "--no-progress")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert "single_interventions" not in m and m["evaluation"]["judge"] is None
+    assert not (run_dir / "figures" / "intervention_matrix.png").exists()
+    assert "intervention_matrix" not in (run_dir / "report.html").read_text()
