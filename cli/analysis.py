@@ -16,10 +16,10 @@ import torch
 
 from pyro_ccvae.analysis import tasks
 from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
-from pyro_ccvae.data import DATASETS
 from pyro_ccvae.run import load_run
 
 from .errors import one_line_errors
+from .options import data_options, prepare
 
 _CLASSIFIER_DEFAULTS = ClassifierConfig()
 
@@ -126,40 +126,18 @@ def swap(run, **options):
     return tasks.swap(run, **options)
 
 
-def _label_list(ctx, param, value):
-    return [name.strip() for name in value.split(",") if name.strip()] if value else None
-
-
 @click.command("train-classifier")
-@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=_CLASSIFIER_DEFAULTS.dataset, show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the data set.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the classifier goes.")
 @click.option("--epochs", type=int, default=_CLASSIFIER_DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=int, default=_CLASSIFIER_DEFAULTS.batch_size, show_default=True)
 @click.option("--lr", type=float, default=_CLASSIFIER_DEFAULTS.lr, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
-@click.option("--image-size", type=click.Choice(["32", "64"]), help="Default: 32 for shapes/mnist, 64 otherwise.")
-@click.option("--labels", callback=_label_list, help="Comma-separated label names (default: the paper's set).")
-@click.option("--uncertain", default=_CLASSIFIER_DEFAULTS.uncertain, show_default=True, help="CheXpert -1 labels: ignore, zeros, ones, or per label.")
-@click.option("--blank", type=click.Choice(["zeros", "ignore"]), default=_CLASSIFIER_DEFAULTS.blank, show_default=True)
-@click.option("--views", type=click.Choice(["frontal", "lateral", "all"]), default=_CLASSIFIER_DEFAULTS.views, show_default=True)
-@click.option("--center-crop", is_flag=True, help="CelebA: crop the face before resizing.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where decoded image caches go.")
-@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images instead of stopping.")
-@click.option("--num-train", type=int, help="Built-in data sets: number of training images.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@data_options
 @one_line_errors
-def train_classifier(out: Path, threads, no_progress: bool, **options) -> None:
+def train_classifier(out: Path, **options) -> None:
     """Train the independent CNN classifier (fully supervised, BCE on the observed labels) that
     judges edited and generated images: `evaluate RUN --classifier DIR`."""
-    if threads:
-        torch.set_num_threads(threads)
-    for key in ("data_dir", "cache_dir"):
-        options[key] = str(options[key]) if options[key] else None
-    options["image_size"] = int(options["image_size"]) if options["image_size"] else None
-    summary = train_classifier_run(ClassifierConfig(**options), out, progress=not no_progress)
+    progress = prepare(options)
+    summary = train_classifier_run(ClassifierConfig(**options), out, progress=progress)
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"classifier saved in {out}")
 

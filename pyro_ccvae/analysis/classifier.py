@@ -12,75 +12,38 @@ just a run's labelled subset). Its directory::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, atomic_write_text
-from ..config import TrainConfig
+from ..config import DataConfig, check_positive
 from ..data import load_dataset
 from ..nets import ConvEncoder
 from ..training import as_float_images, label_accuracy, resolve_device
 
 CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
-#: the fields of TrainConfig that say which data to load; the classifier takes them over as is.
-DATA_FIELDS = (
-    "dataset", "data_dir", "image_size", "labels", "uncertain", "blank", "views", "center_crop",
-    "cache_dir", "skip_bad_images", "num_train", "seed",
-)  # fmt: skip
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(DataConfig):
     """How the independent classifier was trained; saved as ``DIR/config.json``."""
 
-    dataset: str = "shapes"
-    data_dir: Optional[str] = None
-    image_size: Optional[int] = None
-    labels: Optional[list[str]] = None
-    uncertain: str = "ignore"
-    blank: str = "zeros"
-    views: str = "frontal"
-    center_crop: bool = False
-    cache_dir: Optional[str] = None
-    skip_bad_images: bool = False
-    num_train: Optional[int] = None
-    seed: int = 0
     epochs: int = 5
     batch_size: int = 64
     lr: float = 1e-3
-    device: str = "auto"
-    #: filled in from the data: label names, channels, image size.
-    data_info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-
-    def data_options(self):
-        # The same data as a CCVAE run with these options: one definition of the data options.
-        return TrainConfig(**{name: getattr(self, name) for name in DATA_FIELDS}).data_options()
+        check_positive(self, "epochs", "batch_size", "lr")
 
     @classmethod
-    def like_run(cls, config: TrainConfig, **options) -> "ClassifierConfig":
+    def like_run(cls, config: DataConfig, **options) -> "ClassifierConfig":
         """A classifier on the same data as a CCVAE run's ``config``."""
-        return cls(**{name: getattr(config, name) for name in DATA_FIELDS}, **options)
-
-    def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> "ClassifierConfig":
-        raw = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        return cls(**{**config.data_config(), **options})
 
 
 class IndependentClassifier(torch.nn.Module):
