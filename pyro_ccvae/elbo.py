@@ -44,7 +44,11 @@ class CCVAE_ELBO(ELBO):
     :param detach_classifier_input: per the paper's eq. (8), ``q(y|z_c)`` in the main term (the
         weight's numerator and ``-log q(y_o|z_c)``) sees ``z_c`` with gradients stopped, so the
         encoder learns ``z_c`` from the generative terms and from ``log q(y_o|x)``. ``False``
-        gives the reparameterised variant, for the ablation.
+        gives the reparameterised variant, for the ablation. With the stop, the weight's
+        denominator still carries gradients, so the main term adds about
+        ``-E[main] * grad log q(y_o|x)`` (``main`` being thousands of nats for images): the
+        classifier term is amplified as in the authors' code, where the reparameterised variant
+        would cancel it.
     """
 
     def __init__(
