@@ -31,11 +31,9 @@ MAX_ROWS = 4096
 
 def log_prior_characteristic(model, z_c: torch.Tensor) -> torch.Tensor:
     """``log p(y_i) + log p(z_c^i | y_i)`` for ``y_i = 0, 1``: ``z_c [L, N, d_c]`` -> ``[2, L, N]``."""
-    prior = model.conditional_prior
-    loc, scale = prior.loc.unsqueeze(1), prior.scale.unsqueeze(1)  # [L, 1, 2, d_c]
-    log_p_z = torch.stack(
-        [torch.distributions.Normal(loc[..., y, :], scale[..., y, :]).log_prob(z_c).sum(-1) for y in (0, 1)]
-    )
+    y = torch.arange(2, dtype=z_c.dtype, device=z_c.device).reshape(2, 1, 1).expand(2, model.num_labels, 1)
+    loc, scale = model.conditional_prior(y)  # [2, L, 1, d_c]
+    log_p_z = torch.distributions.Normal(loc, scale).log_prob(z_c).sum(-1)
     pi = model.label_probs.unsqueeze(-1)  # [L, 1]
     return log_p_z + torch.stack([torch.log1p(-pi), torch.log(pi)])
 
