@@ -1,0 +1,27 @@
+"""The benchmarks still run (tiny settings) and end with one JSON line; no timing is asserted."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = {
+    "throughput.py": ["--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--k-samples", "2"],
+    "data_cache.py": ["--n", "8", "--batch", "4", "--read-batches", "2", "--decode-batches", "1"],
+}
+
+
+def test_every_benchmark_has_tiny_options():
+    assert {p.name for p in BENCHMARKS.glob("*.py")} == set(TINY)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_benchmark_ends_with_a_json_line(name):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *TINY[name]], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures and all(v is not None for v in figures.values())
