@@ -35,8 +35,15 @@ _DEFAULTS = TrainConfig()
 @one_line_errors
 def train(out: Path, resume: bool, reparameterised_classifier: bool, **options) -> None:
     """Train a CCVAE with SVI into the run directory --out."""
+    # Options set on the command line, as config field -> flag: a resumed run checks them.
+    given = click.core.ParameterSource.COMMANDLINE
+    context = click.get_current_context()
+    explicit = {name: "--" + name.replace("_", "-") for name in options if context.get_parameter_source(name) is given}
+    if context.get_parameter_source("reparameterised_classifier") is given:
+        explicit["detach_classifier_input"] = "--reparameterised-classifier"
     progress = prepare(options)
     config = TrainConfig(detach_classifier_input=not reparameterised_classifier, **options)
-    summary = train_run(config, out, resume=resume, progress=progress)
+    explicit = {name: flag for name, flag in explicit.items() if hasattr(config, name)}
+    summary = train_run(config, out, resume=resume, progress=progress, explicit=explicit)
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"run saved in {out}")

@@ -20,7 +20,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
 import pyro
 import torch
@@ -44,6 +45,8 @@ CONFIG, LABELLED, SPLITS, METRICS, CHECKPOINT, SUMMARY = (
     "checkpoint.pt",
     "summary.json",
 )
+#: what a resumed run may change: where it runs and where its data lie, not what it learns.
+RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "cache_dir")
 #: on CUDA, move a whole split to the device when its images take less than this.
 DEVICE_RESIDENT_BYTES = 4 << 30
 
@@ -139,13 +142,23 @@ class Trainer:
 
     :param resume: continue the run in ``run_dir`` (its config wins; ``config.epochs`` sets the
         new last epoch).
+    :param explicit: the config fields the user set, each with the option that set it (e.g.
+        ``{"lr": "--lr"}``); on resume, one that differs from the run's config is an error
+        rather than silently ignored.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        resume: bool = False,
+        progress: bool = True,
+        explicit: Mapping[str, str] = MappingProxyType({}),
+    ):
         self.run_dir = Path(run_dir)
         self.progress = progress
         if resume:
-            config = self._resumed_config(config)
+            config = self._resumed_config(config, explicit)
         elif (self.run_dir / CHECKPOINT).exists():
             raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
         self.config = config
@@ -183,6 +196,7 @@ class Trainer:
         self.position = _Position()
         if resume:
             self._load_checkpoint()
+            config.save(self.run_dir / CONFIG)  # with the new epochs, device or data location
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / CONFIG)
@@ -192,13 +206,20 @@ class Trainer:
 
     # --- set-up -------------------------------------------------------------------------
 
-    def _resumed_config(self, config: TrainConfig) -> TrainConfig:
+    def _resumed_config(self, config: TrainConfig, explicit: Mapping[str, str]) -> TrainConfig:
         path = self.run_dir / CONFIG
         if not (path.exists() and (self.run_dir / CHECKPOINT).exists()):
             raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
         saved = TrainConfig.load(path)
-        saved.epochs = config.epochs
-        saved.device = config.device
+        saved.epochs, saved.device = config.epochs, config.device
+        for name, option in sorted(explicit.items()):
+            if name in RESUME_MAY_CHANGE:
+                setattr(saved, name, getattr(config, name))
+            elif getattr(config, name) != getattr(saved, name):
+                raise TrainingError(
+                    f"{option} cannot change when resuming: the run in {self.run_dir} uses "
+                    f"{getattr(saved, name)!r}; resume without it, or start a new run with another --out"
+                )
         return saved
 
     def _labelled_subset(self, resume: bool) -> torch.Tensor:
@@ -353,6 +374,12 @@ class Trainer:
         return summary
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    explicit: Mapping[str, str] = MappingProxyType({}),
+) -> dict:
     """Train (or resume) a run; see :class:`Trainer`."""
-    return Trainer(config, run_dir, resume=resume, progress=progress).fit()
+    return Trainer(config, run_dir, resume=resume, progress=progress, explicit=explicit).fit()

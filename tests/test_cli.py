@@ -50,6 +50,22 @@ def test_bad_options_are_one_line(tmp_path, args, fragments):
     assert_one_line_error(run("train", "--out", str(tmp_path / "run"), *TINY, *args), *fragments)
 
 
+def test_resume_refuses_to_change_the_run_s_options(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--out", str(out), "--epochs", "1", "--lr", "0.002", *TINY).exit_code == 0
+    # Options left at their defaults do not clash with the run's (here --lr 0.002) ...
+    assert run("train", "--out", str(out), "--resume", "--epochs", "2", *TINY).exit_code == 0
+    # ... but an option given again with another value is an error, not silently ignored.
+    result = run("train", "--out", str(out), "--resume", "--epochs", "3", "--lr", "0.01", *TINY)
+    assert_one_line_error(result, "--lr cannot change when resuming", "0.002")
+    result = run("train", "--out", str(out), "--resume", "--epochs", "3", "--reparameterised-classifier", *TINY)
+    assert_one_line_error(result, "--reparameterised-classifier cannot change")
+    # Where the data lie may change (a run moved to another machine), and is kept.
+    cache = tmp_path / "cache"
+    assert run("train", "--out", str(out), "--resume", "--epochs", "3", "--cache-dir", str(cache), *TINY).exit_code == 0
+    assert json.loads((out / "config.json").read_text())["cache_dir"] == str(cache)
+
+
 def test_resume_without_a_run_is_one_line(tmp_path):
     assert_one_line_error(run("train", "--out", str(tmp_path / "none"), "--resume", *TINY), "cannot resume")
 
