@@ -255,7 +255,9 @@ class Trainer:
         )
 
     def _load_checkpoint(self) -> None:
-        state = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=False)
+        # On the CPU: RNG states must stay CPU tensors; modules and optimiser states copy
+        # themselves onto their parameters' device.
+        state = torch.load(self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
         self.optim.set_state(state["optimizer"])
