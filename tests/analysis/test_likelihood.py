@@ -78,3 +78,26 @@ def test_importance_weighted_report(run):
     assert out["bits_per_dim_px_iwae"] == pytest.approx(-out["log_px_iwae"] / (out["dims"] * math.log(2)))
     with pytest.raises(ValueError, match="--iw-samples"):
         importance_weighted(analysis, num_samples=0)
+
+
+def test_log_prior_characteristic_is_the_hand_computed_joint():
+    """log p(y_i) + log p(z_c^i | y_i) for both label values, against torch.distributions by hand."""
+    import torch
+
+    from pyro_ccvae.analysis.likelihood import log_prior_characteristic
+    from pyro_ccvae.model import CCVAEModel
+
+    model = CCVAEModel(3, 1, 32, 4, z_char_dim=2)
+    with torch.no_grad():
+        model.conditional_prior.loc.normal_()
+        model.label_probs.copy_(torch.tensor([0.2, 0.5, 0.7]))
+    z_c = torch.randn(3, 5, 2)
+    prior = model.conditional_prior
+    expected = torch.stack(
+        [
+            torch.distributions.Normal(prior.loc[:, y, None, :], prior.scale[:, y, None, :]).log_prob(z_c).sum(-1)
+            + torch.distributions.Bernoulli(model.label_probs).log_prob(torch.full((3,), float(y)))[:, None]
+            for y in (0, 1)
+        ]
+    )
+    assert torch.allclose(log_prior_characteristic(model, z_c), expected)
