@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from .checkpoint import atomic_write_text
 from .data import DataOptions, default_image_size
 
 
@@ -50,8 +51,6 @@ class DataConfig:
         return {f.name: getattr(self, f.name) for f in fields(DataConfig)}
 
     def save(self, path: Path) -> None:
-        from .checkpoint import atomic_write_text
-
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ImageSet
+from ..guides.base import label_probs
 from ..run import Run, RunError
 from ..training import as_float_images
 
@@ -117,7 +118,7 @@ class Analysis:
         """``q(y_i = 1 | z_c^i)`` at the posterior mean: ``[N, L]`` on the device."""
         z_c, _ = self.posterior_means
         with torch.no_grad():
-            return torch.sigmoid(self.guide.classifier(z_c.transpose(0, 1))).T
+            return label_probs(self.guide.classifier, z_c)
 
     @cached_property
     def current_labels(self) -> torch.Tensor:

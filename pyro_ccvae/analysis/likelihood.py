@@ -23,6 +23,7 @@ from pyro import poutine
 
 from .. import sites
 from ..elbo import CCVAE_ELBO
+from ..model import fill_labels
 from .context import Analysis
 
 #: most images (samples x batch) pushed through the networks at once.
@@ -50,10 +51,7 @@ def log_weights(
     ``log p(z_s)`` come from the model replayed on them, so the model's likelihood is used.
     """
     batch = x.shape[0]
-    num_labels = model.num_labels
-    if y is None:
-        y = x.new_zeros(batch, num_labels)
-        mask = torch.zeros(batch, num_labels, dtype=torch.bool, device=x.device)
+    y, mask = fill_labels(x, y, mask, model.num_labels)
     y_plate, seen = y.T.bool(), mask.T  # [L, B]
     log_w_x, log_w_xy = [], []
     per_pass = max(1, MAX_ROWS // batch)

@@ -36,6 +36,11 @@ class DiagonalClassifier(torch.nn.Module):
         return (z_c * self.weight.unsqueeze(1)).sum(-1) + self.bias.unsqueeze(-1)
 
 
+def label_probs(classifier: torch.nn.Module, z_c: torch.Tensor) -> torch.Tensor:
+    """``q(y_i = 1 | z_c^i)`` for ``z_c [B, L, d_c]`` (data-major): ``[B, L]``."""
+    return torch.sigmoid(classifier(z_c.transpose(0, 1))).T
+
+
 def sample_labels(classifier: torch.nn.Module, z_c: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
     """The guide's ``y`` sites, inside both plates: ``y ~ q(y | z_c)`` split by the label mask.
 
@@ -79,8 +84,7 @@ class CCVAEGuide(PyroModule):
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """``q(y_i = 1 | x)`` evaluated at the posterior mean of ``z_c``: ``[B, L]`` probabilities."""
-        z_c, _ = self.mean(x)
-        return torch.sigmoid(self.classifier(z_c.transpose(0, 1))).T
+        return label_probs(self.classifier, self.mean(x)[0])
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         y, mask = fill_labels(x, y, mask, self.num_labels)
