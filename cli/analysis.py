@@ -56,7 +56,7 @@ def _show(value) -> str:
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--max-images", type=int, help="Use only the first N test images.")
 @click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
-@click.option("--attribute-epochs", type=int, default=3, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
+@click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_run_command
 def evaluate(run, no_progress: bool, **options):

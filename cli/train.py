@@ -8,7 +8,7 @@ import click
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.elbo import JENSEN_ESTIMATORS
-from pyro_ccvae.model import LIKELIHOODS
+from pyro_ccvae.likelihoods import LIKELIHOODS
 from pyro_ccvae.training import train as train_run
 
 from .errors import one_line_errors
@@ -30,7 +30,10 @@ _DEFAULTS = TrainConfig()
 @click.option("--guide", default=_DEFAULTS.guide, show_default=True, help="meanfield, lowrank, or module:attr.")
 @click.option("--jensen", type=click.Choice(JENSEN_ESTIMATORS), default=_DEFAULTS.jensen, show_default=True, help="Unsupervised term: exact sum over y, or the authors' one-sample estimate.")
 @click.option("--reparameterised-classifier", is_flag=True, help="Ablation: let the main term's q(y|z_c) see the reparameterised z_c (the paper stops its gradient).")
-@click.option("--likelihood", type=click.Choice(sorted(LIKELIHOODS)), default=_DEFAULTS.likelihood, show_default=True)
+@click.option("--likelihood", type=click.Choice(list(LIKELIHOODS)), help="p(x|z); default: the data set's (see the README). The paper: laplace.")
+@click.option("--classifier-weight", type=float, default=_DEFAULTS.classifier_weight, show_default=True, help="alpha, the weight of log q(y_o|x); the paper: 1.")
+@click.option("--detach-weight-denominator/--weight-denominator-gradient", default=_DEFAULTS.detach_weight_denominator, show_default=True, help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.")
+@click.option("--prior-lr-factor", type=float, default=_DEFAULTS.prior_lr_factor, show_default=True, help="The conditional prior learns at lr times this; the paper: 1.")
 @data_options
 @one_line_errors
 def train(out: Path, resume: bool, reparameterised_classifier: bool, **options) -> None:

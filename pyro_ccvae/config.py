@@ -82,9 +82,25 @@ class TrainConfig(DataConfig):
     guide: str = "meanfield"
     jensen: str = "exact"
     detach_classifier_input: bool = True
-    likelihood: str = "laplace"
+    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    likelihood: Optional[str] = None
+    #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
+    detach_weight_denominator: bool = True
+    classifier_weight: float = 100.0
+    #: the conditional prior's learning rate is ``lr * prior_lr_factor`` (the paper's: 1).
+    prior_lr_factor: float = 10.0
+
+    #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
+    LEGACY_DEFAULTS = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
+
+    @classmethod
+    def load(cls, path: Path):
+        raw = json.loads(Path(path).read_text())
+        return cls(**{**cls.LEGACY_DEFAULTS, **{k: v for k, v in raw.items() if k in {f.name for f in fields(cls)}}})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sup_frac <= 1.0:
             raise ValueError(f"--sup-frac must be in [0, 1], got {self.sup_frac}")
-        check_positive(self, "epochs", "batch_size", "lr", "k_samples", "z_style_dim", "z_char_dim")
+        check_positive(
+            self, "epochs", "batch_size", "lr", "k_samples", "z_style_dim", "z_char_dim", "classifier_weight", "prior_lr_factor"
+        )

@@ -11,6 +11,10 @@ For a data point with seen labels ``o`` and unseen labels ``u``::
     J_i(z) = E_q(y_i|z)[ log p(z|y_i) + log p(y_i) - log q(y_i|z) ]
 
 All labels seen gives the paper's eq. (4); none seen gives ``w = 1`` and eq. (5).
+
+Two training options change the gradient of the supervised part, not the bound at
+``classifier_weight = 1`` (see :class:`CCVAE_ELBO`): ``detach_weight_denominator`` and
+``classifier_weight``, which trains ``L + (alpha - 1) log q(y_o|x)``.
 """
 from __future__ import annotations
 
@@ -49,6 +53,16 @@ class CCVAE_ELBO(ELBO):
         ``-E[main] * grad log q(y_o|x)`` (``main`` being thousands of nats for images): the
         classifier term is amplified as in the authors' code, where the reparameterised variant
         would cancel it.
+    :param detach_weight_denominator: stop the gradient through ``q(y_o|x)`` in ``w``'s
+        denominator. That gradient is the encoder's main classification signal in the paper's
+        objective, and it grows with ``|main|``: with a sharp likelihood (a learned scale) it
+        explodes, with a weak one it is what keeps ``z_c`` predictive. Detached, the encoder
+        learns to classify from ``classifier_weight * log q(y_o|x)`` alone, at a strength that
+        does not depend on the likelihood.
+    :param classifier_weight: ``alpha``, the weight of ``log q(y_o|x)``; ``alpha = 1`` is the
+        bound itself, ``alpha > 1`` adds ``(alpha - 1) log q(y_o|x)`` as an auxiliary
+        classification term (as M2's alpha does). The loss is then the negative of this
+        objective, not of the bound.
     """
 
     def __init__(
@@ -56,6 +70,8 @@ class CCVAE_ELBO(ELBO):
         k_samples: int = 100,
         jensen: str = "exact",
         detach_classifier_input: bool = True,
+        detach_weight_denominator: bool = False,
+        classifier_weight: float = 1.0,
         num_particles: int = 1,
         **kwargs,
     ):
@@ -67,6 +83,8 @@ class CCVAE_ELBO(ELBO):
         self.k_samples = k_samples
         self.jensen = jensen
         self.detach_classifier_input = detach_classifier_input
+        self.detach_weight_denominator = detach_weight_denominator
+        self.classifier_weight = classifier_weight
 
     def _get_trace(self, model, guide, args, kwargs):
         if self.jensen == "exact":
@@ -99,7 +117,8 @@ class CCVAE_ELBO(ELBO):
         z_main = z_c.detach() if self.detach_classifier_input else z_c
         log_q_y_seen = dist.Bernoulli(logits=classifier(z_main)).log_prob(y)
         log_q_y_given_x = log_q_labels(classifier, z_c_site["fn"], y, seen, self.k_samples)
-        w = (_masked_sum(log_q_y_seen, seen) - log_q_y_given_x).exp()
+        denominator = log_q_y_given_x.detach() if self.detach_weight_denominator else log_q_y_given_x
+        w = (_masked_sum(log_q_y_seen, seen) - denominator).exp()
 
         main = (
             log_p_x
@@ -108,7 +127,7 @@ class CCVAE_ELBO(ELBO):
             + _masked_sum(log_p_zc[0] - log_q_y_seen, seen)
             + _masked_sum(jensen, ~seen)
         )
-        return w * main + log_q_y_given_x + _masked_sum(log_p_y_seen, seen)
+        return w * main + self.classifier_weight * log_q_y_given_x + _masked_sum(log_p_y_seen, seen)
 
     def _differentiable_loss_particle(self, model_trace, guide_trace) -> torch.Tensor:
         scale = model_trace.nodes[sites.X]["scale"]  # the data plate's subsampling scale

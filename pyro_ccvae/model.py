@@ -5,13 +5,13 @@ Generative story, for each data point and each label ``i = 1..L``::
     y_i     ~ Bernoulli(pi_i)                           pi_i: label frequency among labelled points
     z_c^i   ~ Normal(mu_psi^i(y_i), sigma_psi^i(y_i))   the conditional prior, d_c dims per label
     z_s     ~ Normal(0, I)                              style, d_s dims
-    x       ~ Laplace(decoder(z_c, z_s), 1)
+    x       ~ p(x | decoder(z_c, z_s))                  Laplace(., 1) in the paper; see likelihoods.py
 
 Sites and plates are named in :mod:`pyro_ccvae.sites`.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import pyro
 import pyro.distributions as dist
@@ -20,13 +20,8 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
 from . import sites
+from .likelihoods import build_likelihood
 from .nets import ConvDecoder
-
-#: name -> observation model ``p(x | decoder mean)``; the paper uses Laplace with unit scale.
-LIKELIHOODS: dict[str, Callable[[torch.Tensor], dist.Distribution]] = {
-    "laplace": lambda mean: dist.Laplace(mean, mean.new_ones(())),
-    "normal": lambda mean: dist.Normal(mean, mean.new_ones(())),
-}
 
 
 def fill_labels(x: torch.Tensor, y: Optional[torch.Tensor], mask: Optional[torch.Tensor], num_labels: int):
@@ -80,7 +75,7 @@ class CCVAEModel(PyroModule):
     :param image_size: 32 or 64.
     :param z_style_dim: ``d_s``.
     :param z_char_dim: ``d_c``, latent dims per label (default 1).
-    :param likelihood: a key of :data:`LIKELIHOODS`.
+    :param likelihood: a key of :data:`pyro_ccvae.likelihoods.LIKELIHOODS`.
     """
 
     def __init__(
@@ -93,10 +88,8 @@ class CCVAEModel(PyroModule):
         likelihood: str = "laplace",
     ):
         super().__init__(name="model")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {sorted(LIKELIHOODS)}")
         self.num_labels, self.z_char_dim, self.z_style_dim = num_labels, z_char_dim, z_style_dim
-        self.likelihood = likelihood
+        self.likelihood = build_likelihood(likelihood, channels)
         self.decoder = ConvDecoder(num_labels * z_char_dim + z_style_dim, channels, image_size)
         self.conditional_prior = ConditionalPrior(num_labels, z_char_dim)
         # pi: set from the labelled training subset by :meth:`set_label_prior`.
@@ -114,8 +107,8 @@ class CCVAEModel(PyroModule):
         self.label_probs.copy_(freq.clamp(1e-3, 1 - 1e-3).to(self.label_probs))
 
     def decode(self, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
-        """Decoder means for ``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``."""
-        return self.decoder(merge_characteristic(z_c, z_s))
+        """The expected image ``E[x | z]`` for ``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``."""
+        return self.likelihood.mean(self.decoder(merge_characteristic(z_c, z_s)))
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         """:param x: images ``[B, C, S, S]`` in ``[0, 1]``; :param y: labels ``[B, L]``;
@@ -132,5 +125,5 @@ class CCVAEModel(PyroModule):
                 y_all = pyro.sample(sites.Y, prior_y, obs=y.T, obs_mask=mask.T)
                 loc, scale = self.conditional_prior(y_all)
                 z_c = pyro.sample(sites.Z_C, dist.Normal(loc, scale).to_event(1))
-            mean = self.decode(z_c.transpose(-3, -2), z_s)
-            pyro.sample(sites.X, LIKELIHOODS[self.likelihood](mean).to_event(3), obs=x)
+            out = self.decoder(merge_characteristic(z_c.transpose(-3, -2), z_s))
+            pyro.sample(sites.X, self.likelihood.distribution(out), obs=x)

@@ -121,12 +121,16 @@ def hand_posterior(guide, x, z_c_value, z_s_value):
     return z_c, z_s, log_q, loc_c, scale_c
 
 
-def hand_elbo(model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k, detach=True, y_sampled=None):
+def hand_elbo(
+    model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k, detach=True, y_sampled=None,
+    detach_denominator=False, alpha=1.0,
+):
     """The CCVAE bound per data point, label by label (DESIGN.md §2).
 
     ``eps_k [K, L, B, DC]`` (plate layout, as drawn for :class:`FixedNoise`); ``y_sampled [B, L]``
     replaces the exact Jensen term by the sampled one; ``detach`` stops gradients into ``z_c``
-    through the classifier in the supervised terms (eq. 8).
+    through the classifier in the supervised terms (eq. 8); ``detach_denominator`` stops them
+    through ``q(y_o|x)`` in the weight, and ``alpha`` weighs ``log q(y_o|x)``.
     """
     pi = model.label_probs
     prior_loc, prior_scale = model.conditional_prior.loc, model.conditional_prior.scale  # [L, 2, DC]
@@ -169,18 +173,19 @@ def hand_elbo(model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k
             z_k = loc_c[b] + scale_c[b] * eps_k[k, :, b]  # [L, DC]
             per_k.append(sum(log_q_y(i, lab[i], z_k[i]) for i in seen))
         log_q_y_x = torch.logsumexp(torch.stack(per_k), 0) - math.log(len(per_k))
-        weight = torch.exp(sum(log_q_y(i, lab[i], z_cls[i]) for i in seen) - log_q_y_x)
-        out.append(weight * main + log_q_y_x + sum(log_p_y(i, lab[i]) for i in seen))
+        denominator = log_q_y_x.detach() if detach_denominator else log_q_y_x
+        weight = torch.exp(sum(log_q_y(i, lab[i], z_cls[i]) for i in seen) - denominator)
+        out.append(weight * main + alpha * log_q_y_x + sum(log_p_y(i, lab[i]) for i in seen))
     return torch.stack(out)
 
 
-def hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, detach=True, sampled=False):
+def hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, detach=True, sampled=False, **options):
     z_c_value = guide_trace.nodes[sites.Z_C]["value"].transpose(0, 1)  # plate layout -> [B, L, DC]
     z_s_value = guide_trace.nodes[sites.Z_S]["value"]
     y_sampled = guide_trace.nodes[sites.Y_UNOBSERVED]["value"].T if sampled else None
     post = hand_posterior(guide, x, z_c_value, z_s_value)
     y_eff, mask_eff = effective_labels(y, mask)
-    return hand_elbo(model, guide, x, y_eff, mask_eff, *post, eps_k, detach=detach, y_sampled=y_sampled)
+    return hand_elbo(model, guide, x, y_eff, mask_eff, *post, eps_k, detach=detach, y_sampled=y_sampled, **options)
 
 
 def cast(y, mask, dtype=torch.float64):
@@ -368,6 +373,28 @@ def test_gradients_match_the_eq8_surrogate(case):
     for i, n in enumerate(names):
         if n.startswith("model."):
             torch.testing.assert_close(lib_on[i], lib_off[i], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["all_seen", "mixed", "none_seen"])
+def test_detached_denominator_and_classifier_weight_match_the_hand_surrogate(case):
+    """Value and every gradient of ``w_sg * main + alpha log q(y_o|x) + log p(y_o)``, where
+    ``w_sg`` stops the gradient through ``q(y_o|x)``; at ``alpha = 1`` the value is the bound."""
+    model, guide = make("meanfield")
+    x = data()
+    y, mask = cast(*LABEL_CASES[case]())
+    names, params = _params(model, guide)
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    model_trace, guide_trace = traces(CCVAE_ELBO(k_samples=K), model, guide, x, y, mask, eps_k)
+    alpha = 7.0
+    elbo = CCVAE_ELBO(k_samples=K, detach_weight_denominator=True, classifier_weight=alpha)
+    value = elbo.per_datum_elbo(model_trace, guide_trace)
+    hand = hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, detach_denominator=True, alpha=alpha)
+    torch.testing.assert_close(value, hand, rtol=1e-9, atol=1e-9)
+    for name, a, b in zip(names, _grads(-value.sum(), params), _grads(-hand.sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10, msg=lambda m: f"{name}: {m}")
+    bound = hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k)
+    detached_only = CCVAE_ELBO(k_samples=K, detach_weight_denominator=True).per_datum_elbo(model_trace, guide_trace)
+    torch.testing.assert_close(detached_only, bound, rtol=1e-9, atol=1e-9)
 
 
 def test_classifier_and_encoder_learn_from_log_q_y_given_x_alone():

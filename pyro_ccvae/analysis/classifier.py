@@ -1,9 +1,11 @@
 """The independent classifier: a plain CNN trained fully supervised on the observed labels.
 
 The paper judges edited and generated images with a classifier that shares nothing with the
-CCVAE (appendix D). Ours is the same conv encoder shape as the guide's (Higgins et al.) with one
+CCVAE (appendix D). Ours is a VGG-style CNN (3x3 convolutions at full resolution, batch norm,
+max-pooling; not the VAE's stride-2 encoder, which blurs a 4-pixel square into a circle) with one
 logit per label, trained with binary cross-entropy on the labels that are seen (all of them, not
-just a run's labelled subset). Its directory::
+just a run's labelled subset). A judge is only as good as its accuracy: reports show it per
+label. Its directory::
 
     DIR/config.json      the ClassifierConfig (data options, training options, label names)
     DIR/classifier.pt    the network's weights
@@ -23,7 +25,6 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_save, atomic_write_text
 from ..config import DataConfig, check_positive
 from ..data import load_dataset
-from ..nets import ConvEncoder
 from ..training import as_float_images, label_accuracy, resolve_device
 
 CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
@@ -33,7 +34,7 @@ CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
 class ClassifierConfig(DataConfig):
     """How the independent classifier was trained; saved as ``DIR/config.json``."""
 
-    epochs: int = 5
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
 
@@ -46,6 +47,20 @@ class ClassifierConfig(DataConfig):
         return cls(**{**config.data_config(), **options})
 
 
+def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequential:
+    """Two 3x3 conv layers per stage at 32, 64, 128 (and 128 at 64 px) channels, halving the
+    resolution between stages down to 4x4, then a linear read-out."""
+    widths = [32, 64, 128] + ([128] if image_size == 64 else [])
+    layers: list[torch.nn.Module] = []
+    c_in = channels
+    for width in widths:
+        for _ in range(2):
+            layers += [torch.nn.Conv2d(c_in, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+            c_in = width
+        layers.append(torch.nn.MaxPool2d(2))
+    return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c_in, outputs))
+
+
 class IndependentClassifier(torch.nn.Module):
     """Images ``[B, C, S, S]`` in ``[0, 1]`` -> one logit per label ``[B, L]``."""
 
@@ -53,7 +68,7 @@ class IndependentClassifier(torch.nn.Module):
         super().__init__()
         self.label_names = list(label_names)
         self.channels, self.image_size = channels, image_size
-        self.net = ConvEncoder(channels, image_size, len(self.label_names))
+        self.net = judge_network(channels, image_size, len(self.label_names))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -148,5 +163,11 @@ def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
         )
     state = torch.load(path / WEIGHTS, map_location=device, weights_only=False)
     net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"])
-    net.load_state_dict(state["state_dict"])
+    try:
+        net.load_state_dict(state["state_dict"])
+    except RuntimeError:
+        raise ValueError(
+            f"the classifier in {path} was trained by an older version with another network; "
+            f"train it again with `ccvae-pyro train-classifier --out {path}`"
+        ) from None
     return net.to(device).eval()

@@ -11,7 +11,10 @@ only on average; ``IWAE_K`` grows with ``K`` in expectation. The CCVAE objective
 its Jensen-bounded ``y`` terms, eq. 5) is a looser bound on ``log p(x)`` and is reported too.
 
 Densities are of pixel values scaled to ``[0, 1]`` (continuous), not of 8-bit pixels, so bits
-per dimension are ``-log p(x) / (D log 2)`` with no discretisation term.
+per dimension are ``-log p(x) / (D log 2)`` with no discretisation term (a density of the same
+pixels on the 0..255 scale is 8 bits/dim higher). They are negative when the density is sharp.
+The ``bernoulli`` likelihood is a cross-entropy on grey levels, not a density of them: its
+bounds are reported in nats and its bits per dimension are left out.
 """
 from __future__ import annotations
 
@@ -114,7 +117,14 @@ def importance_weighted(analysis: Analysis, num_samples: int = 100) -> dict:
     def per_image(key, count):
         return sums[key] / count if count else None
 
-    out = {"num_samples": num_samples, "num_images": n, "num_labelled_images": labelled, "dims": dims}
+    is_density = model.likelihood.is_density
+    out = {
+        "num_samples": num_samples, "num_images": n, "num_labelled_images": labelled, "dims": dims,
+        "basis": (
+            "continuous density of pixels in [0, 1], not discretised" if is_density
+            else "Bernoulli cross-entropy of grey levels: not a density, no bits per dimension"
+        ),
+    }  # fmt: skip
     for name, key, count in [
         ("log_px_iwae", "iwae_x", n),
         ("log_px_elbo", "elbo_x", n),
@@ -124,5 +134,6 @@ def importance_weighted(analysis: Analysis, num_samples: int = 100) -> dict:
     ]:
         value = per_image(key, count)
         out[name] = value
-        out[name.replace("log_", "bits_per_dim_")] = None if value is None else -value / (dims * math.log(2))
+        bits = None if value is None or not is_density else -value / (dims * math.log(2))
+        out[name.replace("log_", "bits_per_dim_")] = bits
     return out

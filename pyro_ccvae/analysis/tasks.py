@@ -16,6 +16,7 @@ from ..run import Run
 from . import figures, metrics
 from .classifier import SUMMARY, ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
+from .ground_truth import has_ground_truth, nuisance_transfer
 from .generation import generation_accuracy, sample_labels, sample_style, generate as generate_images
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
@@ -30,7 +31,7 @@ ATTRIBUTE_CLASSIFIER_DIR = "attribute_classifier"
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "classification", "likelihood", "latent_separation",
-    "single_interventions", "characteristic_swap", "generation_accuracy",
+    "single_interventions", "characteristic_swap", "generation_accuracy", "nuisance_transfer",
 )  # fmt: skip
 
 
@@ -76,7 +77,7 @@ def evaluate(
     batch_size: int = 256,
     max_images: Optional[int] = None,
     gen_samples: int = 1000,
-    attribute_epochs: int = 3,
+    attribute_epochs: int = 10,
     progress: bool = True,
 ) -> Written:
     """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
@@ -85,7 +86,8 @@ def evaluate(
 
     Without one, on data with ground-truth factors (``ImageSet.attributes``, e.g. ``shapes``)
     and ``attribute_epochs > 0``, a classifier is trained on the ground-truth labels (see
-    :func:`attribute_classifier`) to report how specific the single interventions are.
+    :func:`attribute_classifier`) to judge interventions, swaps and generation. Such data
+    also get :func:`~.ground_truth.nuisance_transfer`, which needs no judge.
     """
     for name, value, least in (("--iw-samples", iw_samples, 1), ("--gen-samples", gen_samples, 1), ("--attribute-epochs", attribute_epochs, 0)):
         if value < least:
@@ -125,6 +127,8 @@ def evaluate(
         )
     )
 
+    if has_ground_truth(analysis):
+        m["nuisance_transfer"] = nuisance_transfer(analysis)
     if judge is None and analysis.split.attributes is not None and attribute_epochs > 0:
         folder, net = attribute_classifier(run, attribute_epochs, progress)
         judge = ("ground-truth attribute classifier trained by evaluate", folder, _reader(run, net))
@@ -150,9 +154,8 @@ def evaluate(
                 colour_label="mean |change| of log-probability",
             )
         )
-        if classifier_dir is not None:
-            m["characteristic_swap"] = swap_metric(analysis)
-            m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
+        m["characteristic_swap"] = swap_metric(analysis)
+        m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
     else:  # an older matrix would sit in the report beside metrics that no longer mention it
         figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
     return _finish(run, written, remove=EVALUATE_SECTIONS)

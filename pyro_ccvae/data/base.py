@@ -77,6 +77,10 @@ class DataSplits:
     name: str
     #: free-form description of where the data came from (paths, options), saved in the run.
     source: dict = field(default_factory=dict)
+    #: for data with known factors (``ImageSet.attributes``): names of the attribute columns and
+    #: ``render(attributes [N, A]) -> uint8 images``, so analysis can draw ground-truth counterfactuals.
+    attribute_names: Optional[tuple[str, ...]] = None
+    render: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
     @property
     def label_names(self) -> tuple[str, ...]:

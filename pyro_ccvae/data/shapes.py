@@ -212,4 +212,6 @@ def load(options: DataOptions) -> DataSplits:
             "image_size": options.image_size,
             "attribute_names": list(ATTRIBUTE_NAMES),
         },
+        attribute_names=ATTRIBUTE_NAMES,
+        render=lambda attributes: render(attributes, options.image_size),
     )
