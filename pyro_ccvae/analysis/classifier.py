@@ -1,7 +1,7 @@
 """The independent classifier: a plain CNN trained fully supervised on the observed labels.
 
 The paper judges edited and generated images with a classifier that shares nothing with the
-CCVAE (appendix D). Ours is a VGG-style CNN (3x3 convolutions at full resolution, batch norm,
+CCVAE (appendix D). Ours is a small CNN (3x3 convolutions from full resolution, batch norm,
 max-pooling; not the VAE's stride-2 encoder, which blurs a 4-pixel square into a circle) with one
 logit per label, trained with binary cross-entropy on the labels that are seen (all of them, not
 just a run's labelled subset). A judge is only as good as its accuracy: reports show it per
@@ -48,17 +48,22 @@ class ClassifierConfig(DataConfig):
 
 
 def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequential:
-    """Two 3x3 conv layers per stage at 32, 64, 128 (and 128 at 64 px) channels, halving the
-    resolution between stages down to 4x4, then a linear read-out."""
-    widths = [32, 64, 128] + ([128] if image_size == 64 else [])
+    """A 3x3 convolution with batch norm at 16, 32, 64 (and 64 at 64 px) channels per stage,
+    each stage halving the resolution down to 4x4; the flattened map (positions kept: ``right``
+    is a position) goes through a hidden layer of 128 to the logits."""
+    widths = [16, 32, 64] + ([64] if image_size == 64 else [])
     layers: list[torch.nn.Module] = []
     c_in = channels
     for width in widths:
-        for _ in range(2):
-            layers += [torch.nn.Conv2d(c_in, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
-            c_in = width
-        layers.append(torch.nn.MaxPool2d(2))
-    return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c_in, outputs))
+        layers += [
+            torch.nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+            torch.nn.BatchNorm2d(width),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+        ]
+        c_in = width
+    head = [torch.nn.Flatten(), torch.nn.Linear(c_in * 16, 128), torch.nn.ReLU(), torch.nn.Linear(128, outputs)]
+    return torch.nn.Sequential(*layers, *head)
 
 
 class IndependentClassifier(torch.nn.Module):
