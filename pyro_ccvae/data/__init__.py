@@ -1,7 +1,7 @@
 """Data sets, found by name in :data:`DATASETS` (DESIGN.md §4)."""
 from __future__ import annotations
 
-from .base import DataError, DataOptions, DataSplits, ImageSet, Loader
+from .base import DataError, DataOptions, DataSplits, ImageSet, Loader, as_float_images
 
 #: name -> loader; each loader module registers itself on import below.
 DATASETS: dict[str, Loader] = {}
@@ -35,4 +35,4 @@ def load_dataset(name: str, options: DataOptions) -> DataSplits:
 from . import shapes  # noqa: E402,F401  (registers "shapes")
 from . import celeba, chexpert, digits, mnist  # noqa: E402,F401  (register "celeba", "chexpert", "digits", "mnist", "fashion-mnist")
 
-__all__ = ["DATASETS", "DataError", "DataOptions", "DataSplits", "ImageSet", "default_image_size", "load_dataset", "register_dataset"]
+__all__ = ["DATASETS", "as_float_images", "DataError", "DataOptions", "DataSplits", "ImageSet", "default_image_size", "load_dataset", "register_dataset"]

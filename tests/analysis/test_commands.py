@@ -68,6 +68,15 @@ def test_evaluate(run_dir, classifier_dir):
     assert m["evaluation"]["judge"] == "independent classifier"
     assert m["characteristic_swap"]["log_prob_change_mean"] >= 0
     assert 0 <= m["generation_accuracy"]["accuracy_mean"] <= 1
+    health = m["health"]
+    assert health["split"] == "test" and health["num_images"] == cls["num_images"]
+    assert 0 < health["reconstruction"]["model_mae"] < 1 and 0 < health["reconstruction"]["mean_image_mae"] < 1
+    assert isinstance(health["warnings"], list)
+    assert [line[len("warning: "):] for line in out.splitlines() if line.startswith("warning: ")] == health["warnings"]
+    judge = json.loads((classifier_dir / "summary.json").read_text())["test_accuracy"]
+    assert m["evaluation"]["judge_test_accuracy"] == judge
+    assert m["evaluation"]["unreliable_labels"] == [n for n, a in judge.items() if a < 0.9]
+    assert m["single_interventions"]["unreliable_labels"] == m["evaluation"]["unreliable_labels"]
     assert_report_complete(run_dir, written)
 
 
