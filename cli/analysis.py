@@ -16,9 +16,10 @@ import torch
 
 from pyro_ccvae.analysis import tasks
 from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
+from pyro_ccvae.health import describe as describe_health
 from pyro_ccvae.run import load_run
 
-from .errors import one_line_errors
+from .errors import one_line_errors, print_health_warnings
 from .options import data_options, prepare
 
 _CLASSIFIER_DEFAULTS = ClassifierConfig()
@@ -72,6 +73,8 @@ def evaluate(run, no_progress: bool, **options):
         f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
     )
     click.echo(f"Wasserstein distance between z_c | y=0 and | y=1 (mean): {_show(sep['wasserstein_mean'])}")
+    click.echo(f"health (test split): {describe_health(m['health'])}")
+    print_health_warnings(m["health"])
     if "single_interventions" in m:
         si = m["single_interventions"]
         click.echo(

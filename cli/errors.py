@@ -1,4 +1,4 @@
-"""Known failures become one line on stderr and a non-zero exit, never a traceback."""
+"""Known failures become one line on stderr and a non-zero exit, never a traceback; warnings one line each."""
 from __future__ import annotations
 
 import functools
@@ -30,3 +30,9 @@ def one_line_errors(command):
             raise SystemExit(1) from None
 
     return wrapper
+
+
+def print_health_warnings(health: dict) -> None:
+    """Each warning of a health check (:mod:`pyro_ccvae.health`) as one ``warning: ...`` line on stderr."""
+    for warning in health.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)

@@ -19,7 +19,7 @@ def _label_list(ctx, param, value):
 _OPTIONS = [
     click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=_DEFAULTS.dataset, show_default=True),
     click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the data set."),
-    click.option("--image-size", type=click.Choice(["32", "64"]), help="Default: 32 for shapes/mnist, 64 otherwise."),
+    click.option("--image-size", type=click.Choice(["32", "64"]), help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise."),
     click.option("--labels", callback=_label_list, help="Comma-separated label names (default: the paper's set)."),
     click.option("--uncertain", default=_DEFAULTS.uncertain, show_default=True, help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros."),
     click.option("--blank", type=click.Choice(["zeros", "ignore"]), default=_DEFAULTS.blank, show_default=True, help="CheXpert blank labels."),

@@ -9,9 +9,10 @@ import click
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.elbo import JENSEN_ESTIMATORS
 from pyro_ccvae.likelihoods import LIKELIHOODS
+from pyro_ccvae.health import describe as describe_health
 from pyro_ccvae.training import train as train_run
 
-from .errors import one_line_errors
+from .errors import one_line_errors, print_health_warnings
 from .options import data_options, prepare
 
 _DEFAULTS = TrainConfig()
@@ -48,5 +49,8 @@ def train(out: Path, resume: bool, reparameterised_classifier: bool, **options) 
     config = TrainConfig(detach_classifier_input=not reparameterised_classifier, **options)
     explicit = {name: flag for name, flag in explicit.items() if hasattr(config, name)}
     summary = train_run(config, out, resume=resume, progress=progress, explicit=explicit)
-    click.echo(json.dumps(summary, indent=2))
-    click.echo(f"run saved in {out}")
+    health = summary["health"]
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "health"}, indent=2))
+    click.echo(f"health ({health['split']} split): {describe_health(health)}")
+    print_health_warnings(health)
+    click.echo(f"run saved in {out} (health checks in summary.json)")

@@ -7,7 +7,7 @@ The run directory is the interface to every command that reads a trained model::
     splits.json      which source item went to which split
     metrics.jsonl    one line per epoch: loss, validation accuracy, speed
     checkpoint.pt    model, guide, optimiser, RNG states and position; written atomically
-    summary.json     test accuracy per label after the last epoch
+    summary.json     test accuracy per label and the health checks (validation split) after the last epoch
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save, atomic_write_text, rng_state, set_rng_state
 from .config import TrainConfig
-from .data import DataSplits, ImageSet, load_dataset
+from .data import DataSplits, ImageSet, as_float_images, load_dataset
 from .elbo import CCVAE_ELBO
 from .guides import build_guide, check_guide
 from .likelihoods import default_likelihood
+from .health import check_health, mean_image
 from .model import CCVAEModel
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,6 @@ def build_model_and_guide(config: TrainConfig) -> tuple[CCVAEModel, torch.nn.Mod
         dims["num_labels"], dims["channels"], dims["image_size"], config.z_style_dim, config.z_char_dim, config.likelihood
     )
     return model, build_guide(config.guide, **dims)
-
-
-def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 ``[B, C, H, W]`` -> float in ``[0, 1]`` on ``device``."""
-    return images.to(device, non_blocking=True).float().div_(255)
 
 
 @torch.no_grad()
@@ -383,9 +379,20 @@ class Trainer:
             "test_accuracy": dict(zip(self.data.label_names, test_acc)),
             "test_accuracy_mean": _mean(test_acc),
             "labelled": len(self.labelled),
+            "health": self._health(),
         }
         atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _health(self) -> dict:
+        """:func:`~pyro_ccvae.health.check_health` on the validation split (the test split if it is empty)."""
+        split_name, split = ("valid", self.data.valid) if len(self.data.valid) else ("test", self.data.test)
+        with torch.no_grad():
+            health = check_health(
+                self.model, self.guide, split.images, mean_image(self.data.train.images), self.data.label_names,
+                self.device, seed=self.config.seed,
+            )
+        return {"split": split_name, **health}
 
 
 def train(

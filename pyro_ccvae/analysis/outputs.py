@@ -21,6 +21,11 @@ import torch
 from ..checkpoint import atomic_write_text
 
 FIGURES_DIR = "figures"
+#: the metrics.json sections computed by a judge (a classifier reading edited or generated images).
+JUDGED_SECTIONS = ("single_interventions", "characteristic_swap", "generation_accuracy")
+#: a judge reading a label's real test images less accurately than this makes that label's judged
+#: metrics unreliable: they measure the judge as much as the model.
+RELIABLE_JUDGE_ACCURACY = 0.9
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..checkpoint import atomic_write_text
-from .outputs import FIGURES_DIR, REPORT_FILE, read_metrics
+from .outputs import FIGURES_DIR, JUDGED_SECTIONS, REPORT_FILE, read_metrics
 
 #: figure-name prefix -> caption (the first matching prefix wins).
 CAPTIONS = {
@@ -32,13 +32,34 @@ CAPTIONS = {
 }
 
 _STYLE = """
-body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
+body { font-family: sans-serif; margin: 1.5em 2em; max-width: none; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f2f2f2; } td.key, th.key { text-align: left; }
-figure { margin: 1em 0 2em; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-size: 0.9em; color: #555; } code { background: #f4f4f4; }
+tr.unreliable td { background: #fff3cd; color: #6b5000; }
+.box { padding: 0.6em 1.2em; margin: 1em 0; border-radius: 4px; }
+.warnings { border: 2px solid #c0392b; background: #fdecea; }
+.healthy { border: 2px solid #2e7d32; background: #edf7ee; }
+.note { border: 1px solid #999; background: #f6f6f6; }
+.figures { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+figure { margin: 0 0 1em; flex: 0 1 auto; max-width: 100%; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #555; max-width: 60em; } code { background: #f4f4f4; }
 """
+
+#: the headline numbers of the summary: (section, key path, what it is).
+HEADLINES = (
+    ("classification", ("accuracy_mean",), "test accuracy of q(y|x), mean over labels"),
+    ("classification", ("auroc_mean",), "AUROC, mean over labels"),
+    ("likelihood", ("bits_per_dim_px_iwae",), "-log p(x) from the IWAE bound, bits/dim (lower is better)"),
+    ("latent_separation", ("wasserstein_mean",), "Wasserstein distance of z_c between y=0 and y=1, mean"),
+    ("health", ("reconstruction", "model_mae"), "reconstruction error per pixel (MAE)"),
+    ("health", ("reconstruction", "mean_image_mae"), "error of the mean training image (MAE), for comparison"),
+    ("single_interventions", ("condition_number",), "condition number of the single-intervention matrix (1 is best)"),
+    ("single_interventions", ("exact_rate_mean",), "single interventions that flip exactly the intended label"),
+    ("characteristic_swap", ("log_prob_change_mean",), "characteristic-swap metric (lower is better)"),
+    ("generation_accuracy", ("accuracy_mean",), "conditional-generation accuracy"),
+)
 
 
 def _fmt(value: Any) -> str:
@@ -55,8 +76,9 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """An HTML table; the first column holds names (left-aligned), the others values."""
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], marked: Sequence[bool] = ()) -> str:
+    """An HTML table; the first column holds names (left-aligned), the others values. Rows whose
+    ``marked`` entry is true are highlighted as unreliable."""
 
     def cells(values, tag):
         first, *rest = values
@@ -64,29 +86,87 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
             f"<{tag}>{html.escape(str(v)) if tag == 'th' else _fmt(v)}</{tag}>" for v in rest
         )
 
-    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    marked = list(marked) + [False] * (len(rows) - len(marked))
+    body = "".join(
+        ('<tr class="unreliable">' if mark else "<tr>") + cells(row, "td") + "</tr>" for row, mark in zip(rows, marked)
+    )
     return f"<table><tr>{cells(header, 'th')}</tr>{body}</table>"
 
 
-def _section(name: str, values: dict, label_names: Sequence[str]) -> str:
-    """A metrics section: per-label dicts as one label x metric table, a labelled matrix as a
-    grid, the rest as a key/value table."""
+def _section(name: str, values: dict, label_names: Sequence[str], unreliable: Sequence[str] = (), level: int = 3) -> str:
+    """A metrics section: per-label dicts as one label x metric table (labels in ``unreliable``
+    marked), a labelled matrix as a grid, nested dicts as sub-sections, the rest as a key/value
+    table. ``warnings`` lists are left out: the summary shows them."""
     per_label = {k: v for k, v in values.items() if isinstance(v, dict) and v and set(v) <= set(label_names)}
-    parts = [f"<h3>{html.escape(name)}</h3>"]
+    nested = {k: v for k, v in values.items() if isinstance(v, dict) and k not in per_label}
+    parts = [f"<h{level}>{html.escape(name)}</h{level}>"]
     if per_label:
         labels = [n for n in label_names if any(n in v for v in per_label.values())]
-        parts.append(_table(["label", *per_label], [[n, *(v.get(n) for v in per_label.values())] for n in labels]))
+        header, rows = ["label", *per_label], [[n, *(v.get(n) for v in per_label.values())] for n in labels]
+        if unreliable:
+            header.append("judge")
+            rows = [[*row, "unreliable" if row[0] in unreliable else "ok"] for row in rows]
+        parts.append(_table(header, rows, [n in unreliable for n in labels]))
     matrix = values.get("matrix")
     if isinstance(matrix, list) and isinstance(values.get("labels"), list):
-        names = values["labels"]
-        parts.append("<p>matrix (rows: label intervened on; columns: label read)</p>")
-        parts.append(_table(["", *names], [[n, *row] for n, row in zip(names, matrix)]))
-    rest = [[k, v] for k, v in values.items() if k not in per_label and k not in ("matrix", "labels")]
+        names = [f"{n} (unreliable)" if n in unreliable else n for n in values["labels"]]
+        parts.append("<p>matrix (rows: the label switched; columns: the label read by the judge)</p>")
+        parts.append(_table(["", *names], [[n, *row] for n, row in zip(names, matrix)], [n in unreliable for n in values["labels"]]))
+    skip = {*per_label, *nested, "matrix", "labels", "warnings"}
+    rest = [[k, v] for k, v in values.items() if k not in skip]
     if rest:
         parts.append(_table(["metric", "value"], rest))
+    for key, sub in nested.items():
+        parts.append(_section(f"{name} / {key}", sub, label_names, unreliable, min(level + 1, 6)))
     return "\n".join(parts)
 
 
+def _lookup(metrics: dict, section: str, path: Sequence[str]) -> Any:
+    value = metrics.get(section)
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _summary(metrics: dict, training: dict) -> str:
+    """The top of the page: every warning in a box, the headline numbers, and what the judge is."""
+    evaluation = metrics.get("evaluation", {})
+    warnings = [f"evaluate, test split: {w}" for w in metrics.get("health", {}).get("warnings", [])]
+    warnings += [f"training, validation split: {w}" for w in training.get("health", {}).get("warnings", [])]
+    unreliable = evaluation.get("unreliable_labels") or []
+    if unreliable:
+        accuracy = evaluation.get("judge_test_accuracy") or {}
+        listed = ", ".join(f"{n} ({_fmt(accuracy.get(n))})" for n in unreliable)
+        warnings.append(
+            f"the judge ({evaluation.get('judge')}) reads these labels of real test images with an accuracy below "
+            f"{evaluation.get('reliable_judge_accuracy')}: {listed}; their judged metrics below are marked unreliable"
+        )
+    parts = ["<h2>Summary</h2>"]
+    if warnings:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        parts.append(f'<div class="box warnings"><b>Warnings</b><ul>{items}</ul></div>')
+    elif "health" in metrics or "health" in training:
+        parts.append('<div class="box healthy">Health checks passed: no collapsed decoder, z_s in use, and the '
+                     "classifier recognises samples of every label's conditional prior.</div>")  # fmt: skip
+    rows = [[text, _lookup(metrics, section, path)] for section, path, text in HEADLINES if _lookup(metrics, section, path) is not None]
+    if not rows and training.get("test_accuracy_mean") is not None:
+        rows.append(["test accuracy of q(y|x) after training, mean over labels", training["test_accuracy_mean"]])
+    if rows:
+        parts.append(_table(["headline", "value"], rows))
+    if evaluation and evaluation.get("judge") is None:
+        parts.append(
+            '<div class="box note">Judged metrics (single interventions, characteristic swap, conditional-generation '
+            "accuracy) are not on this page: the last <code>evaluate</code> ran without a judge. Results of earlier "
+            "judged evaluations are dropped, so that every number here comes from one evaluation; rerun "
+            "<code>ccvae-pyro evaluate RUN --classifier DIR</code> for them.</div>"
+        )
+    elif evaluation.get("judge"):
+        parts.append(
+            f"<p>Judged metrics are read by the {html.escape(str(evaluation['judge']))} "
+            f"(<code>{html.escape(str(evaluation.get('classifier')))}</code>); its accuracy per label on real test "
+            "images is in the <i>evaluation</i> table below.</p>"
+        )
+    return "\n".join(parts)
 def _prefix(stem: str) -> int:
     """Position of the figure's kind in :data:`CAPTIONS` (unknown kinds last)."""
     for k, prefix in enumerate(CAPTIONS):
@@ -112,22 +192,27 @@ def write_report(run_dir: Path) -> Path:
         f"<title>CCVAE run {html.escape(run_dir.name)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>CCVAE run <code>{html.escape(run_dir.name)}</code></h1>",
     ]
+    metrics = read_metrics(run_dir)
+    training = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    parts.append(_summary(metrics, training))
     if config:
+        parts.append("<h2>Run</h2>")
         keys = ["dataset", "guide", "epochs", "sup_frac", "z_style_dim", "z_char_dim", "likelihood", "seed"]
         parts.append(_table(["setting", "value"], [[k, config.get(k)] for k in keys if k in config]))
         parts.append(f"<p>labels: {html.escape(', '.join(label_names))}</p>")
     parts.append("<h2>Metrics</h2>")
-    metrics = read_metrics(run_dir)
     if not metrics:
         parts.append("<p>No metrics yet: run <code>ccvae-pyro evaluate</code> on this directory.</p>")
+    unreliable = metrics.get("evaluation", {}).get("unreliable_labels") or []
     for name, values in metrics.items():
         if isinstance(values, dict):
-            parts.append(_section(name, values, label_names))
+            parts.append(_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ()))
     parts.append("<h2>Figures</h2>")
     figures = sorted((run_dir / FIGURES_DIR).glob("*.png")) if (run_dir / FIGURES_DIR).is_dir() else []
     figures.sort(key=lambda p: _prefix(p.stem))  # evaluation first, then by kind (stable: by name within)
     if not figures:
         parts.append("<p>No figures yet.</p>")
+    parts.append('<div class="figures">')
     for path in figures:
         src = f"{FIGURES_DIR}/{path.name}"
         caption = _caption(path.stem)
@@ -135,7 +220,7 @@ def write_report(run_dir: Path) -> Path:
             f'<figure id="{html.escape(path.stem)}"><img src="{html.escape(src)}" alt="{html.escape(path.stem)}">'
             f"<figcaption><b>{html.escape(path.name)}</b>{': ' + html.escape(caption) if caption else ''}</figcaption></figure>"
         )
-    parts.append("</body></html>")
+    parts.append("</div></body></html>")
     out = run_dir / REPORT_FILE
     atomic_write_text(out, "\n".join(parts) + "\n")
     return out

@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from ..health import random_partners
 from .context import Analysis
 from .metrics import reference_log_probs
 
@@ -17,16 +18,6 @@ def swap_grid(model, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
     holds the plain reconstructions. ``z_c [N, L, d_c]``, ``z_s [N, d_s]``."""
     n = z_c.shape[0]
     return model.decode(z_c.unsqueeze(1).expand(n, n, *z_c.shape[1:]), z_s.unsqueeze(0).expand(n, n, -1))
-
-
-def random_partners(n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A random permutation of ``range(n)`` with no fixed point (for ``n >= 2``): who gives whom ``z_s``."""
-    if n < 2:
-        return torch.arange(n)
-    order = torch.randperm(n, generator=generator)
-    partner = torch.empty(n, dtype=torch.long)
-    partner[order] = order.roll(1)  # a single cycle through the shuffled order
-    return partner
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..health import check_health, mean_image
 from ..run import Run
 from . import figures, metrics
 from .classifier import SUMMARY, ClassifierConfig, LabelReader, load_classifier, train_classifier
@@ -21,7 +22,7 @@ from .generation import generation_accuracy, sample_labels, sample_style, genera
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
 from .likelihood import importance_weighted
-from .outputs import figure_path, slug, update_metrics
+from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_path, slug, update_metrics
 from .report import write_report
 from .swap import swap_grid, swap_metric
 from .traversal import traversal_values, traverse as traverse_images, traverse_pair
@@ -30,8 +31,8 @@ from .traversal import traversal_values, traverse as traverse_images, traverse_p
 ATTRIBUTE_CLASSIFIER_DIR = "attribute_classifier"
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
-    "evaluation", "classification", "likelihood", "latent_separation",
-    "single_interventions", "characteristic_swap", "generation_accuracy", "nuisance_transfer",
+    "evaluation", "health", "classification", "likelihood", "latent_separation",
+    *JUDGED_SECTIONS, "nuisance_transfer",
 )  # fmt: skip
 
 
@@ -102,6 +103,13 @@ def evaluate(
     m["classification"] = metrics.classification(analysis)
     m["likelihood"] = importance_weighted(analysis, iw_samples)
     m["latent_separation"] = metrics.latent_separation(analysis)
+    m["health"] = {
+        "split": "test",
+        **check_health(
+            run.model, run.guide, analysis.split.images, mean_image(run.data.train.images), analysis.label_names,
+            run.device, batch_size, seed=run.config.seed, means=analysis.posterior_means,
+        ),
+    }
 
     count = min(16, len(analysis))
     index = torch.arange(count)
@@ -132,14 +140,20 @@ def evaluate(
     if judge is None and analysis.split.attributes is not None and attribute_epochs > 0:
         folder, net = attribute_classifier(run, attribute_epochs, progress)
         judge = ("ground-truth attribute classifier trained by evaluate", folder, _reader(run, net))
+    judge_accuracy = None if judge is None else _judge_accuracy(judge[1], analysis.label_names)
+    # labels the judge reads badly (or of unknown accuracy): their judged metrics measure the judge
+    unreliable = None if judge is None else [
+        name for name, value in judge_accuracy.items() if value is None or value < RELIABLE_JUDGE_ACCURACY
+    ]  # fmt: skip
     m["evaluation"] = {
         "split": "test",
         "num_images": len(analysis),
         "iw_samples": iw_samples,
         "judge": None if judge is None else judge[0],
         "classifier": None if judge is None else str(judge[1]),
-        # how well the judge reads real test images: a weak judge makes its metrics weak too
-        "judge_test_accuracy": None if judge is None else _judge_accuracy(judge[1]),
+        "judge_test_accuracy": judge_accuracy,
+        "unreliable_labels": unreliable,
+        "reliable_judge_accuracy": RELIABLE_JUDGE_ACCURACY,
     }
     if judge is not None:
         analysis.classifier = judge[2]
@@ -156,14 +170,19 @@ def evaluate(
         )
         m["characteristic_swap"] = swap_metric(analysis)
         m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
+        for name in JUDGED_SECTIONS:
+            if name in m:
+                m[name]["unreliable_labels"] = unreliable
     else:  # an older matrix would sit in the report beside metrics that no longer mention it
         figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
     return _finish(run, written, remove=EVALUATE_SECTIONS)
 
 
-def _judge_accuracy(folder: Path) -> Optional[dict]:
+def _judge_accuracy(folder: Path, label_names: Sequence[str]) -> dict[str, Optional[float]]:
+    """The judge's test accuracy on each of the run's labels (``None`` where its summary lacks it)."""
     path = Path(folder) / SUMMARY
-    return json.loads(path.read_text()).get("test_accuracy") if path.exists() else None
+    accuracy = json.loads(path.read_text()).get("test_accuracy", {}) if path.exists() else {}
+    return {name: accuracy.get(name) for name in label_names}
 
 
 def _fmt(value: Optional[float]) -> str:

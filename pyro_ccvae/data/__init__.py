@@ -1,7 +1,7 @@
 """Data sets, found by name in :data:`DATASETS` (DESIGN.md §4)."""
 from __future__ import annotations
 
-from .base import DataError, DataOptions, DataSplits, ImageSet, Loader
+from .base import DataError, DataOptions, DataSplits, ImageSet, Loader, as_float_images
 
 #: name -> loader; each loader module registers itself on import below.
 DATASETS: dict[str, Loader] = {}
@@ -18,7 +18,7 @@ def register_dataset(name: str):
 
 
 #: image size used when none is asked for; the paper's 64 for real photographs and X-rays.
-DEFAULT_IMAGE_SIZES = {"shapes": 32, "mnist": 32, "fashion-mnist": 32}
+DEFAULT_IMAGE_SIZES = {"shapes": 32, "digits": 32, "mnist": 32, "fashion-mnist": 32}
 
 
 def default_image_size(name: str) -> int:
@@ -33,6 +33,6 @@ def load_dataset(name: str, options: DataOptions) -> DataSplits:
 
 
 from . import shapes  # noqa: E402,F401  (registers "shapes")
-from . import celeba, chexpert, mnist  # noqa: E402,F401  (register "celeba", "chexpert", "mnist", "fashion-mnist")
+from . import celeba, chexpert, digits, mnist  # noqa: E402,F401  (register "celeba", "chexpert", "digits", "mnist", "fashion-mnist")
 
-__all__ = ["DATASETS", "DataError", "DataOptions", "DataSplits", "ImageSet", "default_image_size", "load_dataset", "register_dataset"]
+__all__ = ["DATASETS", "as_float_images", "DataError", "DataOptions", "DataSplits", "ImageSet", "default_image_size", "load_dataset", "register_dataset"]

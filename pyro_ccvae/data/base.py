@@ -127,3 +127,8 @@ class DataOptions:
 
 
 Loader = Callable[[DataOptions], DataSplits]
+
+
+def as_float_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``[B, C, H, W]`` -> float in ``[0, 1]`` on ``device``."""
+    return images.to(device, non_blocking=True).float().div_(255)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+import torch
 
 from .base import DataError, DataOptions
 from .images import MISSING
@@ -70,6 +71,13 @@ def check_options(options: DataOptions) -> int:
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise DataError(f"image size must be a positive integer, got {size!r}; pass e.g. --image-size 64")
     return size
+
+
+def class_labels(targets: np.ndarray, classes: Sequence[str], labels: Sequence[str]) -> torch.Tensor:
+    """Class indices ``[N]`` (into ``classes``) -> ``float32 [N, len(labels)]``: one binary label per
+    chosen class, on where the image is of that class (so at most one is on)."""
+    columns = np.array([list(classes).index(label) for label in labels])
+    return torch.from_numpy((np.asarray(targets)[:, None] == columns[None, :]).astype(np.float32))
 
 
 def seeded_subset(n: int, fraction: float, seed: int) -> np.ndarray:

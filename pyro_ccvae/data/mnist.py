@@ -23,7 +23,7 @@ from . import images as _images
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_options, data_dir, seeded_subset, select_labels
+from .common import check_options, class_labels, data_dir, seeded_subset, select_labels
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 #: torchvision's names for the Fashion-MNIST classes.
@@ -118,11 +118,7 @@ def _load(options: DataOptions, name: str, folder: str, title: str, classes: tup
     key = source_key(name, files=files, items=items, pixels={"size": size, "channels": 1})
     cache = ImageCache.load_or_build(cache_dir(options, raw), f"{name}-{size}", key, (len(items), 1, size, size), build)
 
-    columns = [classes.index(label) for label in labels]
-    onehot = {
-        split: torch.from_numpy((target[:, None] == np.array(columns)[None, :]).astype(np.float32))
-        for split, target in targets.items()
-    }
+    onehot = {split: class_labels(target, classes, labels) for split, target in targets.items()}
     valid = seeded_subset(counts["train"], options.valid_fraction, options.seed)
     train = np.setdiff1d(np.arange(counts["train"]), valid)
     rows = {"train": (train, "train"), "valid": (valid, "train"), "test": (np.arange(counts["test"]), "test")}

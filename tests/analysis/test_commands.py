@@ -68,19 +68,32 @@ def test_evaluate(run_dir, classifier_dir):
     assert m["evaluation"]["judge"] == "independent classifier"
     assert m["characteristic_swap"]["log_prob_change_mean"] >= 0
     assert 0 <= m["generation_accuracy"]["accuracy_mean"] <= 1
+    health = m["health"]
+    assert health["split"] == "test" and health["num_images"] == cls["num_images"]
+    assert 0 < health["reconstruction"]["model_mae"] < 1 and 0 < health["reconstruction"]["mean_image_mae"] < 1
+    assert isinstance(health["warnings"], list)
+    assert [line[len("warning: "):] for line in out.splitlines() if line.startswith("warning: ")] == health["warnings"]
+    judge = json.loads((classifier_dir / "summary.json").read_text())["test_accuracy"]
+    assert m["evaluation"]["judge_test_accuracy"] == judge
+    assert m["evaluation"]["unreliable_labels"] == [n for n, a in judge.items() if a < 0.9]
+    assert m["single_interventions"]["unreliable_labels"] == m["evaluation"]["unreliable_labels"]
     assert_report_complete(run_dir, written)
 
 
 def test_evaluate_judges_shapes_with_a_ground_truth_classifier(run_dir):
-    """No --classifier on shapes: a classifier trained on the true attributes judges interventions;
-    the classifier-only metrics are dropped, not left stale."""
+    """No --classifier on shapes: a classifier trained on the true attributes judges interventions,
+    swaps and generation; the renderer judges nuisance transfer."""
     invoke("evaluate", run_dir, *FAST, "--iw-samples", 2, "--max-images", 20, "--attribute-epochs", 1, "--no-progress")
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["evaluation"]["judge"].startswith("ground-truth attribute classifier")
     assert (run_dir / "attribute_classifier" / "classifier.pt").is_file()
     assert m["classification"]["num_images"] == 20
     assert all(0 <= v <= 1 for v in m["single_interventions"]["exact_rate"].values())
-    assert "characteristic_swap" not in m and "generation_accuracy" not in m
+    assert m["characteristic_swap"]["num_images"] == 20
+    assert 0 <= m["generation_accuracy"]["accuracy_mean"] <= 1
+    transfer = m["nuisance_transfer"]
+    assert 0 <= transfer["follow_rate"] <= 1 and transfer["num_images"] == 20
+    assert transfer["target_mae"] > 0 and transfer["source_mae"] > 0
 
 
 @pytest.mark.parametrize(
