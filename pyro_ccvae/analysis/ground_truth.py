@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 
 from .context import Analysis
-from .swap import random_partners
+from ..health import random_partners
 
 
 def has_ground_truth(analysis: Analysis) -> bool:
@@ -30,7 +30,7 @@ def has_ground_truth(analysis: Analysis) -> bool:
 @torch.no_grad()
 def nuisance_transfer(analysis: Analysis, partners: Optional[torch.Tensor] = None) -> dict:
     """The measures above over the analysed split; ``partners[k]`` gives image ``k`` its ``z_s``
-    (default :func:`~.swap.random_partners`)."""
+    (default :func:`pyro_ccvae.health.random_partners`)."""
     data = analysis.run.data
     if not has_ground_truth(analysis):
         raise ValueError(f"the {data.name} data set has no renderer of its factors; nuisance transfer needs one (shapes)")
