@@ -8,7 +8,9 @@ and the key changes, so the cache is rebuilt; old caches are left for the user t
 
 Files are written to a temporary name in the same directory and moved into place with
 :func:`os.replace`, so a reader never sees half a cache and two processes building the same one
-do not corrupt each other. Reads memory-map (``mmap_mode="c"``: copy-on-write, so torch gets a
+do not corrupt each other; a temporary file carries its host and process id, so a later build
+removes those of killed builds. The file is reserved (``posix_fallocate``) before it is filled,
+so a full disk is an error, not a bus error on a page of the memory map. Reads memory-map (``mmap_mode="c"``: copy-on-write, so torch gets a
 writable array and nothing is ever written back to the file).
 
 A split that is not a contiguous run of the cache (CheXpert's validation patients, MNIST's
