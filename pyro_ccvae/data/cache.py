@@ -108,7 +108,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(path: Path) -> None:
+def remove_killed_builds(path: Path) -> None:
     """Remove the temporary files of builds of ``path`` killed on this host (their process is gone)."""
     for stale in Path(path).parent.glob(f".{Path(path).stem}.*.tmp*"):
         parts = stale.name[len(Path(path).stem) + 2 :].split(".")
@@ -153,7 +153,7 @@ def _write_json(path: Path, content: dict) -> None:
 
 def _write_npy(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> None:
     """Create ``path`` atomically: ``fill`` writes the rows of a memory-mapped temporary file."""
-    remove_stale_temporaries(path)
+    remove_killed_builds(path)
     tmp = _temporary(path)
     size = int(np.prod(shape))
     try:
