@@ -25,19 +25,25 @@ from .options import data_options, prepare
 _CLASSIFIER_DEFAULTS = ClassifierConfig()
 
 
-def _run_command(function):
-    """The RUN argument and the options every analysis command shares; loads the run."""
+def _run_command(function=None, *, needs_data: bool = True):
+    """The RUN argument and the options every analysis command shares; loads the run (with its
+    data unless ``needs_data`` is false)."""
+    if function is None:
+        return functools.partial(_run_command, needs_data=needs_data)
 
     @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
     @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
     @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw.")
     @click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
+    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the run's data set lies now (default: where it was trained).")
+    @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the decoded-image caches go (default: the run's).")
+    @click.option("--trust-run", is_flag=True, help="Allow a run whose guide is an import path (module:attr): loading it runs that code.")
     @one_line_errors
     @functools.wraps(function)
-    def wrapper(run_dir: Path, device: str, seed: int, threads: Optional[int], **options):
+    def wrapper(run_dir: Path, device: str, seed: int, threads: Optional[int], data_dir, cache_dir, trust_run, **options):
         if threads:
             torch.set_num_threads(threads)
-        run = load_run(run_dir, device)
+        run = load_run(run_dir, device, load_data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
         pyro.set_rng_seed(seed)
         written = function(run, **options)
         for path in written.figures:
@@ -104,7 +110,7 @@ def traverse(run, **options):
 @click.option("--labels", "label_specs", multiple=True, help="A label vector NAME=0|1,... (repeatable, or several separated by ';'); labels left out are drawn from p(y). Default: each label at 0 and at 1.")
 @click.option("--samples", type=int, default=8, show_default=True, help="Images per row.")
 @click.option("--rows", type=int, default=1, show_default=True, help="Rows (styles z_s) per label vector.")
-@_run_command
+@_run_command(needs_data=False)
 def generate(run, **options):
     """Conditional generation: z_c ~ p(z_c | y), z_s ~ N(0, I) (Fig. 4)."""
     return tasks.generate(run, **options)

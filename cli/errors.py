@@ -5,13 +5,14 @@ import functools
 
 import click
 
+from pyro_ccvae.checkpoint import CheckpointError, DiskFullError, is_disk_full
 from pyro_ccvae.data import DataError
 from pyro_ccvae.guides import GuideError
 from pyro_ccvae.run import RunError
 from pyro_ccvae.training import TrainingError, TrainingInterrupted
 
 #: exceptions whose message already says what is wrong and how to fix it.
-USER_ERRORS = (DataError, GuideError, RunError, TrainingError, ValueError, FileNotFoundError)
+USER_ERRORS = (DataError, GuideError, RunError, TrainingError, CheckpointError, DiskFullError, ValueError, FileNotFoundError)
 
 
 def one_line_errors(command):
@@ -25,9 +26,12 @@ def one_line_errors(command):
             click.echo(str(e), err=True)
             raise SystemExit(130) from None
         except USER_ERRORS as e:
-            message = " ".join(str(e).split()) or type(e).__name__
-            click.echo(f"error: {message}", err=True)
-            raise SystemExit(1) from None
+            fail(str(e) or type(e).__name__)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            where = f" writing {e.filename}" if e.filename else ""
+            fail(f"no space left on device{where}; free some space or write elsewhere (--out, --cache-dir)")
 
     return wrapper
 
@@ -36,3 +40,9 @@ def print_health_warnings(health: dict) -> None:
     """Each warning of a health check (:mod:`pyro_ccvae.health`) as one ``warning: ...`` line on stderr."""
     for warning in health.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
+
+
+def fail(message: str):
+    """Print ``error: message`` on one line and exit 1."""
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    raise SystemExit(1)

@@ -69,6 +69,7 @@ def main(argv=None) -> dict:
     config = TrainConfig(
         # By import path, so later commands (evaluate, traverse, ...) can rebuild the guide;
         # running this file puts examples/ on sys.path, elsewhere set PYTHONPATH=examples.
+        # Those commands import it only with --trust-run.
         guide="custom_guide:StudentStyleGuide",
         epochs=args.epochs,
         num_train=args.num_train,

@@ -46,6 +46,14 @@ class DataConfig:
             num_train=self.num_train,
         )
 
+    def make_paths_absolute(self) -> None:
+        """Store ``data_dir`` and ``cache_dir`` as absolute paths, so that a saved config does not
+        depend on the folder a command ran in."""
+        for name in ("data_dir", "cache_dir"):
+            value = getattr(self, name)
+            if value:
+                setattr(self, name, str(Path(value).expanduser().absolute()))
+
     def data_config(self) -> dict:
         """The :class:`DataConfig` fields of this config, to build another on the same data."""
         return {f.name: getattr(self, f.name) for f in fields(DataConfig)}

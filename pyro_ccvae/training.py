@@ -6,7 +6,9 @@ The run directory is the interface to every command that reads a trained model::
     labelled.json    indices (into the training split) of the points whose labels are used
     splits.json      which source item went to which split
     metrics.jsonl    one line per epoch: loss, validation accuracy, speed
-    checkpoint.pt    model, guide, optimiser, RNG states and position; written atomically
+    checkpoint.pt    model, guide, optimiser, RNG states and position; written atomically,
+                     with its sha256 in checkpoint.pt.sha256.json and the previous one kept
+                     as checkpoint.prev.pt
     summary.json     test accuracy per label and the health checks (validation split) after the last epoch
 """
 from __future__ import annotations
@@ -28,7 +30,18 @@ import torch
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_save, atomic_write_text, rng_state, set_rng_state
+from .checkpoint import (
+    CheckpointError,
+    DiskFullError,
+    atomic_write_text,
+    checkpoint_exists,
+    load_checkpoint,
+    previous_path,
+    remove_stale_temporaries,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig
 from .data import DataSplits, ImageSet, as_float_images, load_dataset
 from .elbo import CCVAE_ELBO
@@ -36,17 +49,20 @@ from .guides import build_guide, check_guide
 from .likelihoods import default_likelihood
 from .health import check_health, mean_image
 from .model import CCVAEModel
+from .run import (  # noqa: F401  (the file names are part of this module's interface)
+    CHECKPOINT,
+    CONFIG,
+    LABELLED,
+    METRICS,
+    SPLITS,
+    SUMMARY,
+    check_data_matches,
+    check_run_directory,
+    lock_run,
+)
 
 log = logging.getLogger(__name__)
 
-CONFIG, LABELLED, SPLITS, METRICS, CHECKPOINT, SUMMARY = (
-    "config.json",
-    "labelled.json",
-    "splits.json",
-    "metrics.jsonl",
-    "checkpoint.pt",
-    "summary.json",
-)
 #: what a resumed run may change: where it runs and where its data lie, not what it learns.
 RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "cache_dir")
 #: on CUDA, move a whole split to the device when its images take less than this.
@@ -124,6 +140,18 @@ def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
     return perm[:count].sort().values
 
 
+def _tensors(value):
+    """Every tensor in nested dicts, lists and tuples (an optimiser's state)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+
+
 @dataclass
 class _Position:
     """Where training stands: ``epoch`` epochs complete, ``batch`` batches into the next one."""
@@ -154,15 +182,37 @@ class Trainer:
     ):
         self.run_dir = Path(run_dir)
         self.progress = progress
+        if resume and not ((self.run_dir / CONFIG).exists() and checkpoint_exists(self.run_dir / CHECKPOINT)):
+            raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
+        check_run_directory(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_run(self.run_dir)
+        try:
+            remove_stale_temporaries(self.run_dir, CHECKPOINT)
+            self._set_up(config, resume, explicit)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let another process write the run (``fit`` does this when it ends)."""
+        self._lock.release()
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _set_up(self, config: TrainConfig, resume: bool, explicit: Mapping[str, str]) -> None:
         if resume:
             config = self._resumed_config(config, explicit)
-        elif (self.run_dir / CHECKPOINT).exists():
+        elif checkpoint_exists(self.run_dir / CHECKPOINT):
             raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        config.make_paths_absolute()
         self.config = config
         self.device = resolve_device(config.device)
         pyro.set_rng_seed(config.seed)
 
         self.data: DataSplits = load_dataset(config.dataset, config.data_options())
+        if resume:
+            check_data_matches(self.run_dir, self.data)
         config.likelihood = config.likelihood or default_likelihood(config.dataset)
         config.data_info = {
             "label_names": list(self.data.label_names),
@@ -196,23 +246,23 @@ class Trainer:
         )
         self.svi = SVI(self.model, self.guide, self.optim, self.elbo)
         self.position = _Position()
+        #: (epoch, batch) of the checkpoint on disk, None while there is none.
+        self.saved_at: Optional[tuple[int, int]] = None
         if resume:
             self._load_checkpoint()
             config.save(self.run_dir / CONFIG)  # with the new epochs, device or data location
         else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             config.save(self.run_dir / CONFIG)
             atomic_write_text(self.run_dir / LABELLED, json.dumps(self.labelled.tolist()) + "\n")
             atomic_write_text(self.run_dir / SPLITS, json.dumps(self.data.manifest()) + "\n")
             (self.run_dir / METRICS).unlink(missing_ok=True)
 
-    # --- set-up -------------------------------------------------------------------------
-
     def _resumed_config(self, config: TrainConfig, explicit: Mapping[str, str]) -> TrainConfig:
         path = self.run_dir / CONFIG
-        if not (path.exists() and (self.run_dir / CHECKPOINT).exists()):
-            raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
-        saved = TrainConfig.load(path)
+        try:
+            saved = TrainConfig.load(path)
+        except (ValueError, TypeError) as error:
+            raise TrainingError(f"cannot resume: {path} cannot be read ({' '.join(str(error).split())})") from None
         saved.epochs, saved.device = config.epochs, config.device
         for name, option in sorted(explicit.items()):
             if name in RESUME_MAY_CHANGE:
@@ -248,34 +298,87 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------
 
+    def kept_checkpoint(self) -> str:
+        """What the run directory holds to go on from, in words (for error messages)."""
+        if self.saved_at is None:
+            return f"no checkpoint was written to {self.run_dir} (no epoch ended with good parameters)"
+        epoch, batch = self.saved_at
+        where = f"{epoch} epoch(s)" + (f" and {batch} batch(es)" if batch else "")
+        return f"the checkpoint after {where} in {self.run_dir} is kept"
+
+    def _non_finite_state(self) -> Optional[str]:
+        """The name of the first parameter or optimiser state that holds a NaN or an infinity."""
+        named = [(f"model.{k}", v) for k, v in self.model.state_dict().items()]
+        named += [(f"guide.{k}", v) for k, v in self.guide.state_dict().items()]
+        named += [(f"optimizer state of {k}", v) for k, v in self.optim.get_state().items()]
+        for name, value in named:
+            if any(t.is_floating_point() and not torch.isfinite(t).all() for t in _tensors(value)):
+                return name
+        return None
+
+    def _check_finite(self) -> None:
+        """Stop before saving parameters that are NaN or infinite (a finite loss does not rule them out)."""
+        bad = self._non_finite_state()
+        if bad is not None:
+            raise TrainingError(
+                f"the parameters became NaN or infinite ({bad}) in epoch {self.position.epoch + 1}; "
+                f"{self.kept_checkpoint()}; try a new run with a lower --lr"
+            )
+
     def _save_checkpoint(self) -> None:
-        atomic_save(
-            {
-                "model": self.model.state_dict(),
-                "guide": self.guide.state_dict(),
-                # The modules own their parameters; Pyro's param store holds the same tensors.
-                "param_store_names": list(pyro.get_param_store().keys()),
-                "optimizer": self.optim.get_state(),
-                "rng": rng_state(),
-                "position": vars(self.position),
-            },
-            self.run_dir / CHECKPOINT,
-        )
+        state = {
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(),
+            # The modules own their parameters; Pyro's param store holds the same tensors.
+            "param_store_names": list(pyro.get_param_store().keys()),
+            "optimizer": self.optim.get_state(),
+            "rng": rng_state(),
+            "position": vars(self.position),
+        }
+        try:
+            save_checkpoint(state, self.run_dir / CHECKPOINT, hint="there, or resume with another --out on another disk")
+        except DiskFullError as error:
+            raise TrainingError(f"{error}; {self.kept_checkpoint()}") from None
+        self.saved_at = (self.position.epoch, self.position.batch)
 
     def _load_checkpoint(self) -> None:
         # On the CPU: RNG states must stay CPU tensors; modules and optimiser states copy
         # themselves onto their parameters' device.
-        state = torch.load(self.run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        try:
+            state, used = load_checkpoint(self.run_dir / CHECKPOINT, map_location="cpu")
+        except CheckpointError as error:
+            raise TrainingError(f"cannot resume: {error}") from None
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
         self.optim.set_state(state["optimizer"])
         set_rng_state(state["rng"])
         self.position = _Position(**state["position"])
-        # Drop metric lines written after the checkpoint (a crash between the two writes).
-        metrics = self.run_dir / METRICS
-        if metrics.exists():
-            lines = [line for line in metrics.read_text().splitlines() if json.loads(line)["epoch"] <= self.position.epoch]
-            atomic_write_text(metrics, "".join(line + "\n" for line in lines))
+        self.saved_at = (self.position.epoch, self.position.batch)
+        if used == previous_path(self.run_dir / CHECKPOINT):
+            log.warning("resuming from %s (after %d epochs)", used, self.position.epoch)
+        self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Keep the metric lines up to the checkpoint's epoch (a crash can come between the two
+        writes), and drop lines that a kill left partial, blank or NUL-filled."""
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return
+        kept, damaged = [], []
+        for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), start=1):
+            try:
+                epoch = json.loads(line)["epoch"]
+            except (ValueError, KeyError, TypeError):
+                damaged.append(number)
+                continue
+            if epoch <= self.position.epoch:
+                kept.append(line)
+        if damaged:
+            log.warning(
+                "%s: skipping %d damaged line(s) (line %s: partial, blank or NUL-filled, from an interrupted write)",
+                path, len(damaged), ", ".join(map(str, damaged[:5])),
+            )  # fmt: skip
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -288,11 +391,14 @@ class Trainer:
         """Train up to ``config.epochs``; returns the summary (test accuracy per label)."""
         if self.position.epoch >= self.config.epochs:
             log.info("run already has %d epochs; nothing to do", self.position.epoch)
-        # Shapes and supports were checked once by check_guide; per-step checks cost ~4%.
-        with self._stop_on_interrupt(), pyro.validation_enabled(False):
-            while self.position.epoch < self.config.epochs:
-                self._train_epoch()
-        return self._summary()
+        try:
+            # Shapes and supports were checked once by check_guide; per-step checks cost ~4%.
+            with self._stop_on_interrupt(), pyro.validation_enabled(False):
+                while self.position.epoch < self.config.epochs:
+                    self._train_epoch()
+            return self._summary()
+        finally:
+            self.close()
 
     @contextmanager
     def _stop_on_interrupt(self):
@@ -333,8 +439,8 @@ class Trainer:
             if not math.isfinite(loss):
                 bar.close()
                 raise TrainingError(
-                    f"the loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}; the last good "
-                    f"checkpoint in {self.run_dir} is kept; try a lower --lr"
+                    f"the loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}; "
+                    f"{self.kept_checkpoint()}; try a new run with a lower --lr"
                 )
             pos.loss_sum += loss
             pos.images += len(index)
@@ -344,14 +450,22 @@ class Trainer:
             bar.update()
             if self._interrupted:
                 bar.close()
+                self._check_finite()
                 self._save_checkpoint()
                 raise TrainingInterrupted(
                     f"interrupted at epoch {pos.epoch + 1}, batch {pos.batch}; saved to {self.run_dir}; continue "
                     f"with `ccvae-pyro train --out {self.run_dir} --resume --epochs {config.epochs}`"
                 )
         bar.close()
+        self._check_finite()
         seconds = time.perf_counter() - start
-        valid_acc = label_accuracy(predict_probs(self.guide, self.data.valid.images, self.device), self.data.valid)
+        valid_probs = predict_probs(self.guide, self.data.valid.images, self.device)
+        if not torch.isfinite(valid_probs).all():  # finite but overflowing parameters
+            raise TrainingError(
+                f"the predictions became NaN in epoch {pos.epoch + 1} (the parameters overflow); "
+                f"{self.kept_checkpoint()}; try a new run with a lower --lr"
+            )
+        valid_acc = label_accuracy(valid_probs, self.data.valid)
         record = {
             "epoch": pos.epoch + 1,
             "loss": pos.loss_sum / max(pos.images, 1),

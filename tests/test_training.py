@@ -15,7 +15,7 @@ def tiny(**overrides):
 
 
 def weights(run_dir):
-    state = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    state = torch.load(run_dir / CHECKPOINT, weights_only=True)
     return {f"{part}.{k}": v for part in ("model", "guide") for k, v in state[part].items()}
 
 
@@ -63,7 +63,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer.svi, "step", step_then_ctrl_c)
     with pytest.raises(TrainingInterrupted, match="--resume"):
         trainer.fit()
-    position = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=False)["position"]
+    position = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)["position"]
     assert (position["epoch"], position["batch"]) == (1, 1)
 
     train(tiny(), tmp_path / "cut", resume=True, progress=False)
@@ -82,7 +82,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(TrainingError, match="NaN|nan") as info:
         trainer.fit()
     assert "\n" not in str(info.value)
-    position = torch.load(tmp_path / CHECKPOINT, weights_only=False)["position"]
+    position = torch.load(tmp_path / CHECKPOINT, weights_only=True)["position"]
     assert (position["epoch"], position["batch"]) == (1, 0)
 
 
@@ -90,7 +90,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 def test_both_ends_of_supervision(tmp_path, sup_frac):
     summary = train(tiny(epochs=1, sup_frac=sup_frac), tmp_path, progress=False)
     assert summary["labelled"] == int(sup_frac * 96)
-    prior = torch.load(tmp_path / CHECKPOINT, weights_only=False)["model"]["label_probs"]
+    prior = torch.load(tmp_path / CHECKPOINT, weights_only=True)["model"]["label_probs"]
     if sup_frac == 0:
         assert torch.equal(prior, torch.full_like(prior, 0.5))  # no labelled point: uniform prior
     else:

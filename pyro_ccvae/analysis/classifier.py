@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_save, atomic_write_text
+from ..checkpoint import atomic_save, atomic_write_text, check_own_directory
 from ..config import DataConfig, check_positive
 from ..data import load_dataset
 from ..training import as_float_images, label_accuracy, resolve_device
@@ -64,6 +64,11 @@ def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequ
         c_in = width
     head = [torch.nn.Flatten(), torch.nn.Linear(c_in * 16, 128), torch.nn.ReLU(), torch.nn.Linear(128, outputs)]
     return torch.nn.Sequential(*layers, *head)
+
+
+def is_classifier_config(config: dict) -> bool:
+    """Whether a ``config.json`` object is a classifier directory's (a training run's has a guide)."""
+    return {"dataset", "epochs", "lr"} <= config.keys() and "guide" not in config
 
 
 class IndependentClassifier(torch.nn.Module):
@@ -115,6 +120,8 @@ class LabelReader:
 def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = True) -> dict:
     """Train an :class:`IndependentClassifier` with Adam into ``out_dir``; returns the summary."""
     out_dir = Path(out_dir)
+    check_own_directory(out_dir, CONFIG, is_classifier_config, "pyro-ccvae classifier")
+    config.make_paths_absolute()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_options())
@@ -166,7 +173,13 @@ def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
         raise FileNotFoundError(
             f"{path} holds no {WEIGHTS}; train a classifier with `ccvae-pyro train-classifier --out {path}`"
         )
-    state = torch.load(path / WEIGHTS, map_location=device, weights_only=False)
+    try:
+        state = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
+    except Exception as error:  # truncated, damaged, or objects a weights-only load refuses
+        raise ValueError(
+            f"{path / WEIGHTS} cannot be read ({' '.join(str(error).split()[:12])}); train it again with "
+            f"`ccvae-pyro train-classifier --out {path}`"
+        ) from None
     net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"])
     try:
         net.load_state_dict(state["state_dict"])

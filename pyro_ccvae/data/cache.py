@@ -8,7 +8,9 @@ and the key changes, so the cache is rebuilt; old caches are left for the user t
 
 Files are written to a temporary name in the same directory and moved into place with
 :func:`os.replace`, so a reader never sees half a cache and two processes building the same one
-do not corrupt each other. Reads memory-map (``mmap_mode="c"``: copy-on-write, so torch gets a
+do not corrupt each other; a temporary file carries its host and process id, so a later build
+removes those of killed builds. The file is reserved (``posix_fallocate``) before it is filled,
+so a full disk is an error, not a bus error on a page of the memory map. Reads memory-map (``mmap_mode="c"``: copy-on-write, so torch gets a
 writable array and nothing is ever written back to the file).
 
 A split that is not a contiguous run of the cache (CheXpert's validation patients, MNIST's
@@ -17,10 +19,12 @@ into its own cache file named after the rows it holds, and memory-mapped in turn
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -28,6 +32,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..checkpoint import disk_full_error, is_disk_full
 from .base import DataError, DataOptions
 
 log = logging.getLogger("pyro_ccvae.data")
@@ -85,31 +90,86 @@ def source_key(dataset: str, *, files: Sequence[Path], items: Sequence[str], pix
     return digest.hexdigest()[:20]
 
 
+_HOST = socket.gethostname().replace(".", "_")
+
+
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    # Host and pid in the name: a later build can tell a dead builder's leftovers from a live one's.
+    return path.with_name(f".{path.stem}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_killed_builds(path: Path) -> None:
+    """Remove the temporary files of builds of ``path`` killed on this host (their process is gone)."""
+    for stale in Path(path).parent.glob(f".{Path(path).stem}.*.tmp*"):
+        parts = stale.name[len(Path(path).stem) + 2 :].split(".")
+        if len(parts) < 3 or parts[0] != _HOST or not parts[1].isdigit():
+            continue  # another host's, or not ours: leave it
+        pid = int(parts[1])
+        if pid != os.getpid() and not _process_alive(pid):
+            log.info("removing %s, left by a killed cache build", stale)
+            stale.unlink(missing_ok=True)
+
+
+def _no_space(path: Path, size: int) -> OSError:
+    return disk_full_error(path, size, "there or pass --cache-dir on another disk")
+
+
+def _preallocate(path: Path, size: int) -> None:
+    """Reserve ``size`` bytes for ``path`` so that a full disk is an ``OSError`` here, not a bus
+    error (SIGBUS) when a page of the memory map is first written."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # a file system without it: go on
+            raise
+    finally:
+        os.close(fd)
 
 
 def _write_json(path: Path, content: dict) -> None:
     tmp = _temporary(path)
+    text = json.dumps(content)
     try:
-        tmp.write_text(json.dumps(content))
+        tmp.write_text(text)
         os.replace(tmp, path)
+    except OSError as error:
+        if is_disk_full(error):
+            raise _no_space(path, len(text)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _write_npy(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> None:
     """Create ``path`` atomically: ``fill`` writes the rows of a memory-mapped temporary file."""
+    remove_killed_builds(path)
     tmp = _temporary(path)
+    size = int(np.prod(shape))
     try:
         if shape[0] == 0:
             np.save(tmp, np.zeros(shape, dtype=np.uint8))
         else:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            _preallocate(tmp, os.path.getsize(tmp))
             fill(out)
             out.flush()
             del out
         os.replace(tmp, path)
+    except OSError as error:
+        if is_disk_full(error):
+            raise _no_space(path, size) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

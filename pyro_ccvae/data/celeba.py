@@ -19,7 +19,7 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_missing, check_options, data_dir, report_bad_images, select_labels
+from .common import check_missing, check_options, data_dir, read_text, report_bad_images, select_labels
 from .images import decode_into
 
 #: the 18 attributes the CCVAE paper uses (Joy et al. 2021).
@@ -78,7 +78,7 @@ def image_dir(root: Path) -> Path:
 
 def read_attributes(path: Path, labels: tuple[str, ...] | None) -> tuple[list[str], tuple[str, ...], np.ndarray]:
     """``list_attr_celeba.txt`` -> (image names, label names, 0/1 ``uint8`` ``[N, L]``)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path, f"re-download {ATTR_FILE}").splitlines()
     try:
         count = int(lines[0].strip())
     except (IndexError, ValueError):
@@ -115,7 +115,7 @@ def read_partition(path: Path, files: list[str]) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path} is missing: {LAYOUT}")
     split: dict[str, int] = {}
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path, f"re-download {PARTITION_FILE}").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue

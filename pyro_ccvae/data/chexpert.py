@@ -17,6 +17,7 @@ two splits.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_missing, check_options, data_dir, report_bad_images, seeded_subset, select_labels
+from .common import check_missing, check_options, data_dir, read_text, report_bad_images, seeded_subset, select_labels
 from .images import decode_into
 
 #: the 14 observations of the CSVs, in column order.
@@ -115,7 +116,7 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
     """Read one of CheXpert's CSVs, keeping the rows of the chosen ``views``."""
     if not path.is_file():
         raise DataError(f"{path} is missing: {LAYOUT}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(read_text(path, "re-download the data set or re-save the CSV as UTF-8"), newline="") as f:
         reader = csv.reader(f)
         header = [cell.strip() for cell in next(reader, [])]
         for column in ("Path", "Frontal/Lateral") + labels:

@@ -19,6 +19,19 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def read_text(path: Path, fix: str) -> str:
+    """A text file decoded as UTF-8 (a leading byte-order mark dropped); a byte that is not
+    UTF-8 is a :class:`DataError` naming the file and line. ``fix`` says what to do then."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} line {line} holds a byte that is not UTF-8 ({data[error.start]:#04x}); {fix}"
+        ) from None
+
+
 def data_dir(options: DataOptions, what: str) -> Path:
     """``options.data_dir`` as an existing directory, or a :class:`DataError` saying ``what`` is expected."""
     if options.data_dir is None:

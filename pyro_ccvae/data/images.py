@@ -27,6 +27,16 @@ _POOL_MIN = 64
 _BLOCK = 1024
 
 
+#: PIL modes of 16-bit grayscale (PNG, TIFF); older PIL opens 16-bit PNGs as 32-bit "I".
+_WIDE_GRAYSCALE = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_8_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image as 8-bit ``L``: PIL's own conversion clips at 255 (all white)."""
+    wide = np.asarray(img).astype(np.float64)
+    return Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), mode="L")
+
+
 def decode_image(path: Path, size: int, channels: int, crop: Optional[int] = None) -> np.ndarray:
     """Decode one image file and resize it to ``size x size``.
 
@@ -54,6 +64,8 @@ def decode_image(path: Path, size: int, channels: int, crop: Optional[int] = Non
             img.draft(mode, (math.ceil(width * size / bw), math.ceil(height * size / bh)))
             sx, sy = img.size[0] / width, img.size[1] / height
             box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        if img.mode in _WIDE_GRAYSCALE:
+            img = to_8_bit(img)
         img = img.convert(mode)
         img = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
     array = np.asarray(img, dtype=np.uint8)
