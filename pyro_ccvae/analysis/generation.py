@@ -67,3 +67,32 @@ def generation_accuracy(analysis: Analysis, num_samples: int = 1000) -> dict:
         "chance": dict(zip(analysis.label_names, torch.maximum(pi, 1 - pi).tolist())),
         "num_samples": num_samples,
     }
+
+
+def is_one_hot(labels: torch.Tensor, mask: torch.Tensor) -> bool:
+    """Whether the labels are one class spread over binary columns (MNIST, digits): every fully
+    observed row has exactly one label on."""
+    complete = mask.all(-1)
+    return bool(complete.any()) and bool((labels[complete].sum(-1) == 1).all())
+
+
+@torch.no_grad()
+def class_generation_accuracy(analysis: Analysis, samples_per_class: int = 100) -> dict:
+    """For one-hot labels: generate from ``y = e_k`` (label ``k`` on, every other off) and report
+    how often the judge's most probable label is ``k``, the requested class. Per-label accuracy
+    under ``y ~ p(y)`` says little here: independent Bernoullis rarely draw a one-hot vector, and
+    always answering "off" scores ``1 - 1/L``. Chance is ``1/L``."""
+    reader = analysis.require_classifier("class-conditional generation accuracy")
+    model, device, num = analysis.model, analysis.device, analysis.num_labels
+    hits = []
+    for k in range(num):
+        y = torch.zeros(samples_per_class, num, device=device)
+        y[:, k] = 1.0
+        x = generate(model, y, sample_style(model, (samples_per_class,), device))
+        hits.append(float((reader.logits(x).argmax(-1) == k).float().mean()))
+    return {
+        "requested_class_rate": dict(zip(analysis.label_names, hits)),
+        "requested_class_rate_mean": sum(hits) / num,
+        "chance": 1.0 / num,
+        "samples_per_class": samples_per_class,
+    }

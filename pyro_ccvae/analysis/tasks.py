@@ -18,7 +18,7 @@ from . import figures, metrics
 from .classifier import SUMMARY, ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
 from .ground_truth import has_ground_truth, nuisance_transfer
-from .generation import generation_accuracy, sample_labels, sample_style, generate as generate_images
+from .generation import class_generation_accuracy, generation_accuracy, is_one_hot, sample_labels, sample_style, generate as generate_images
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
 from .likelihood import importance_weighted
@@ -170,6 +170,8 @@ def evaluate(
         )
         m["characteristic_swap"] = swap_metric(analysis)
         m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
+        if is_one_hot(run.data.train.labels, run.data.train.mask):
+            m["generation_accuracy"]["one_hot"] = class_generation_accuracy(analysis)
         for name in JUDGED_SECTIONS:
             if name in m:
                 m[name]["unreliable_labels"] = unreliable
