@@ -34,7 +34,7 @@ _DEFAULTS = TrainConfig()
 @click.option("--likelihood", type=click.Choice(list(LIKELIHOODS)), help="p(x|z); default: the data set's (see the README). The paper: laplace.")
 @click.option("--classifier-weight", type=float, default=_DEFAULTS.classifier_weight, show_default=True, help="alpha, the weight of log q(y_o|x); the paper: 1.")
 @click.option("--detach-weight-denominator/--weight-denominator-gradient", default=_DEFAULTS.detach_weight_denominator, show_default=True, help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.")
-@click.option("--prior-lr-factor", type=float, default=_DEFAULTS.prior_lr_factor, show_default=True, help="The conditional prior learns at lr times this; the paper: 1.")
+@click.option("--prior-lr-factor", type=float, default=_DEFAULTS.prior_lr_factor, show_default=True, help="The conditional prior and a learned likelihood scale learn at lr times this; the paper: 1.")
 @data_options
 @one_line_errors
 def train(out: Path, resume: bool, reparameterised_classifier: bool, **options) -> None:

@@ -158,8 +158,11 @@ def save_checkpoint(state: dict, path: Path, hint: str = "on that file system") 
     atomic_write_bytes(path, data, hint)
 
 
-def load_checkpoint(path: Path, map_location=None) -> tuple[dict, Path]:
+def load_checkpoint(path: Path, map_location=None, trusted: bool = False) -> tuple[dict, Path]:
     """The newest good checkpoint among ``path`` and its previous copy: ``(state, file)``.
+
+    :param trusted: a checkpoint that a weights-only load refuses (version 0.1 pickled numpy
+        RNG states) is loaded in full, which can run code: only for run directories the user trusts.
 
     A missing, truncated or altered file (its sha256 not recorded) is skipped with a warning.
     A checkpoint without a record (written before records existed) is loaded unverified.
@@ -178,8 +181,14 @@ def load_checkpoint(path: Path, map_location=None) -> tuple[dict, Path]:
         try:
             state = torch.load(candidate, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError:
-            problems.append(f"{candidate.name} holds objects that a weights-only load refuses (an older pyro-ccvae?)")
-            continue
+            if not trusted:
+                problems.append(
+                    f"{candidate.name} holds objects that a weights-only load refuses (written by pyro-ccvae 0.1?); "
+                    "pass --trust-run to load it in full if you trust it"
+                )
+                continue
+            log.warning("%s is loaded in full (not weights-only), as trusted", candidate)
+            state = torch.load(candidate, map_location=map_location, weights_only=False)
         except Exception as error:  # a truncated or otherwise damaged zip
             problems.append(f"{candidate.name} cannot be read ({' '.join(str(error).split()[:12])})")
             continue

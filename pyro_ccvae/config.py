@@ -95,7 +95,7 @@ class TrainConfig(DataConfig):
     #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
     detach_weight_denominator: bool = True
     classifier_weight: float = 100.0
-    #: the conditional prior's learning rate is ``lr * prior_lr_factor`` (the paper's: 1).
+    #: the conditional prior and a learned likelihood scale learn at ``lr * prior_lr_factor`` (the paper: 1).
     prior_lr_factor: float = 10.0
 
     #: what runs written before these options existed (version 0.1) trained with: the paper's objective.

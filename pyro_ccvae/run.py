@@ -136,7 +136,7 @@ def load_run(
     pyro.clear_param_store()
     model, guide = build_model_and_guide(config)
     try:
-        state, _ = load_checkpoint(path / CHECKPOINT, map_location=torch_device)
+        state, _ = load_checkpoint(path / CHECKPOINT, map_location=torch_device, trusted=trust)
     except CheckpointError as error:
         raise RunError(str(error)) from None
     model.load_state_dict(state["model"])

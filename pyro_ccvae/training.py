@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 #: what a resumed run may change: where it runs and where its data lie, not what it learns.
 RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "cache_dir")
+#: parameters of distributions (not of networks) that learn at ``lr * prior_lr_factor``.
+FAST_PARAMETERS = ("model.conditional_prior.", "model.likelihood.")
 #: on CUDA, move a whole split to the device when its images take less than this.
 DEVICE_RESIDENT_BYTES = 4 << 30
 
@@ -275,9 +277,10 @@ class Trainer:
         return saved
 
     def _optim_args(self, param_name: str) -> dict:
-        # Adam moves a parameter by about lr per step, so at lr 1e-3 the prior's locations travel
-        # only ~3 units in 3000 steps while the posterior means of z_c move much further.
-        factor = self.config.prior_lr_factor if param_name.startswith("model.conditional_prior.") else 1.0
+        # Adam moves a parameter by about lr per step, whatever its gradient: at lr 1e-3 the
+        # prior's locations travel ~3 units in 3000 steps while the posterior means of z_c move
+        # ten, and a learned likelihood scale needs hundreds of steps to leave its start at 1.
+        factor = self.config.prior_lr_factor if param_name.startswith(FAST_PARAMETERS) else 1.0
         return {"lr": self.config.lr * factor}
 
     def _labelled_subset(self, resume: bool) -> torch.Tensor:
