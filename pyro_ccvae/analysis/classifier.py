@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, atomic_write_text
 from ..config import DataConfig, check_positive
-from ..data import load_dataset
+from ..data import as_float_images, load_dataset
 from ..nets import ConvEncoder
-from ..training import as_float_images, label_accuracy, resolve_device
+from ..training import label_accuracy, resolve_device
 
 CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
 

@@ -83,8 +83,11 @@ def evaluate(
     progress: bool = True,
 ) -> Written:
     """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
-    reconstructions; with an independent classifier in ``classifier_dir`` also the
-    single-intervention matrix, the swap metric (Table 2) and generation accuracy (Table 5).
+    reconstructions, the health checks (:func:`~pyro_ccvae.health.check_health`); with an
+    independent classifier in ``classifier_dir`` also the single-intervention matrix, the swap
+    metric (Table 2) and generation accuracy (Table 5), with the labels the judge reads below
+    :data:`~.outputs.RELIABLE_JUDGE_ACCURACY` listed as ``unreliable_labels``. Without a judge the
+    judged sections of earlier evaluations are dropped, not kept beside numbers they do not match.
 
     Without one, on data with ground-truth factors (``ImageSet.attributes``, e.g. ``shapes``)
     and ``attribute_epochs > 0``, a classifier is trained on the ground-truth labels (see

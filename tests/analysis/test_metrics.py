@@ -8,7 +8,7 @@ import torch
 from pyro_ccvae.analysis import metrics
 from pyro_ccvae.analysis.labels import parse_label_list, parse_label_vectors, parse_pairs
 from pyro_ccvae.analysis.outputs import json_safe, slug
-from pyro_ccvae.analysis.swap import random_partners
+from pyro_ccvae.health import random_partners
 
 NAMES = ["a", "b", "c"]
 
