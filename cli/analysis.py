@@ -100,6 +100,7 @@ def evaluate(run, no_progress: bool, **options):
 @click.option("--pairs", help="Label pairs for 2-D traversals, A:B,C:D (default: the first two labels; '' for none).")
 @click.option("--images", type=int, default=4, show_default=True, help="Test images (rows) per 1-D traversal.")
 @click.option("--extend", type=float, default=1.0, show_default=True, help="How far past each prior mean to go, in prior standard deviations.")
+@click.option("--image", type=int, help="Test image (index) of the 2-D traversals (default: the most visible reconstruction of the first 256).")
 @_run_command
 def traverse(run, **options):
     """Latent traversals of each characteristic z_c^i from the y=0 to the y=1 prior mean (Fig. 3)."""

@@ -194,17 +194,22 @@ def check_health(
     z_c, z_s = means if means is not None else posterior_means(guide, images, device, batch_size)
     reconstruction, swaps = reconstruction_and_swaps(model, images, z_c, z_s, train_mean, device, batch_size, generator)
     var_c, var_s = _variances(z_c), _variances(z_s)
-    per_label = (var_c.reshape(len(label_names), -1) > ACTIVE_VARIANCE).sum(1)
+    per_label = (var_c.reshape(len(label_names), -1) > ACTIVE_VARIANCE).sum(1).tolist()
+    spread = len(images) >= 2  # one image has no variance to measure activity by
+
+    def active(count):
+        return int(count) if spread else None
+
     latent_use = {
         "z_c": {
-            "active_units": int(per_label.sum()),
+            "active_units": active(sum(per_label)),
             "dims": var_c.numel(),
-            "active_units_per_label": dict(zip(label_names, per_label.tolist())),
+            "active_units_per_label": {name: active(count) for name, count in zip(label_names, per_label)},
             "variance_per_label": dict(zip(label_names, var_c.reshape(len(label_names), -1).mean(1).tolist())),
             "swap_change": swaps["z_c"],
         },
         "z_s": {
-            "active_units": int((var_s > ACTIVE_VARIANCE).sum()),
+            "active_units": active((var_s > ACTIVE_VARIANCE).sum()),
             "dims": var_s.numel(),
             "variances": var_s.tolist(),
             "swap_change": swaps["z_s"],
@@ -237,6 +242,6 @@ def describe(health: dict) -> str:
 
     return (
         f"reconstruction MAE {number(rec['model_mae'])} vs mean image {number(rec['mean_image_mae'])} "
-        f"(ratio {number(rec['ratio'])}); active units z_c {use['z_c']['active_units']}/{use['z_c']['dims']}, "
-        f"z_s {use['z_s']['active_units']}/{use['z_s']['dims']}; prior recognition min {number(min(rates) if rates else None)}"
+        f"(ratio {number(rec['ratio'])}); active units z_c {number(use['z_c']['active_units'])}/{use['z_c']['dims']}, "
+        f"z_s {number(use['z_s']['active_units'])}/{use['z_s']['dims']}; prior recognition min {number(min(rates) if rates else None)}"
     )

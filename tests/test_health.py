@@ -127,6 +127,16 @@ def test_prior_recognition_by_hand(locs, bias, given_y0, given_y1):
     assert warned == ((given_y0 + given_y1) / 2 < health.RECOGNITION)
 
 
+def test_one_image_has_no_latent_use_to_judge():
+    code = ExactCode(len(LABELS))
+    images = one_channel_images(1)
+    report = health.check_health(code, code, images, health.mean_image(one_channel_images(9)), LABELS, torch.device("cpu"))
+    use = report["latent_use"]
+    assert use["z_s"]["active_units"] is None and use["z_s"]["swap_change"] is None
+    assert set(use["z_c"]["active_units_per_label"].values()) == {None}
+    assert report["warnings"] == []
+
+
 def test_health_is_seeded_and_leaves_the_global_rng_alone():
     images = one_channel_images(20)
     code = ExactCode(len(LABELS))

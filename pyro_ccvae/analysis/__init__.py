@@ -7,7 +7,8 @@ sections of ``RUN/metrics.json`` and ``RUN/report.html`` (:mod:`.tasks`):
 ``evaluate``           accuracy/AUROC per label (Table 1), importance-weighted ``log p(x)`` and
                        ``log p(x, y)`` with the ELBO (:mod:`.likelihood`), Wasserstein distance
                        between ``z_c^i | y_i = 0`` and ``| y_i = 1`` with their densities,
-                       reconstructions; with ``--classifier`` the single-intervention matrix and
+                       reconstructions, the health checks (:mod:`pyro_ccvae.health`);
+                       with ``--classifier`` the single-intervention matrix and
                        its condition number (D.1), the swap metric (Table 2) and the
                        conditional-generation accuracy (Table 5)
 ``traverse``           1-D and 2-D traversals of the characteristic latents (Fig. 3)

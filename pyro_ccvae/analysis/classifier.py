@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, atomic_write_text, check_own_directory
 from ..config import DataConfig, check_positive
-from ..data import load_dataset
-from ..training import as_float_images, label_accuracy, resolve_device
+from ..data import as_float_images, load_dataset
+from ..training import label_accuracy, resolve_device
 
 CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
 

@@ -12,10 +12,16 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from torchvision.utils import make_grid, save_image
 
 PAD = 2  # pixels between grid cells
+#: the colour map of :func:`heat_overlay` (and of its colour bar).
+HEAT_MAP = "inferno"
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
@@ -42,8 +48,12 @@ def save_labelled_grid(
     col_labels: Optional[Sequence[str]] = None,
     title: Optional[str] = None,
     zoom: float = 2.0,
+    colour_scale: Optional[tuple[float, str]] = None,
 ) -> Path:
-    """Save ``images [R, K, C, H, W]`` as an ``R x K`` grid with row and column captions."""
+    """Save ``images [R, K, C, H, W]`` as an ``R x K`` grid with row and column captions.
+
+    :param colour_scale: ``(vmax, label)``: add a colour bar of :data:`HEAT_MAP` from 0 to ``vmax``
+        (for cells made by :func:`heat_overlay`)."""
     rows, cols = images.shape[:2]
     height, width = images.shape[-2:]
     grid = make_grid(images.detach().float().cpu().clamp(0, 1).flatten(0, 1), nrow=cols, padding=PAD, pad_value=1.0)
@@ -63,7 +73,16 @@ def save_labelled_grid(
         spine.set_visible(False)
     if title:
         ax.set_xlabel(title, fontsize=9)
+    if colour_scale is not None:
+        vmax, label = colour_scale
+        scale = ScalarMappable(norm=Normalize(0.0, vmax), cmap=HEAT_MAP)
+        bar = fig.colorbar(scale, ax=ax, fraction=0.035, pad=0.02)
+        bar.set_label(label, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return _save(fig, path)
+
+
+_CLASS_COLOURS = ("tab:blue", "tab:orange")  # y = 0, y = 1
 
 
 def plot_densities(
@@ -89,27 +108,34 @@ def plot_densities(
         v0, v1 = values[i]
         both = np.concatenate([v0, v1])
         bins = np.histogram_bin_edges(both, bins=30) if both.size and np.ptp(both) > 0 else 10
-        for v, colour, text in ((v0, "tab:blue", "y=0"), (v1, "tab:orange", "y=1")):
+        for v, colour in ((v0, _CLASS_COLOURS[0]), (v1, _CLASS_COLOURS[1])):
             if v.size:
-                ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.45, color=colour, label=text)
+                ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.45, color=colour)
         if prior_locs is not None:
-            for loc, colour in zip(prior_locs[i], ("tab:blue", "tab:orange")):
+            for loc, colour in zip(prior_locs[i], _CLASS_COLOURS):
                 ax.axvline(loc, color=colour, linestyle="--", linewidth=1)
         title = name if distances is None or distances[i] is None else f"{name}  (W1 = {distances[i]:.2f})"
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("density", fontsize=8)
     for j in range(count, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    fig.supxlabel("posterior mean of z_c (first dim)", fontsize=9)
-    fig.tight_layout()
+    handles = [Patch(color=c, alpha=0.45, label=f"test images with y={k}") for k, c in enumerate(_CLASS_COLOURS)]
+    if prior_locs is not None:
+        handles += [Line2D([], [], color=c, linestyle="--", label=f"prior mean, y={k}") for k, c in enumerate(_CLASS_COLOURS)]
+    fig.supxlabel("posterior mean of z_c^i (first dim)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if rows == 1 else 0.96))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
     return _save(fig, path)
 
 
 def plot_matrix(
-    matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], path: Path, title: str, colour_label: str
-) -> Path:
-    """A heat map of ``matrix`` with its values written in the cells."""
+    matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], path: Path, title: str, colour_label: str,
+    row_title: Optional[str] = None, col_title: Optional[str] = None,
+) -> Path:  # fmt: skip
+    """A heat map of ``matrix`` with its values written in the cells, and axis titles saying what
+    the rows and columns are."""
     matrix = np.asarray(matrix, dtype=np.float64)
     size = 1.0 + 0.55 * max(len(col_names), 4)
     fig = _new_figure(size + 1.5, 0.55 * max(len(row_names), 4) + 1.5)
@@ -122,6 +148,10 @@ def plot_matrix(
         for (r, c), value in np.ndenumerate(matrix):
             ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6, color="black" if value > 0.6 * top else "white")
     ax.set_title(title, fontsize=9)
+    if row_title:
+        ax.set_ylabel(row_title, fontsize=9)
+    if col_title:
+        ax.set_xlabel(col_title, fontsize=9)
     fig.colorbar(image, ax=ax, label=colour_label)
     fig.tight_layout()
     return _save(fig, path)
@@ -129,9 +159,9 @@ def plot_matrix(
 
 def heat_overlay(images: torch.Tensor, heat: torch.Tensor, vmax: float, alpha: float = 0.6) -> torch.Tensor:
     """Images ``[N, C, H, W]`` shown in grey with ``heat [N, H, W]`` (0..``vmax``) over them in
-    the ``inferno`` colour map, opacity growing with the heat: ``[N, 3, H, W]`` in ``[0, 1]``."""
+    the :data:`HEAT_MAP` colour map, opacity growing with the heat: ``[N, 3, H, W]`` in ``[0, 1]``."""
     grey = images.detach().float().cpu().mean(1, keepdim=True).expand(-1, 3, -1, -1)
     level = (heat.detach().float().cpu() / max(vmax, 1e-12)).clamp(0, 1)
-    colour = torch.from_numpy(colormaps["inferno"](level.numpy())[..., :3]).float().permute(0, 3, 1, 2)
+    colour = torch.from_numpy(colormaps[HEAT_MAP](level.numpy())[..., :3]).float().permute(0, 3, 1, 2)
     weight = alpha * level.sqrt().unsqueeze(1)  # sqrt: faint variance stays visible
     return (1 - weight) * grey + weight * colour

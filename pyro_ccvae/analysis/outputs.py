@@ -10,10 +10,11 @@ Sections are replaced, never appended to, so a re-run of a command leaves one cu
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -78,3 +79,19 @@ def update_metrics(run_dir: Path, sections: dict, remove: Iterable[str] = ()) ->
 def slug(name: str) -> str:
     """A label name made safe for a file name (``"Pleural Effusion"`` -> ``"Pleural_Effusion"``)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+#: longest label part of a figure name before it is shortened with a hash.
+NAME_PARTS_MAX = 60
+
+
+def figure_name(kind: str, parts: Sequence[str] = ()) -> str:
+    """``kind`` followed by the requested labels (``"generate_red_1_large_0"``), so that a command
+    asked for other labels writes another file instead of overwriting; a long tail is cut and
+    ended with a hash of the whole (still one name per request)."""
+    if not parts:
+        return kind
+    tail = slug("__".join(parts))
+    if len(tail) > NAME_PARTS_MAX:
+        tail = tail[: NAME_PARTS_MAX - 9] + "_" + hashlib.sha1(tail.encode()).hexdigest()[:8]
+    return f"{kind}_{tail}"

@@ -19,14 +19,16 @@ CAPTIONS = {
     "reconstructions": "Test images and, below each row, their reconstructions (decoded posterior means).",
     "latent_densities": "Posterior means of each z_c^i for test images with y_i = 0 and y_i = 1; dashed: "
     "the conditional-prior means. W1: 1-D Wasserstein distance.",
-    "intervention_matrix": "Single interventions: mean |change| of the independent classifier's log-probability "
-    "of each label (columns) when z_c of one label (rows) is set to the other class's prior mean.",
+    "intervention_matrix": "Single interventions: mean |change| of the judge's log-probability of each label "
+    "(columns: the label read by the judge) when z_c of one label (rows: the label switched) is set to the other "
+    "class's prior mean.",
     "traverse_pair": "2-D traversal: one test image with two characteristic latents varied (rows, columns).",
     "traverse": "1-D traversal of one characteristic latent from beyond the y=0 prior mean to beyond the y=1 "
     "mean; the rest of z is a test image's posterior mean (one image per row).",
     "generate": "Conditional generation: z_c ~ p(z_c|y) for the row's label vector, z_s ~ N(0, I).",
     "intervene": "Interventions: each label switched in turn, z_c^i ~ p(z_c^i | switched y_i).",
-    "diversity": "Diversity maps: per-pixel variance over draws of the switched z_c^i, over the reconstruction.",
+    "diversity": "Diversity maps: per-pixel variance over draws of the switched z_c^i, painted over the reconstruction "
+    "(colour bar: the variance; opacity grows with it).",
     "swap": "Characteristic swaps: z_c of the row's image with z_s of the column's image (first row and column: "
     "the originals; diagonal: reconstructions).",
 }
@@ -41,6 +43,7 @@ tr.unreliable td { background: #fff3cd; color: #6b5000; }
 .warnings { border: 2px solid #c0392b; background: #fdecea; }
 .healthy { border: 2px solid #2e7d32; background: #edf7ee; }
 .note { border: 1px solid #999; background: #f6f6f6; }
+.sections { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
 .figures { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 figure { margin: 0 0 1em; flex: 0 1 auto; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
@@ -56,7 +59,7 @@ HEADLINES = (
     ("health", ("reconstruction", "model_mae"), "reconstruction error per pixel (MAE)"),
     ("health", ("reconstruction", "mean_image_mae"), "error of the mean training image (MAE), for comparison"),
     ("single_interventions", ("condition_number",), "condition number of the single-intervention matrix (1 is best)"),
-    ("single_interventions", ("exact_rate_mean",), "single interventions that flip exactly the intended label"),
+    ("single_interventions", ("exact_rate_mean",), "fraction of single interventions that flip exactly the intended label"),
     ("characteristic_swap", ("log_prob_change_mean",), "characteristic-swap metric (lower is better)"),
     ("generation_accuracy", ("accuracy_mean",), "conditional-generation accuracy"),
 )
@@ -163,9 +166,12 @@ def _summary(metrics: dict, training: dict) -> str:
     elif evaluation.get("judge"):
         parts.append(
             f"<p>Judged metrics are read by the {html.escape(str(evaluation['judge']))} "
-            f"(<code>{html.escape(str(evaluation.get('classifier')))}</code>); its accuracy per label on real test "
-            "images is in the <i>evaluation</i> table below.</p>"
+            f"(<code>{html.escape(str(evaluation.get('classifier')))}</code>). Its accuracy on real test images, per "
+            f"label; below {_fmt(evaluation.get('reliable_judge_accuracy'))} a label's judged metrics are unreliable:</p>"
         )
+        accuracy = evaluation.get("judge_test_accuracy") or {}
+        rows = [[name, value, "unreliable" if name in unreliable else "ok"] for name, value in accuracy.items()]
+        parts.append(_table(["label", "judge test accuracy", "judged metrics"], rows, [r[0] in unreliable for r in rows]))
     return "\n".join(parts)
 def _prefix(stem: str) -> int:
     """Position of the figure's kind in :data:`CAPTIONS` (unknown kinds last)."""
@@ -204,9 +210,11 @@ def write_report(run_dir: Path) -> Path:
     if not metrics:
         parts.append("<p>No metrics yet: run <code>ccvae-pyro evaluate</code> on this directory.</p>")
     unreliable = metrics.get("evaluation", {}).get("unreliable_labels") or []
+    parts.append('<div class="sections">')
     for name, values in metrics.items():
         if isinstance(values, dict):
-            parts.append(_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ()))
+            parts.append(f"<section>{_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ())}</section>")
+    parts.append("</div>")
     parts.append("<h2>Figures</h2>")
     figures = sorted((run_dir / FIGURES_DIR).glob("*.png")) if (run_dir / FIGURES_DIR).is_dir() else []
     figures.sort(key=lambda p: _prefix(p.stem))  # evaluation first, then by kind (stable: by name within)

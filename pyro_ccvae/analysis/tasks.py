@@ -22,11 +22,13 @@ from .generation import class_generation_accuracy, generation_accuracy, is_one_h
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
 from .likelihood import importance_weighted
-from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_path, slug, update_metrics
+from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_name, figure_path, slug, update_metrics
 from .report import write_report
 from .swap import swap_grid, swap_metric
-from .traversal import traversal_values, traverse as traverse_images, traverse_pair
+from .traversal import most_visible, traversal_values, traverse as traverse_images, traverse_pair
 
+#: how many test images ``traverse`` looks through for the one its 2-D traversals show.
+VISIBLE_CANDIDATES = 256
 #: where ``evaluate`` keeps the ground-truth attribute classifier it trains for itself.
 ATTRIBUTE_CLASSIFIER_DIR = "attribute_classifier"
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
@@ -82,8 +84,11 @@ def evaluate(
     progress: bool = True,
 ) -> Written:
     """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
-    reconstructions; with an independent classifier in ``classifier_dir`` also the
-    single-intervention matrix, the swap metric (Table 2) and generation accuracy (Table 5).
+    reconstructions, the health checks (:func:`~pyro_ccvae.health.check_health`); with an
+    independent classifier in ``classifier_dir`` also the single-intervention matrix, the swap
+    metric (Table 2) and generation accuracy (Table 5), with the labels the judge reads below
+    :data:`~.outputs.RELIABLE_JUDGE_ACCURACY` listed as ``unreliable_labels``. Without a judge the
+    judged sections of earlier evaluations are dropped, not kept beside numbers they do not match.
 
     Without one, on data with ground-truth factors (``ImageSet.attributes``, e.g. ``shapes``)
     and ``attribute_epochs > 0``, a classifier is trained on the ground-truth labels (see
@@ -165,7 +170,9 @@ def evaluate(
                 analysis.label_names,
                 figure_path(run.path, "intervention_matrix"),
                 title=f"single interventions (condition number {_fmt(m['single_interventions']['condition_number'])})",
-                colour_label="mean |change| of log-probability",
+                colour_label="mean |change| of the judge's log-probability",
+                row_title="label switched (z_c^i set to the other class's prior mean)",
+                col_title="label read by the judge",
             )
         )
         m["characteristic_swap"] = swap_metric(analysis)
@@ -192,7 +199,7 @@ def _fmt(value: Optional[float]) -> str:
 
 
 def _value_text(values: torch.Tensor) -> list[str]:
-    return [f"{v:.2f}" for v in values[:, 0].tolist()]
+    return [f"{v:.2f}".replace("-0.00", "0.00") for v in values[:, 0].tolist()]
 
 
 def traverse(
@@ -202,15 +209,21 @@ def traverse(
     pairs: Optional[str] = None,
     images: int = 4,
     extend: float = 1.0,
+    image: Optional[int] = None,
 ) -> Written:
     """1-D traversals of each label in ``labels`` (``"A,B"``; default all) for the first
-    ``images`` test images, and 2-D traversals of the first test image for each of ``pairs``
-    (``"A:B,..."``; default the first two labels). See :mod:`.traversal`."""
+    ``images`` test images, and 2-D traversals of one test image for each of ``pairs``
+    (``"A:B,..."``; default the first two labels). See :mod:`.traversal`.
+
+    :param image: the test image of the 2-D traversals; default the one among the first
+        :data:`VISIBLE_CANDIDATES` whose reconstruction shows most (:func:`~.traversal.most_visible`)."""
     analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
     names = analysis.label_names
     chosen, chosen_pairs = parse_label_list(labels, names), parse_pairs(pairs, names)
     if images < 1:
         raise ValueError(f"--images must be at least 1, got {images}")
+    if image is not None and not 0 <= image < len(analysis):
+        raise ValueError(f"--image must be a test image index from 0 to {len(analysis) - 1}, got {image}")
     index = torch.arange(min(images, len(analysis))).to(analysis.device)
     z_c, z_s = (z[index] for z in analysis.posterior_means)
     written = Written()
@@ -223,13 +236,22 @@ def traverse(
         title = f"{names[i]}: z_c from y=0 side to y=1 side (first dim)"
         written.figures.append(figures.save_labelled_grid(grid, path, rows, _value_text(values[i]), title))
         ranges[names[i]] = [float(values[i][0, 0]), float(values[i][-1, 0])]
+    pair_image = None
+    if chosen_pairs:
+        if image is None:
+            image = most_visible(analysis.reconstruct(torch.arange(min(VISIBLE_CANDIDATES, len(analysis)))))
+            pair_image = {"index": image, "chosen": f"the most visible reconstruction of the first {VISIBLE_CANDIDATES}"}
+        else:
+            pair_image = {"index": image, "chosen": "--image"}
+        z_c_pair, z_s_pair = (z[image] for z in analysis.posterior_means)
     for a, b in chosen_pairs:
-        grid = traverse_pair(run.model, z_c[0], z_s[0], (a, b), (values[a], values[b]))
+        grid = traverse_pair(run.model, z_c_pair, z_s_pair, (a, b), (values[a], values[b]))
         path = figure_path(run.path, f"traverse_pair_{slug(names[a])}_{slug(names[b])}")
         rows = [f"{names[a]} {t}" for t in _value_text(values[a])]
         cols = _value_text(values[b])
-        written.figures.append(figures.save_labelled_grid(grid, path, rows, cols, f"columns: {names[b]}"))
-    written.metrics["traversal"] = {"steps": steps, "extend_prior_std": extend, "range": ranges}
+        title = f"test image {image}; rows: z_c of {names[a]}, columns: z_c of {names[b]}"
+        written.figures.append(figures.save_labelled_grid(grid, path, rows, cols, title))
+    written.metrics["traversal"] = {"steps": steps, "extend_prior_std": extend, "range": ranges, "pair_image": pair_image}
     return _finish(run, written)
 
 
@@ -250,9 +272,10 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
         grid.append(generate_images(model, y, z_s.unsqueeze(1).expand(rows, samples, -1)))
         text = describe_vector(fixed, names)
         row_names += [text if rows == 1 else f"{text} #{r}" for r in range(rows)]
-    path = figure_path(run.path, "generate")
+    described = [describe_vector(v, names) for v in vectors]
+    path = figure_path(run.path, figure_name("generate", described if label_specs else ()))
     written = Written(figures=[figures.save_labelled_grid(torch.cat(grid), path, row_names, None, "z_c ~ p(z_c|y), z_s fixed along a row")])
-    written.metrics["generation"] = {"vectors": [describe_vector(v, names) for v in vectors], "samples": samples, "rows": rows}
+    written.metrics["generation"] = {"vectors": described, "samples": samples, "rows": rows, "figure": path.name}
     return _finish(run, written)
 
 
@@ -268,7 +291,8 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     grid = switch_grid(analysis, chosen, images)
     rows = [f"test {k}" for k in range(grid.shape[0])]
     cols = ["original", "recon", *(f"switch {names[i]}" for i in chosen)]
-    written.figures.append(figures.save_labelled_grid(grid, figure_path(run.path, "intervene"), rows, cols))
+    requested = [names[i] for i in chosen] if labels and labels.strip() else []
+    written.figures.append(figures.save_labelled_grid(grid, figure_path(run.path, figure_name("intervene", requested)), rows, cols))
     maps, recon = diversity_maps(analysis, chosen, images, samples)
     # One colour scale for the figure, so labels compare; floored so that numerical noise in a
     # model whose switches change nothing (std < 0.01, below 3 grey levels) is not painted as heat.
@@ -279,8 +303,9 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     cells = torch.cat([recon.unsqueeze(1), overlays], dim=1)
     written.figures.append(
         figures.save_labelled_grid(
-            cells, figure_path(run.path, "diversity"), rows, ["recon", *(names[i] for i in chosen)],
+            cells, figure_path(run.path, figure_name("diversity", requested)), rows, ["recon", *(names[i] for i in chosen)],
             f"per-pixel variance over {samples} draws of the switched z_c^i (max {vmax:.3g})",
+            colour_scale=(vmax, "per-pixel variance (opacity grows with it)"),
         )
     )
     written.metrics["diversity"] = {
@@ -288,6 +313,7 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
         "max_pixel_variance": vmax,
         "samples": samples,
         "num_images": grid.shape[0],
+        "figures": [p.name for p in written.figures],
     }
     return _finish(run, written)
 

@@ -53,3 +53,10 @@ def traverse_pair(
     z[:, :, a] = va.unsqueeze(1)
     z[:, :, b] = vb.unsqueeze(0)
     return model.decode(z, z_s.expand(va.shape[0], vb.shape[0], -1))
+
+
+def most_visible(reconstructions: torch.Tensor) -> int:
+    """The index of the image ``[N, C, H, W]`` that differs most from its own median colour (mean
+    absolute difference): the one where a traversal has an object to change, not a blank background."""
+    median = reconstructions.flatten(-2).median(-1).values[..., None, None]  # per image and channel
+    return int((reconstructions - median).abs().mean((-3, -2, -1)).argmax())

@@ -101,11 +101,14 @@ def test_evaluate_judges_shapes_with_a_ground_truth_classifier(run_dir):
     [
         (["traverse", "--labels", "red,large", "--steps", 5, "--pairs", "red:large,square:stripe", "--images", 2],
          ["traverse_red.png", "traverse_large.png", "traverse_pair_red_large.png", "traverse_pair_square_stripe.png"]),
-        (["generate", "--labels", "red=1,large=0;square=1", "--labels", "stripe=0", "--samples", 3, "--rows", 2], ["generate.png"]),
-        (["intervene", "--labels", "red,stripe", "--images", 3, "--samples", 4], ["intervene.png", "diversity.png"]),
+        (["generate", "--labels", "red=1,large=0;square=1", "--labels", "stripe=0", "--samples", 3, "--rows", 2],
+         ["generate_red_1_large_0__square_1__stripe_0.png"]),
+        (["generate", "--samples", 2], ["generate.png"]),
+        (["intervene", "--labels", "red,stripe", "--images", 3, "--samples", 4], ["intervene_red__stripe.png", "diversity_red__stripe.png"]),
+        (["intervene", "--images", 2, "--samples", 3], ["intervene.png", "diversity.png"]),
         (["swap", "--images", 3], ["swap.png"]),
     ],
-    ids=["traverse", "generate", "intervene", "swap"],
+    ids=["traverse", "generate", "generate-default", "intervene", "intervene-default", "swap"],
 )
 def test_figure_commands(run_dir, args, names):
     out = invoke(args[0], run_dir, *FAST, *args[1:])
@@ -113,6 +116,28 @@ def test_figure_commands(run_dir, args, names):
     assert sorted(p.name for p in written) == sorted(names)
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
     assert_report_complete(run_dir, written)
+
+
+def test_generate_for_other_labels_keeps_the_first_figure(run_dir):
+    first = figures_of(invoke("generate", run_dir, *FAST, "--labels", "square=1", "--samples", 2))
+    second = figures_of(invoke("generate", run_dir, *FAST, "--labels", "square=0", "--samples", 2))
+    assert first != second and all(p.is_file() for p in first + second)
+    assert json.loads((run_dir / "metrics.json").read_text())["generation"]["figure"] == second[0].name
+
+
+def test_traverse_pair_image(run, run_dir):
+    from pyro_ccvae.analysis.context import Analysis
+    from pyro_ccvae.analysis.tasks import VISIBLE_CANDIDATES
+
+    invoke("traverse", run_dir, *FAST, "--labels", "red", "--steps", 3, "--images", 1, "--image", 5)
+    assert json.loads((run_dir / "metrics.json").read_text())["traversal"]["pair_image"] == {"index": 5, "chosen": "--image"}
+    invoke("traverse", run_dir, *FAST, "--labels", "red", "--steps", 3, "--images", 1)
+    chosen = json.loads((run_dir / "metrics.json").read_text())["traversal"]["pair_image"]["index"]
+    analysis = Analysis.from_run(run, "test", max_images=VISIBLE_CANDIDATES, progress=False)
+    recon = analysis.reconstruct(torch.arange(len(analysis)))
+    spread = (recon - recon.flatten(-2).median(-1).values[..., None, None]).abs().mean((1, 2, 3))
+    assert spread[chosen] == spread.max()
+    assert_one_line_error(["traverse", run_dir, *FAST, "--image", 10**6], "--image must be a test image index")
 
 
 def test_intervene_and_traverse_metrics(run_dir):

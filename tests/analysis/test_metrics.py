@@ -8,7 +8,7 @@ import torch
 from pyro_ccvae.analysis import metrics
 from pyro_ccvae.analysis.labels import parse_label_list, parse_label_vectors, parse_pairs
 from pyro_ccvae.analysis.outputs import json_safe, slug
-from pyro_ccvae.analysis.swap import random_partners
+from pyro_ccvae.health import random_partners
 
 NAMES = ["a", "b", "c"]
 
@@ -90,3 +90,23 @@ def test_label_parser_errors(call, message):
 def test_json_safe_and_slug():
     assert json_safe({"x": float("inf"), "y": np.float32(1.5), "z": torch.tensor([1, 2])}) == {"x": None, "y": 1.5, "z": [1, 2]}
     assert slug("Pleural Effusion/x") == "Pleural_Effusion_x"
+
+
+def test_most_visible_picks_the_image_with_an_object():
+    from pyro_ccvae.analysis.traversal import most_visible
+
+    images = torch.full((4, 3, 8, 8), 0.8)  # plain backgrounds ...
+    images[1] = 0.2
+    images[2, :, 2:6, 2:6] = 0.1  # ... and one with a dark square on it
+    images[3, :, 0, 0] = 0.0  # a single odd pixel is not an object
+    assert most_visible(images) == 2
+
+
+def test_figure_names_carry_the_requested_labels():
+    from pyro_ccvae.analysis.outputs import NAME_PARTS_MAX, figure_name
+
+    assert figure_name("generate") == "generate"
+    assert figure_name("generate", ["Pleural Effusion=1,Edema=0"]) == "generate_Pleural_Effusion_1_Edema_0"
+    long = [f"attribute_{i}=1" for i in range(20)]
+    name = figure_name("generate", long)
+    assert len(name) == len("generate_") + NAME_PARTS_MAX and name != figure_name("generate", long[:-1] + ["x=0"])
