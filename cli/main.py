@@ -24,3 +24,7 @@ main.add_command(generate)
 main.add_command(intervene)
 main.add_command(swap)
 main.add_command(train_classifier)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = {
     "throughput.py": ["--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--k-samples", "2"],
     "data_cache.py": ["--n", "8", "--batch", "4", "--read-batches", "2", "--decode-batches", "1"],
+    "research_targets.py": [
+        "--datasets", "digits", "--digits-epochs", "1", "--judge-epochs", "1", "--num-train", "64", "--iw-samples", "2",
+        "--train-option=--k-samples=4",
+    ],
 }
 
 
@@ -18,9 +22,10 @@ def test_every_benchmark_has_tiny_options():
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
-def test_benchmark_ends_with_a_json_line(name):
+def test_benchmark_ends_with_a_json_line(name, tmp_path):
+    out = ["--out", str(tmp_path / "out")] if name == "research_targets.py" else []
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *TINY[name]], capture_output=True, text=True, timeout=300
+        [sys.executable, str(BENCHMARKS / name), *TINY[name], *out], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
