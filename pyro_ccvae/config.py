@@ -94,7 +94,7 @@ class TrainConfig(DataConfig):
     likelihood: Optional[str] = None
     #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
     detach_weight_denominator: bool = True
-    classifier_weight: float = 100.0
+    classifier_weight: float = 1000.0
     #: the conditional prior and a learned likelihood scale learn at ``lr * prior_lr_factor`` (the paper: 1).
     prior_lr_factor: float = 10.0
 
