@@ -16,13 +16,12 @@ import torch
 
 from pyro_ccvae.analysis import tasks
 from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
+from pyro_ccvae.config import DataConfig, RunSection
 from pyro_ccvae.health import describe as describe_health
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run import ANALYSIS_METRICS, load_run
 
 from .errors import one_line_errors, print_health_warnings
-from .options import data_options, prepare
-
-_CLASSIFIER_DEFAULTS = ClassifierConfig()
+from .options import NO_PROGRESS, THREADS, config_options, prepare
 
 
 def _run_command(function=None, *, needs_data: bool = True):
@@ -32,11 +31,10 @@ def _run_command(function=None, *, needs_data: bool = True):
         return functools.partial(_run_command, needs_data=needs_data)
 
     @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
-    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw.")
-    @click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
-    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the run's data set lies now (default: where it was trained).")
-    @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the decoded-image caches go (default: the run's).")
+    # The run's data options that may change since training (where the data lie now; default:
+    # where they were), and the run options of this command (the seed of its random draws).
+    @config_options(RunSection, DataConfig, exclude=[n for n in DataConfig.__dataclass_fields__ if n not in ("data_dir", "cache_dir")])
+    @THREADS
     @click.option("--trust-run", is_flag=True, help="Allow a run whose guide is an import path (module:attr): loading it runs that code.")
     @one_line_errors
     @functools.wraps(function)
@@ -48,7 +46,7 @@ def _run_command(function=None, *, needs_data: bool = True):
         written = function(run, **options)
         for path in written.figures:
             click.echo(f"wrote {path}")
-        click.echo(f"metrics in {run.path / 'metrics.json'}; report: {written.report}")
+        click.echo(f"metrics in {run.path / ANALYSIS_METRICS}; report: {written.report}")
 
     return wrapper
 
@@ -137,10 +135,9 @@ def swap(run, **options):
 
 @click.command("train-classifier")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the classifier goes.")
-@click.option("--epochs", type=int, default=_CLASSIFIER_DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_CLASSIFIER_DEFAULTS.batch_size, show_default=True)
-@click.option("--lr", type=float, default=_CLASSIFIER_DEFAULTS.lr, show_default=True)
-@data_options
+@config_options(ClassifierConfig)
+@THREADS
+@NO_PROGRESS
 @one_line_errors
 def train_classifier(out: Path, **options) -> None:
     """Train the independent CNN classifier (fully supervised, BCE on the observed labels) that

@@ -1,71 +1,67 @@
-"""Configurations: dataclasses saved as ``config.json`` next to what they produced."""
+"""Configurations: dataclasses whose fields are the options, saved as ``config.json``.
+
+A training run's :class:`TrainConfig` has five sections, each a dataclass::
+
+    model         the model family and its settings (``name`` picks the family)
+    data          which data, and how to load them (plus ``info``, filled in from the loaded data)
+    guide         which guide (``name``: a built-in or ``module:attr``)
+    optimisation  supervision rate, epochs, batch size, learning rate
+    run           seed and device
+
+Every field is declared once, with its help text and command-line flag in the field's metadata
+(:func:`option`); the CLI generates its options from these fields, and
+:meth:`TrainConfig.from_options` builds a config from the same flat option names. Field names are
+unique across the sections, so a flat name (``--lr``, ``lr=``) says where it belongs.
+
+The file format (nested, strict: an unknown or missing key is an error naming it), its legacy
+flat form (version 0.1) and where the file lies are :mod:`pyro_ccvae.run`'s business.
+"""
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from .checkpoint import atomic_write_text
-from .data import DataOptions, default_image_size
+from .data import DATASETS, DataOptions, default_image_size
+from .elbo import JENSEN_ESTIMATORS
+from .likelihoods import LIKELIHOODS
 
 
-@dataclass
-class DataConfig:
-    """Which data to load, and how; shared by every command that trains on a data set."""
+def option(default: Any = MISSING, *, help: str = "", flag: Optional[str] = None, choices=None,
+           path: bool = False, cli: bool = True, resume: bool = False, default_factory: Any = MISSING):  # fmt: skip
+    """A config field with its command-line declaration in ``metadata``.
 
-    dataset: str = "shapes"
-    data_dir: Optional[str] = None
-    #: None: the data set's default (32 for the built-in and digit sets, 64 otherwise).
-    image_size: Optional[int] = None
-    labels: Optional[list[str]] = None
-    uncertain: str = "ignore"
-    blank: str = "zeros"
-    views: str = "frontal"
-    center_crop: bool = False
-    cache_dir: Optional[str] = None
-    skip_bad_images: bool = False
-    num_train: Optional[int] = None
-    seed: int = 0
-    device: str = "auto"
-    #: filled in from the loaded data: label names, image channels and size.
-    data_info: dict = field(default_factory=dict)
+    :param help: the option's help text.
+    :param flag: the click declaration when it is not ``--field-name`` (e.g. ``"--guide"``, or
+        ``"--a/--b"`` for a boolean pair); the option's name (and its key in
+        :meth:`TrainConfig.from_options`) then follows the flag.
+    :param choices: the allowed values (shown by ``--help`` and checked by click).
+    :param path: a folder path (stored as an absolute string).
+    :param cli: ``False`` for fields that are filled in, not chosen (``data.info``).
+    :param resume: a resumed run may change it (where it runs, where its data lie, how long).
+    """
+    metadata = {"help": help, "flag": flag, "choices": choices, "path": path, "cli": cli, "resume": resume}
+    return field(default=default, default_factory=default_factory, metadata=metadata)
 
-    def data_options(self) -> DataOptions:
-        return DataOptions(
-            data_dir=Path(self.data_dir) if self.data_dir else None,
-            image_size=self.image_size or default_image_size(self.dataset),
-            labels=tuple(self.labels) if self.labels else None,
-            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
-            skip_bad_images=self.skip_bad_images,
-            seed=self.seed,
-            uncertain=self.uncertain,
-            blank=self.blank,
-            views=self.views,
-            center_crop=self.center_crop,
-            num_train=self.num_train,
-        )
 
-    def make_paths_absolute(self) -> None:
-        """Store ``data_dir`` and ``cache_dir`` as absolute paths, so that a saved config does not
-        depend on the folder a command ran in."""
-        for name in ("data_dir", "cache_dir"):
-            value = getattr(self, name)
-            if value:
-                setattr(self, name, str(Path(value).expanduser().absolute()))
+def option_name(f: dataclasses.Field) -> str:
+    """The flat name of a config field: its flag's name (``--guide`` -> ``guide``) or its own."""
+    flag = f.metadata.get("flag")
+    if flag:
+        return flag.split("/")[0].lstrip("-").replace("-", "_")
+    return f.name
 
-    def data_config(self) -> dict:
-        """The :class:`DataConfig` fields of this config, to build another on the same data."""
-        return {f.name: getattr(self, f.name) for f in fields(DataConfig)}
 
-    def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+def option_flag(f: dataclasses.Field) -> str:
+    """The flag that sets a field, for messages (``--sup-frac``)."""
+    return (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
 
-    @classmethod
-    def load(cls, path: Path):
-        raw = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+
+def field_types(cls) -> dict[str, Any]:
+    """The resolved type of every field of a config dataclass."""
+    return typing.get_type_hints(cls)
 
 
 def check_positive(config, *names: str) -> None:
@@ -76,39 +72,207 @@ def check_positive(config, *names: str) -> None:
 
 
 @dataclass
-class TrainConfig(DataConfig):
-    """Everything that defines a CCVAE training run; ``config.json`` round-trips it."""
+class DataConfig:
+    """Which data to load, and how; shared by every command that trains on a data set."""
+
+    dataset: str = option("shapes", help="The data set.", choices=tuple(sorted(DATASETS)))
+    data_dir: Optional[str] = option(None, help="Folder holding the data set.", path=True, resume=True)
+    #: None: the data set's default (32 for the built-in and digit sets, 64 otherwise).
+    image_size: Optional[int] = option(None, help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise.", choices=(32, 64))
+    labels: Optional[list[str]] = option(None, help="Comma-separated label names (default: the paper's set).")
+    uncertain: str = option("ignore", help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros.")
+    blank: str = option("zeros", help="CheXpert blank labels.", choices=("zeros", "ignore"))
+    views: str = option("frontal", help="CheXpert views.", choices=("frontal", "lateral", "all"))
+    center_crop: bool = option(False, help="CelebA: crop the face before resizing.")
+    cache_dir: Optional[str] = option(None, help="Where decoded image caches go.", path=True, resume=True)
+    skip_bad_images: bool = option(False, help="Skip unreadable images (counted in the log) instead of stopping.")
+    num_train: Optional[int] = option(None, help="Built-in data sets: number of training images.")
+    #: filled in from the loaded data: label names, image channels and size, training images.
+    info: dict = option(cli=False, default_factory=dict)
+
+    def data_options(self, seed: int) -> DataOptions:
+        return DataOptions(
+            data_dir=Path(self.data_dir) if self.data_dir else None,
+            image_size=self.image_size or default_image_size(self.dataset),
+            labels=tuple(self.labels) if self.labels else None,
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+            skip_bad_images=self.skip_bad_images,
+            seed=seed,
+            uncertain=self.uncertain,
+            blank=self.blank,
+            views=self.views,
+            center_crop=self.center_crop,
+            num_train=self.num_train,
+        )
+
+    def make_paths_absolute(self) -> None:
+        """Store the path fields as absolute paths, so that a saved config does not depend on
+        the folder a command ran in."""
+        for f in fields(DataConfig):
+            value = getattr(self, f.name)
+            if f.metadata.get("path") and value:
+                setattr(self, f.name, str(Path(value).expanduser().absolute()))
+
+    def options(self) -> dict:
+        """The chosen fields (not ``info``), to describe the same data elsewhere."""
+        return {f.name: getattr(self, f.name) for f in fields(DataConfig) if f.metadata.get("cli", True)}
+
+
+@dataclass
+class RunSection:
+    """Where and how reproducibly a command runs."""
+
+    seed: int = option(0, help="Seed for every random draw (data rendering, splits, labelled subset, training).")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N.", resume=True)
+
+
+@dataclass
+class GuideConfig:
+    """The guide ``q(z | x) q(y | z_c)``."""
+
+    name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, or module:attr.")
+
+
+@dataclass
+class OptimisationConfig:
+    """How the objective is optimised."""
 
     #: fraction of training points whose labels are used; the rest train unsupervised.
-    sup_frac: float = 1.0
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    k_samples: int = 100
-    z_style_dim: int = 27
-    z_char_dim: int = 1
-    guide: str = "meanfield"
-    jensen: str = "exact"
-    detach_classifier_input: bool = True
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
-    likelihood: Optional[str] = None
-    #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
-    detach_weight_denominator: bool = True
-    classifier_weight: float = 100.0
-    #: the conditional prior's learning rate is ``lr * prior_lr_factor`` (the paper's: 1).
-    prior_lr_factor: float = 10.0
-
-    #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
-    LEGACY_DEFAULTS = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
-
-    @classmethod
-    def load(cls, path: Path):
-        raw = json.loads(Path(path).read_text())
-        return cls(**{**cls.LEGACY_DEFAULTS, **{k: v for k, v in raw.items() if k in {f.name for f in fields(cls)}}})
+    sup_frac: float = option(1.0, help="Fraction of training points whose labels are used (0 to 1).")
+    epochs: int = option(20, help="Epochs to train (with --resume: the new last epoch).", resume=True)
+    batch_size: int = option(64, help="Images per step.")
+    lr: float = option(1e-3, help="Adam's learning rate.")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sup_frac <= 1.0:
             raise ValueError(f"--sup-frac must be in [0, 1], got {self.sup_frac}")
-        check_positive(
-            self, "epochs", "batch_size", "lr", "k_samples", "z_style_dim", "z_char_dim", "classifier_weight", "prior_lr_factor"
-        )
+        check_positive(self, "epochs", "batch_size", "lr")
+
+
+@dataclass
+class CCVAEConfig:
+    """The CCVAE's settings (DESIGN.md §1-2)."""
+
+    name: str = option("ccvae", flag="--model", help="The model family.", choices=("ccvae",))
+    z_style_dim: int = option(27, help="d_s, the style latent's dims.")
+    z_char_dim: int = option(1, help="d_c, latent dims per label.")
+    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's (see the README). The paper: laplace.", choices=tuple(LIKELIHOODS))
+    k_samples: int = option(100, help="Samples of z_c for q(y|x).")
+    jensen: str = option("exact", help="Unsupervised term: exact sum over y, or the authors' one-sample estimate.", choices=JENSEN_ESTIMATORS)
+    detach_classifier_input: bool = option(
+        True, flag="--detach-classifier-input/--reparameterised-classifier",
+        help="Stop the gradient of z_c into the main term's q(y|z_c) as the paper does; the other is the ablation.",
+    )  # fmt: skip
+    #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
+    detach_weight_denominator: bool = option(
+        True, flag="--detach-weight-denominator/--weight-denominator-gradient",
+        help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.",
+    )  # fmt: skip
+    classifier_weight: float = option(100.0, help="alpha, the weight of log q(y_o|x); the paper: 1.")
+    #: the conditional prior's learning rate is ``lr * prior_lr_factor`` (the paper's: 1).
+    prior_lr_factor: float = option(10.0, help="The conditional prior learns at lr times this; the paper: 1.")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "k_samples", "z_style_dim", "z_char_dim", "classifier_weight", "prior_lr_factor")
+
+
+#: model family name -> its config dataclass (the ``model`` section is read by the one its ``name`` picks).
+MODEL_CONFIGS: dict[str, type] = {"ccvae": CCVAEConfig}
+
+#: the sections of a training run's config, in the order of ``config.json``.
+SECTIONS = ("model", "data", "guide", "optimisation", "run")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; ``config.json`` holds it, one object per section."""
+
+    model: Any = field(default_factory=CCVAEConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
+    run: RunSection = field(default_factory=RunSection)
+
+    @staticmethod
+    def section_classes(model: str = "ccvae") -> dict[str, type]:
+        """Section name -> dataclass, with the ``model`` section of the family ``model``."""
+        if model not in MODEL_CONFIGS:
+            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+        return {"model": MODEL_CONFIGS[model], "data": DataConfig, "guide": GuideConfig,
+                "optimisation": OptimisationConfig, "run": RunSection}  # fmt: skip
+
+    @classmethod
+    def from_options(cls, **options) -> "TrainConfig":
+        """A config from flat option names (those of the command line: ``lr=1e-3, guide="lowrank"``);
+        options not given keep their defaults. An unknown name is a one-line error naming it."""
+        classes = cls.section_classes(options.get("model", "ccvae"))
+        values: dict[str, dict] = {name: {} for name in classes}
+        where = {option_name(f): (section, f.name) for section, kind in classes.items() for f in fields(kind)}
+        for key, value in options.items():
+            if key not in where:
+                raise ValueError(f"unknown option {key!r}")
+            section, name = where[key]
+            values[section][name] = value
+        return cls(**{section: classes[section](**values[section]) for section in classes})
+
+    def fields_by_option(self) -> dict[str, tuple[Any, dataclasses.Field]]:
+        """Flat option name -> (the section object that holds it, the field)."""
+        return {option_name(f): (getattr(self, s), f) for s in SECTIONS for f in fields(getattr(self, s))}
+
+    def to_dict(self) -> dict:
+        """The nested form written to ``config.json`` (without its version key)."""
+        return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        """The config of a nested ``raw`` object, strictly: every section and key must be there,
+        and nothing else. ``ValueError`` names the first key that is unknown or missing."""
+        if not isinstance(raw, dict):
+            raise ValueError("the config is not a JSON object")
+        for section in SECTIONS:
+            if not isinstance(raw.get(section), dict):
+                raise ValueError(f"section {section!r} is missing")
+        unknown = sorted(set(raw) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"unknown section {unknown[0]!r}")
+        model = raw["model"].get("name")
+        if model not in MODEL_CONFIGS:
+            raise ValueError(f"unknown model {model!r} in section 'model'; known: {', '.join(MODEL_CONFIGS)}")
+        sections = {}
+        for section, kind in cls.section_classes(model).items():
+            names = {f.name for f in fields(kind)}
+            given = raw[section]
+            extra, missing = sorted(set(given) - names), sorted(names - set(given))
+            if extra:
+                raise ValueError(f"unknown key {section}.{extra[0]}")
+            if missing:
+                raise ValueError(f"missing key {section}.{missing[0]}")
+            sections[section] = kind(**given)
+        return cls(**sections)
+
+    #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
+    LEGACY_DEFAULTS = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
+    #: version 0.1's flat keys whose name changed.
+    LEGACY_RENAMES = {"data_info": "info"}
+
+    @classmethod
+    def from_legacy(cls, raw: dict) -> "TrainConfig":
+        """The config of a flat ``config.json`` of version 0.1 (all fields at the top level; the
+        ones it lacked get :data:`LEGACY_DEFAULTS`, then the defaults). An unknown key is an error."""
+        classes = cls.section_classes("ccvae")
+        where = {f.name: section for section, kind in classes.items() for f in fields(kind) if f.name != "name"}
+        where["guide"] = "guide"
+        values: dict[str, dict] = {section: {} for section in classes}
+        for key, value in {**cls.LEGACY_DEFAULTS, **raw}.items():
+            key = cls.LEGACY_RENAMES.get(key, key)
+            if key not in where:
+                raise ValueError(f"unknown key {key!r} in a version 0.1 config")
+            values[where[key]]["name" if key == "guide" else key] = value
+        return cls(**{section: kind(**values[section]) for section, kind in classes.items()})
+
+    # --- what most code reads ------------------------------------------------------------
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.data.info["label_names"])

@@ -157,5 +157,5 @@ def test_train_writes_health_and_the_cli_prints_each_warning(tmp_path, monkeypat
     assert summary["split"] == "valid" and summary["num_images"] == 12
     assert 0 < summary["reconstruction"]["model_mae"] < 1 and summary["reconstruction"]["mean_image_mae"] > 0
     assert summary["latent_use"]["z_s"]["dims"] == 3 and set(summary["prior_recognition"]["balanced"]) == set(
-        json.loads((out / "config.json").read_text())["data_info"]["label_names"]
+        json.loads((out / "config.json").read_text())["data"]["info"]["label_names"]
     )

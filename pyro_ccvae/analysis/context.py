@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ..data import ImageSet
+from ..data import ImageSet, as_float_images
 from ..guides.base import label_probs
 from ..run import Run, RunError
-from ..training import as_float_images
 
 if TYPE_CHECKING:
     from .classifier import LabelReader

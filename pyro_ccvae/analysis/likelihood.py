@@ -96,7 +96,7 @@ def importance_weighted(analysis: Analysis, num_samples: int = 100) -> dict:
     if num_samples < 1:
         raise ValueError(f"--iw-samples must be at least 1, got {num_samples}")
     model, guide = analysis.model, analysis.guide
-    ccvae = CCVAE_ELBO(k_samples=analysis.run.config.k_samples, jensen="exact")
+    ccvae = CCVAE_ELBO(k_samples=analysis.run.config.model.k_samples, jensen="exact")
     sums = dict.fromkeys(["iwae_x", "elbo_x", "iwae_xy", "elbo_xy", "ccvae_x"], 0.0)
     labelled = 0
     for index in analysis.index_batches(f"log p(x), K={num_samples}"):

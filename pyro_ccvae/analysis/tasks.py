@@ -5,7 +5,7 @@ parses options, loads the run and calls these.
 """
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,22 +13,20 @@ from typing import Optional, Sequence
 import torch
 
 from ..health import check_health, mean_image
-from ..run import Run
+from ..run import ATTRIBUTE_CLASSIFIER, Run, figure_path, read_summary, update_metrics
 from . import figures, metrics
-from .classifier import SUMMARY, ClassifierConfig, LabelReader, load_classifier, train_classifier
+from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
 from .ground_truth import has_ground_truth, nuisance_transfer
 from .generation import generation_accuracy, sample_labels, sample_style, generate as generate_images
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
 from .likelihood import importance_weighted
-from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_path, slug, update_metrics
+from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, slug
 from .report import write_report
 from .swap import swap_grid, swap_metric
 from .traversal import traversal_values, traverse as traverse_images, traverse_pair
 
-#: where ``evaluate`` keeps the ground-truth attribute classifier it trains for itself.
-ATTRIBUTE_CLASSIFIER_DIR = "attribute_classifier"
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "health", "classification", "likelihood", "latent_separation",
@@ -45,6 +43,17 @@ class Written:
     report: Optional[Path] = None
 
 
+def _task(function):
+    """Run a task with the run's own Pyro parameter store (see :meth:`pyro_ccvae.run.Run.scope`)."""
+
+    @functools.wraps(function)
+    def wrapper(run: Run, *args, **kwargs) -> Written:
+        with run.scope():
+            return function(run, *args, **kwargs)
+
+    return wrapper
+
+
 def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
     update_metrics(run.path, written.metrics, remove=[r for r in remove if r not in written.metrics])
     written.report = write_report(run.path)
@@ -52,7 +61,7 @@ def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
 
 
 def _reader(run: Run, classifier: torch.nn.Module) -> LabelReader:
-    info = run.config.data_info
+    info = run.config.data.info
     return LabelReader(classifier, run.label_names, info["channels"], info["image_size"])
 
 
@@ -60,17 +69,18 @@ def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[
     """The ground-truth judge for data with known factors (``shapes``): a classifier trained on
     every training label of the run's data (not only the run's labelled subset), kept in
     ``RUN/attribute_classifier`` and reused while its settings match."""
-    folder = run.path / ATTRIBUTE_CLASSIFIER_DIR
+    folder = run.path / ATTRIBUTE_CLASSIFIER
     wanted = ClassifierConfig.like_run(run.config, epochs=epochs, device=str(run.device))
     if (folder / "classifier.pt").exists():
         saved = ClassifierConfig.load(folder / "config.json")
-        saved.device, saved.data_info = wanted.device, {}
+        saved.device, saved.info = wanted.device, {}
         if saved == wanted:
             return folder, load_classifier(folder, run.device)
     train_classifier(wanted, folder, progress=progress)
     return folder, load_classifier(folder, run.device)
 
 
+@_task
 def evaluate(
     run: Run,
     iw_samples: int = 100,
@@ -107,7 +117,7 @@ def evaluate(
         "split": "test",
         **check_health(
             run.model, run.guide, analysis.split.images, mean_image(run.data.train.images), analysis.label_names,
-            run.device, batch_size, seed=run.config.seed, means=analysis.posterior_means,
+            run.device, batch_size, seed=run.config.run.seed, means=analysis.posterior_means,
         ),
     }
 
@@ -180,8 +190,7 @@ def evaluate(
 
 def _judge_accuracy(folder: Path, label_names: Sequence[str]) -> dict[str, Optional[float]]:
     """The judge's test accuracy on each of the run's labels (``None`` where its summary lacks it)."""
-    path = Path(folder) / SUMMARY
-    accuracy = json.loads(path.read_text()).get("test_accuracy", {}) if path.exists() else {}
+    accuracy = read_summary(folder).get("test_accuracy", {})
     return {name: accuracy.get(name) for name in label_names}
 
 
@@ -193,6 +202,7 @@ def _value_text(values: torch.Tensor) -> list[str]:
     return [f"{v:.2f}" for v in values[:, 0].tolist()]
 
 
+@_task
 def traverse(
     run: Run,
     labels: Optional[str] = None,
@@ -231,6 +241,7 @@ def traverse(
     return _finish(run, written)
 
 
+@_task
 def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: int = 1) -> Written:
     """Conditional generation (Fig. 4). Each label vector (see
     :func:`~.labels.parse_label_vectors`; default: every label at 0 and at 1, the rest from
@@ -254,6 +265,7 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
     return _finish(run, written)
 
 
+@_task
 def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: int = 32) -> Written:
     """Switch each label in turn for the first ``images`` test images (Fig. 11), and the
     per-pixel variance over ``samples`` switched draws as heat maps (Fig. 5)."""
@@ -290,6 +302,7 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     return _finish(run, written)
 
 
+@_task
 def swap(run: Run, images: int = 6) -> Written:
     """Characteristic swaps among the first ``images`` test images (Figs. 6-7): the first row
     and column show the originals, cell ``(r, c)`` decodes ``z_c`` of row ``r``'s image with

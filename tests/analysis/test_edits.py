@@ -15,7 +15,7 @@ from pyro_ccvae.analysis.traversal import traversal_values, traverse, traverse_p
 @pytest.fixture(scope="module")
 def analysis(run, classifier_dir):
     a = Analysis.from_run(run, max_images=12, batch_size=5, progress=False)  # batch 5: several batches
-    info = run.config.data_info
+    info = run.config.data.info
     a.classifier = LabelReader(load_classifier(classifier_dir, run.device), run.label_names, info["channels"], info["image_size"])
     return a
 
