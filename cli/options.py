@@ -52,7 +52,7 @@ def click_option(f: dataclasses.Field, kind: Any, default: Any = dataclasses.MIS
     elif meta.get("path"):
         settings.update(type=click.Path(file_okay=False, path_type=Path), callback=_as_str)
     elif meta.get("choices") is not None:
-        choices = [str(c) for c in meta["choices"]]
+        choices = [str(c) for c in (meta["choices"]() if callable(meta["choices"]) else meta["choices"])]
         settings.update(type=click.Choice(choices), callback=_as_int if base is int else None)
         if default is not None:
             settings.update(default=str(default), show_default=True)
@@ -65,14 +65,17 @@ def click_option(f: dataclasses.Field, kind: Any, default: Any = dataclasses.MIS
 
 def config_options(*classes: type, exclude: Iterable[str] = (), defaults: Optional[dict] = None):
     """Decorator: the options of every field of ``classes`` (config dataclasses), named by
-    :func:`~pyro_ccvae.config.option_name`; ``exclude`` leaves some out, ``defaults`` overrides some."""
+    :func:`~pyro_ccvae.config.option_name` (a name two classes share, such as every model
+    family's ``--model``, is declared once); ``exclude`` leaves some out, ``defaults`` overrides some."""
     exclude, defaults = set(exclude), defaults or {}
-    chosen = []
+    chosen, seen = [], set()
     for cls in classes:
         types = field_types(cls)
         for f in dataclasses.fields(cls):
-            if f.metadata.get("cli", True) and option_name(f) not in exclude:
-                chosen.append(click_option(f, types[f.name], defaults.get(option_name(f), dataclasses.MISSING)))
+            name = option_name(f)
+            if f.metadata.get("cli", True) and name not in exclude and name not in seen:  # first declaration wins
+                seen.add(name)
+                chosen.append(click_option(f, types[f.name], defaults.get(name, dataclasses.MISSING)))
 
     def decorate(command):
         for option in reversed(chosen):

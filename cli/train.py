@@ -8,24 +8,28 @@ import click
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.health import describe as describe_health
+from pyro_ccvae.models import MODELS
 from pyro_ccvae.training import train as train_run
 
 from .errors import one_line_errors, print_health_warnings
 from .options import NO_PROGRESS, THREADS, config_options, flag_used, given_on_command_line, prepare
 
 _SECTIONS = TrainConfig.section_classes()
+#: every model family's settings (each family's options are offered; those of the family chosen with --model are used).
+_MODEL_SECTIONS = [family.config_class for family in MODELS.values()]
 
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/ccvae"), show_default=True, help="The run directory.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out up to --epochs.")
-@config_options(*(_SECTIONS[name] for name in ("optimisation", "model", "guide", "data", "run")))
+@config_options(_SECTIONS["optimisation"], *_MODEL_SECTIONS, *(_SECTIONS[name] for name in ("guide", "data", "run")))
 @THREADS
 @NO_PROGRESS
 @one_line_errors
 def train(out: Path, resume: bool, **options) -> None:
     """Train a model with SVI into the run directory --out."""
     progress = prepare(options)
+    options = {k: v for k, v in options.items() if k in TrainConfig.option_names(options["model"])}
     config = TrainConfig.from_options(**options)
     # Options set on the command line, as option name -> the flag that set it: a resumed run checks them.
     fields = config.fields_by_option()

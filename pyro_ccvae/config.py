@@ -19,56 +19,13 @@ flat form (version 0.1) and where the file lies are :mod:`pyro_ccvae.run`'s busi
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
 from .data import DATASETS, DataOptions, default_image_size
-from .elbo import JENSEN_ESTIMATORS
-from .likelihoods import LIKELIHOODS
-
-
-def option(default: Any = MISSING, *, help: str = "", flag: Optional[str] = None, choices=None,
-           path: bool = False, cli: bool = True, resume: bool = False, default_factory: Any = MISSING):  # fmt: skip
-    """A config field with its command-line declaration in ``metadata``.
-
-    :param help: the option's help text.
-    :param flag: the click declaration when it is not ``--field-name`` (e.g. ``"--guide"``, or
-        ``"--a/--b"`` for a boolean pair); the option's name (and its key in
-        :meth:`TrainConfig.from_options`) then follows the flag.
-    :param choices: the allowed values (shown by ``--help`` and checked by click).
-    :param path: a folder path (stored as an absolute string).
-    :param cli: ``False`` for fields that are filled in, not chosen (``data.info``).
-    :param resume: a resumed run may change it (where it runs, where its data lie, how long).
-    """
-    metadata = {"help": help, "flag": flag, "choices": choices, "path": path, "cli": cli, "resume": resume}
-    return field(default=default, default_factory=default_factory, metadata=metadata)
-
-
-def option_name(f: dataclasses.Field) -> str:
-    """The flat name of a config field: its flag's name (``--guide`` -> ``guide``) or its own."""
-    flag = f.metadata.get("flag")
-    if flag:
-        return flag.split("/")[0].lstrip("-").replace("-", "_")
-    return f.name
-
-
-def option_flag(f: dataclasses.Field) -> str:
-    """The flag that sets a field, for messages (``--sup-frac``)."""
-    return (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
-
-
-def field_types(cls) -> dict[str, Any]:
-    """The resolved type of every field of a config dataclass."""
-    return typing.get_type_hints(cls)
-
-
-def check_positive(config, *names: str) -> None:
-    """A one-line error for the first option among ``names`` that is not positive."""
-    for name in names:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
+from .models import MODELS
 
 
 @dataclass
@@ -149,37 +106,6 @@ class OptimisationConfig:
         check_positive(self, "epochs", "batch_size", "lr")
 
 
-@dataclass
-class CCVAEConfig:
-    """The CCVAE's settings (DESIGN.md §1-2)."""
-
-    name: str = option("ccvae", flag="--model", help="The model family.", choices=("ccvae",))
-    z_style_dim: int = option(27, help="d_s, the style latent's dims.")
-    z_char_dim: int = option(1, help="d_c, latent dims per label.")
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
-    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's (see the README). The paper: laplace.", choices=tuple(LIKELIHOODS))
-    k_samples: int = option(100, help="Samples of z_c for q(y|x).")
-    jensen: str = option("exact", help="Unsupervised term: exact sum over y, or the authors' one-sample estimate.", choices=JENSEN_ESTIMATORS)
-    detach_classifier_input: bool = option(
-        True, flag="--detach-classifier-input/--reparameterised-classifier",
-        help="Stop the gradient of z_c into the main term's q(y|z_c) as the paper does; the other is the ablation.",
-    )  # fmt: skip
-    #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
-    detach_weight_denominator: bool = option(
-        True, flag="--detach-weight-denominator/--weight-denominator-gradient",
-        help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.",
-    )  # fmt: skip
-    classifier_weight: float = option(100.0, help="alpha, the weight of log q(y_o|x); the paper: 1.")
-    #: the conditional prior's learning rate is ``lr * prior_lr_factor`` (the paper's: 1).
-    prior_lr_factor: float = option(10.0, help="The conditional prior learns at lr times this; the paper: 1.")
-
-    def __post_init__(self) -> None:
-        check_positive(self, "k_samples", "z_style_dim", "z_char_dim", "classifier_weight", "prior_lr_factor")
-
-
-#: model family name -> its config dataclass (the ``model`` section is read by the one its ``name`` picks).
-MODEL_CONFIGS: dict[str, type] = {"ccvae": CCVAEConfig}
-
 #: the sections of a training run's config, in the order of ``config.json``.
 SECTIONS = ("model", "data", "guide", "optimisation", "run")
 
@@ -188,7 +114,7 @@ SECTIONS = ("model", "data", "guide", "optimisation", "run")
 class TrainConfig:
     """Everything that defines a training run; ``config.json`` holds it, one object per section."""
 
-    model: Any = field(default_factory=CCVAEConfig)
+    model: Any = field(default_factory=lambda: MODELS["ccvae"].config_class())
     data: DataConfig = field(default_factory=DataConfig)
     guide: GuideConfig = field(default_factory=GuideConfig)
     optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
@@ -197,10 +123,15 @@ class TrainConfig:
     @staticmethod
     def section_classes(model: str = "ccvae") -> dict[str, type]:
         """Section name -> dataclass, with the ``model`` section of the family ``model``."""
-        if model not in MODEL_CONFIGS:
-            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_CONFIGS)}")
-        return {"model": MODEL_CONFIGS[model], "data": DataConfig, "guide": GuideConfig,
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+        return {"model": MODELS[model].config_class, "data": DataConfig, "guide": GuideConfig,
                 "optimisation": OptimisationConfig, "run": RunSection}  # fmt: skip
+
+    @classmethod
+    def option_names(cls, model: str = "ccvae") -> set[str]:
+        """The flat option names of a run of the family ``model``."""
+        return {option_name(f) for kind in cls.section_classes(model).values() for f in fields(kind)}
 
     @classmethod
     def from_options(cls, **options) -> "TrainConfig":
@@ -237,8 +168,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown section {unknown[0]!r}")
         model = raw["model"].get("name")
-        if model not in MODEL_CONFIGS:
-            raise ValueError(f"unknown model {model!r} in section 'model'; known: {', '.join(MODEL_CONFIGS)}")
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r} in section 'model'; known: {', '.join(MODELS)}")
         sections = {}
         for section, kind in cls.section_classes(model).items():
             names = {f.name for f in fields(kind)}

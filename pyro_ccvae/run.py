@@ -54,7 +54,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import DataSplits, load_dataset
 from .devices import resolve_device
-from .guides import GUIDES
+from .models import Representation, get_family
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,9 @@ def raw_config(path: Path) -> dict:
 class Run:
     """A trained run: its config, model and guide (in eval mode) and, if asked for, its data.
 
-    The model and guide keep their Pyro parameters in a store of their own: run them inside
-    :meth:`scope`, which swaps it in for the caller's and back.
+    Analysis talks to :attr:`representation`, not to the model's internals. The model and guide
+    keep their Pyro parameters in a store of their own: use them inside :meth:`scope`, which
+    swaps it in for the caller's and back.
     """
 
     path: Path
@@ -319,6 +320,8 @@ class Run:
     model: torch.nn.Module
     guide: torch.nn.Module
     device: torch.device
+    #: what analysis asks of the model (:mod:`pyro_ccvae.models.base`).
+    representation: Representation
     data: Optional[DataSplits] = None
     _params: dict = field(default_factory=lambda: {"params": {}, "constraints": {}}, repr=False)
 
@@ -347,8 +350,6 @@ def load_run(
     :param trust: allow a guide given by import path in the run's config (that imports code).
     :param data_dir: where the run's data lie now, if they moved; likewise ``cache_dir``.
     """
-    from .models import build_model_and_guide
-
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"run directory {path} does not exist; train one with `ccvae-pyro train --out {path}`")
@@ -358,7 +359,8 @@ def load_run(
     config = read_config(path)
     if not config.data.info:
         raise RunError(f"{path / CONFIG} has no data.info; the run was never started")
-    if config.guide.name not in GUIDES and not trust:
+    family = get_family(config.model.name)
+    if config.guide.name not in family.builtin_guides() and not trust:
         raise RunError(
             f"{path / CONFIG} names the guide {config.guide.name!r}, and loading it imports and runs that code; "
             "pass --trust-run if you trust this run directory"
@@ -368,7 +370,9 @@ def load_run(
     if cache_dir is not None:
         config.data.cache_dir = str(Path(cache_dir).expanduser().absolute())
     torch_device = resolve_device(device)
-    run = Run(path, config, *build_model_and_guide(config), torch_device)
+    model, guide = family.build(config.model, config.guide.name, config.data.info)
+    representation = family.representation(model, guide, config.data.info, torch_device, config.model)
+    run = Run(path, config, model, guide, torch_device, representation)
     try:
         state, _ = load_state(path, map_location=torch_device)
     except CheckpointError as error:

@@ -1,4 +1,5 @@
-"""Training with :class:`pyro.infer.SVI` and the CCVAE ELBO, into a run directory.
+"""Training any model family (:mod:`pyro_ccvae.models`) with :class:`pyro.infer.SVI` and the
+family's objective, into a run directory.
 
 What a run directory holds, and all reading and writing of it, is :mod:`pyro_ccvae.run`'s.
 """
@@ -25,11 +26,8 @@ from .checkpoint import CheckpointError, DiskFullError, rng_state, set_rng_state
 from .config import TrainConfig
 from .data import DataSplits, as_float_images, load_dataset
 from .devices import resolve_device
-from .elbo import CCVAE_ELBO
-from .guides import check_guide
 from .health import check_health, mean_image
-from .likelihoods import default_likelihood
-from .models import build_model_and_guide
+from .models import get_family
 from .prediction import label_accuracy, mean_of as _mean
 from .run import CONFIG, CHECKPOINT, RunError
 
@@ -48,10 +46,10 @@ class TrainingInterrupted(RuntimeError):
 
 
 @torch.no_grad()
-def predict_probs(guide, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """``q(y_i = 1 | x)`` at the posterior mean of ``z_c``, for every image: ``[N, L]`` on the CPU."""
+def predict_probs(representation, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Per-label class probabilities of every image (the representation's ``predict``): ``[N, L, K]`` on the CPU."""
     out = [
-        guide.predict(as_float_images(images[i : i + batch_size], device)).cpu()
+        representation.predict(as_float_images(images[i : i + batch_size], device)).cpu()
         for i in range(0, images.shape[0], batch_size)
     ]
     return torch.cat(out)
@@ -87,7 +85,7 @@ class _Position:
 
 
 class Trainer:
-    """Trains a CCVAE into ``run_dir``; ``Trainer(config, run_dir).fit()``.
+    """Trains a model of the family ``config.model.name`` into ``run_dir``; ``Trainer(config, run_dir).fit()``.
 
     :param resume: continue the run in ``run_dir`` (its config wins; ``config.optimisation.epochs`` sets the
         new last epoch).
@@ -146,7 +144,8 @@ class Trainer:
         self.data: DataSplits = load_dataset(config.data.dataset, config.data.data_options(config.run.seed))
         if resume:
             rundir.check_data_matches(self.run_dir, self.data)
-        config.model.likelihood = config.model.likelihood or default_likelihood(config.data.dataset)
+        self.family = family = get_family(config.model.name)
+        family.fill_defaults(config.model, config.data.dataset)
         config.data.info = {
             "label_names": list(self.data.label_names),
             "channels": self.data.channels,
@@ -163,19 +162,14 @@ class Trainer:
         else:
             self.images = train.images
 
-        self.model, self.guide = build_model_and_guide(config)
-        self.model.set_label_prior(train.labels[self.labelled], train.mask[self.labelled])
+        self.model, self.guide = family.build(config.model, config.guide.name, config.data.info)
+        family.prepare(self.model, train.labels[self.labelled], train.mask[self.labelled])
         self.model.to(self.device)
         self.guide.to(self.device)
+        self.representation = family.representation(self.model, self.guide, config.data.info, self.device, config.model)
         self._check_guide()
         self.optim = pyro.optim.Adam(self._optim_args)
-        self.elbo = CCVAE_ELBO(
-            k_samples=config.model.k_samples,
-            jensen=config.model.jensen,
-            detach_classifier_input=config.model.detach_classifier_input,
-            detach_weight_denominator=config.model.detach_weight_denominator,
-            classifier_weight=config.model.classifier_weight,
-        )
+        self.elbo = family.objective(config.model)
         self.svi = SVI(self.model, self.guide, self.optim, self.elbo)
         self.position = _Position()
         #: (epoch, batch) of the checkpoint on disk, None while there is none.
@@ -209,9 +203,7 @@ class Trainer:
         return saved
 
     def _optim_args(self, param_name: str) -> dict:
-        # Adam moves a parameter by about lr per step, so at lr 1e-3 the prior's locations travel
-        # only ~3 units in 3000 steps while the posterior means of z_c move much further.
-        factor = self.config.model.prior_lr_factor if param_name.startswith("model.conditional_prior.") else 1.0
+        factor = self.family.learning_rate_factor(self.config.model, param_name)
         return {"lr": self.config.optimisation.lr * factor}
 
     def _labelled_subset(self, resume: bool) -> torch.Tensor:
@@ -228,7 +220,7 @@ class Trainer:
     def _check_guide(self) -> None:
         # Consumes random numbers; a resumed run restores the RNG state afterwards.
         index = torch.arange(min(4, len(self.data.train)))
-        check_guide(self.model, self.guide, *self._batch(index))
+        self.family.check(self.model, self.guide, *self._batch(index))
 
     # --- checkpoints --------------------------------------------------------------------
 
@@ -372,7 +364,7 @@ class Trainer:
         bar.close()
         self._check_finite()
         seconds = time.perf_counter() - start
-        valid_probs = predict_probs(self.guide, self.data.valid.images, self.device)
+        valid_probs = predict_probs(self.representation, self.data.valid.images, self.device)
         if not torch.isfinite(valid_probs).all():  # finite but overflowing parameters
             raise TrainingError(
                 f"the predictions became NaN in epoch {pos.epoch + 1} (the parameters overflow); "
@@ -399,7 +391,7 @@ class Trainer:
         )
 
     def _summary(self) -> dict:
-        test_acc = label_accuracy(predict_probs(self.guide, self.data.test.images, self.device), self.data.test)
+        test_acc = label_accuracy(predict_probs(self.representation, self.data.test.images, self.device), self.data.test)
         summary = {
             "epochs": self.position.epoch,
             "test_accuracy": dict(zip(self.data.label_names, test_acc)),
@@ -415,7 +407,7 @@ class Trainer:
         split_name, split = ("valid", self.data.valid) if len(self.data.valid) else ("test", self.data.test)
         with torch.no_grad():
             health = check_health(
-                self.model, self.guide, split.images, mean_image(self.data.train.images), self.data.label_names,
+                self.representation, split.images, mean_image(self.data.train.images), self.data.label_names,
                 self.device, seed=self.config.run.seed,
             )
         return {"split": split_name, **health}

@@ -1,25 +1,30 @@
-"""Building a run's model and guide from its config."""
+"""Model families, found by name in :data:`MODELS` (``--model NAME``); see :mod:`.base`.
+
+Each family is a folder (``models/ccvae/``: its config, model, objective, sites, guides and
+representation) that registers itself here; the shared networks (:mod:`pyro_ccvae.nets`) and
+likelihoods (:mod:`pyro_ccvae.likelihoods`) are injected into its modules.
+"""
 from __future__ import annotations
 
-import torch
+from .base import CAPABILITIES, CapabilityError, ModelFamily, Representation
 
-from ..config import TrainConfig
-from ..guides import build_guide
-from ..model import CCVAEModel
+#: name -> family; each family's folder registers itself on import below.
+MODELS: dict[str, ModelFamily] = {}
 
 
-def build_model_and_guide(config: TrainConfig) -> tuple[CCVAEModel, torch.nn.Module]:
-    """The model and guide a config describes (``config.data.info`` must be filled)."""
-    info, model_config = config.data.info, config.model
-    dims = dict(
-        num_labels=len(info["label_names"]),
-        z_char_dim=model_config.z_char_dim,
-        z_style_dim=model_config.z_style_dim,
-        channels=info["channels"],
-        image_size=info["image_size"],
-    )
-    model = CCVAEModel(
-        dims["num_labels"], dims["channels"], dims["image_size"], model_config.z_style_dim, model_config.z_char_dim,
-        model_config.likelihood,
-    )  # fmt: skip
-    return model, build_guide(config.guide.name, **dims)
+def register_model(family: ModelFamily) -> ModelFamily:
+    """Make ``family`` available as ``--model family.name``."""
+    MODELS[family.name] = family
+    return family
+
+
+def get_family(name: str) -> ModelFamily:
+    """The family called ``name``; a one-line :class:`ValueError` naming the known ones if there is none."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+from . import ccvae  # noqa: E402,F401  (registers "ccvae")
+
+__all__ = ["CAPABILITIES", "MODELS", "CapabilityError", "ModelFamily", "Representation", "get_family", "register_model"]
