@@ -1,7 +1,8 @@
 """``ccvae-pyro evaluate | traverse | generate | intervene | swap | train-classifier``.
 
 Each command reads a run directory and writes figures (``RUN/figures``), metrics
-(``RUN/metrics.json``) and ``RUN/report.html`` there; the work is in :mod:`pyro_ccvae.analysis`.
+(``RUN/metrics.json``) and ``RUN/report.html`` there: a thin wrapper over the Python API
+(:mod:`pyro_ccvae.api`: ``api.load(RUN).write(task, ...)``); the work is in :mod:`pyro_ccvae.analysis`.
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import click
 import pyro
 import torch
 
-from pyro_ccvae.analysis import tasks
+from pyro_ccvae import api
 from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
 from pyro_ccvae.config import DataConfig, RunSection
 from pyro_ccvae.health import describe as describe_health
-from pyro_ccvae.run import ANALYSIS_METRICS, load_run
+from pyro_ccvae.run import ANALYSIS_METRICS
 
 from .errors import one_line_errors, print_health_warnings
 from .options import NO_PROGRESS, THREADS, config_options, prepare
@@ -41,12 +42,12 @@ def _run_command(function=None, *, needs_data: bool = True):
     def wrapper(run_dir: Path, device: str, seed: int, threads: Optional[int], data_dir, cache_dir, trust_run, **options):
         if threads:
             torch.set_num_threads(threads)
-        run = load_run(run_dir, device, load_data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
+        loaded = api.load(run_dir, device, data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
         pyro.set_rng_seed(seed)
-        written = function(run, **options)
+        written = function(loaded, **options)
         for path in written.figures:
             click.echo(f"wrote {path}")
-        click.echo(f"metrics in {run.path / ANALYSIS_METRICS}; report: {written.report}")
+        click.echo(f"metrics in {loaded.run.path / ANALYSIS_METRICS}; report: {written.report}")
 
     return wrapper
 
@@ -67,7 +68,7 @@ def _show(value) -> str:
 def evaluate(run, no_progress: bool, **options):
     """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
     importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
-    written = tasks.evaluate(run, progress=not no_progress, **options)
+    written = run.write("evaluate", progress=not no_progress, **options)
     m = written.metrics
     cls, lik, sep = m["classification"], m["likelihood"], m["latent_separation"]
     click.echo(f"accuracy (mean over labels): {_show(cls['accuracy_mean'])}   AUROC: {_show(cls['auroc_mean'])}")
@@ -101,7 +102,7 @@ def evaluate(run, no_progress: bool, **options):
 @_run_command
 def traverse(run, **options):
     """Latent traversals of each characteristic z_c^i from the y=0 to the y=1 prior mean (Fig. 3)."""
-    return tasks.traverse(run, **options)
+    return run.write("traverse", **options)
 
 
 @click.command()
@@ -111,7 +112,7 @@ def traverse(run, **options):
 @_run_command(needs_data=False)
 def generate(run, **options):
     """Conditional generation: z_c ~ p(z_c | y), z_s ~ N(0, I) (Fig. 4)."""
-    return tasks.generate(run, **options)
+    return run.write("generate", **options)
 
 
 @click.command()
@@ -122,7 +123,7 @@ def generate(run, **options):
 def intervene(run, **options):
     """Switch each label of test images by resampling z_c^i ~ p(z_c^i | switched y_i) (Fig. 11),
     and diversity maps: the per-pixel variance over many such draws (Fig. 5)."""
-    return tasks.intervene(run, **options)
+    return run.write("intervene", **options)
 
 
 @click.command()
@@ -130,7 +131,7 @@ def intervene(run, **options):
 @_run_command
 def swap(run, **options):
     """Characteristic swaps: z_c of one test image decoded with z_s of another (Figs. 6-7)."""
-    return tasks.swap(run, **options)
+    return run.write("swap", **options)
 
 
 @click.command("train-classifier")

@@ -86,16 +86,16 @@ def test_a_task_refuses_a_capability_the_model_lacks(run, monkeypatch):
 
 
 def test_the_cli_names_the_missing_capability_in_one_line(run_dir, monkeypatch):
-    import pyro_ccvae_cli.analysis as cli_analysis
+    from pyro_ccvae import api
 
-    real = cli_analysis.load_run
+    real = api.load_run
 
     def partial(*args, **kwargs):
         loaded = real(*args, **kwargs)
         loaded.representation = without_traversals(loaded.representation)
         return loaded
 
-    monkeypatch.setattr(cli_analysis, "load_run", partial)
+    monkeypatch.setattr(api, "load_run", partial)
     result = CliRunner().invoke(main, ["traverse", str(run_dir), "--device", "cpu"], catch_exceptions=False)
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "needs the capability 'traverse'" in result.output and "'partial'" in result.output
