@@ -148,10 +148,10 @@ def save_checkpoint(state: dict, path: Path, hint: str = "on that file system") 
     data = _serialise(state)
     digest = hashlib.sha256(data).hexdigest()
     known = _known_digests(path)
-    if known is None and path.is_file():  # written before digests were recorded: trust it once
-        known = [_digest(path)]
-    known = known or []
-    current_is_good = path.is_file() and _digest(path) in known
+    current = _digest(path) if path.is_file() else None
+    if known is None:  # written before digests were recorded: trust it once
+        known = [] if current is None else [current]
+    current_is_good = current is not None and current in known
     atomic_write_text(_checksums_path(path), json.dumps({"sha256": [digest, *known][:_DIGESTS_KEPT]}) + "\n")
     if current_is_good:
         os.replace(path, previous_path(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 from .checkpoint import atomic_write_text
 from .data import DataOptions, default_image_size
@@ -61,11 +61,16 @@ class DataConfig:
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
+    #: values for fields that configs written before those fields existed lack (see :meth:`load`).
+    LEGACY_DEFAULTS: ClassVar[dict] = {}
+
     @classmethod
     def load(cls, path: Path):
+        """The config saved in ``path``; unknown keys are ignored, and a field it lacks takes its
+        :data:`LEGACY_DEFAULTS` value (what such a config meant), else its default."""
         raw = json.loads(Path(path).read_text())
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        return cls(**{**cls.LEGACY_DEFAULTS, **{k: v for k, v in raw.items() if k in known}})
 
 
 def check_positive(config, *names: str) -> None:
@@ -99,12 +104,7 @@ class TrainConfig(DataConfig):
     prior_lr_factor: float = 10.0
 
     #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
-    LEGACY_DEFAULTS = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
-
-    @classmethod
-    def load(cls, path: Path):
-        raw = json.loads(Path(path).read_text())
-        return cls(**{**cls.LEGACY_DEFAULTS, **{k: v for k, v in raw.items() if k in {f.name for f in fields(cls)}}})
+    LEGACY_DEFAULTS: ClassVar[dict] = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sup_frac <= 1.0:

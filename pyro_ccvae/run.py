@@ -129,9 +129,10 @@ def load_run(
             "pass --trust-run if you trust this run directory"
         )
     if data_dir is not None:
-        config.data_dir = str(Path(data_dir).expanduser().absolute())
+        config.data_dir = str(data_dir)
     if cache_dir is not None:
-        config.cache_dir = str(Path(cache_dir).expanduser().absolute())
+        config.cache_dir = str(cache_dir)
+    config.make_paths_absolute()
     torch_device = resolve_device(device)
     pyro.clear_param_store()
     model, guide = build_model_and_guide(config)

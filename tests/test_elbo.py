@@ -341,14 +341,20 @@ def _grads(loss, params):
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-@pytest.mark.parametrize("case", ["all_seen", "mixed"])
-def test_gradients_match_the_eq8_surrogate(case):
+def _traced_case(case):
+    """The mean-field model and guide traced once on a label case, with their named parameters."""
     model, guide = make("meanfield")
     x = data()
     y, mask = cast(*LABEL_CASES[case]())
     names, params = _params(model, guide)
     eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
     model_trace, guide_trace = traces(CCVAE_ELBO(k_samples=K), model, guide, x, y, mask, eps_k)
+    return model, guide, x, y, mask, names, params, eps_k, model_trace, guide_trace
+
+
+@pytest.mark.parametrize("case", ["all_seen", "mixed"])
+def test_gradients_match_the_eq8_surrogate(case):
+    model, guide, x, y, mask, names, params, eps_k, model_trace, guide_trace = _traced_case(case)
 
     def library(detach):
         elbo = CCVAE_ELBO(k_samples=K, detach_classifier_input=detach)
@@ -379,12 +385,7 @@ def test_gradients_match_the_eq8_surrogate(case):
 def test_detached_denominator_and_classifier_weight_match_the_hand_surrogate(case):
     """Value and every gradient of ``w_sg * main + alpha log q(y_o|x) + log p(y_o)``, where
     ``w_sg`` stops the gradient through ``q(y_o|x)``; at ``alpha = 1`` the value is the bound."""
-    model, guide = make("meanfield")
-    x = data()
-    y, mask = cast(*LABEL_CASES[case]())
-    names, params = _params(model, guide)
-    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
-    model_trace, guide_trace = traces(CCVAE_ELBO(k_samples=K), model, guide, x, y, mask, eps_k)
+    model, guide, x, y, mask, names, params, eps_k, model_trace, guide_trace = _traced_case(case)
     alpha = 7.0
     elbo = CCVAE_ELBO(k_samples=K, detach_weight_denominator=True, classifier_weight=alpha)
     value = elbo.per_datum_elbo(model_trace, guide_trace)

@@ -180,8 +180,7 @@ def evaluate(
         if is_one_hot(run.data.train.labels, run.data.train.mask):
             m["generation_accuracy"]["one_hot"] = class_generation_accuracy(analysis)
         for name in JUDGED_SECTIONS:
-            if name in m:
-                m[name]["unreliable_labels"] = unreliable
+            m[name]["unreliable_labels"] = unreliable
     else:  # an older matrix would sit in the report beside metrics that no longer mention it
         figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
     return _finish(run, written, remove=EVALUATE_SECTIONS)
