@@ -1,7 +1,8 @@
 """``ccvae-pyro evaluate | traverse | generate | intervene | swap | train-classifier``.
 
 Each command reads a run directory and writes figures (``RUN/figures``), metrics
-(``RUN/metrics.json``) and ``RUN/report.html`` there; the work is in :mod:`pyro_ccvae.analysis`.
+(``RUN/metrics.json``) and ``RUN/report.html`` there: a thin wrapper over the Python API
+(:mod:`pyro_ccvae.api`: ``api.load(RUN).write(task, ...)``); the work is in :mod:`pyro_ccvae.analysis`.
 """
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ import click
 import pyro
 import torch
 
-from pyro_ccvae.analysis import tasks
+from pyro_ccvae import api
 from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
+from pyro_ccvae.config import DataConfig, RunSection
 from pyro_ccvae.health import describe as describe_health
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run import ANALYSIS_METRICS
 
 from .errors import one_line_errors, print_health_warnings
-from .options import data_options, prepare
-
-_CLASSIFIER_DEFAULTS = ClassifierConfig()
+from .options import NO_PROGRESS, THREADS, config_options, prepare
 
 
 def _run_command(function=None, *, needs_data: bool = True):
@@ -32,23 +32,22 @@ def _run_command(function=None, *, needs_data: bool = True):
         return functools.partial(_run_command, needs_data=needs_data)
 
     @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
-    @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random draw.")
-    @click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
-    @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the run's data set lies now (default: where it was trained).")
-    @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the decoded-image caches go (default: the run's).")
+    # The run's data options that may change since training (where the data lie now; default:
+    # where they were), and the run options of this command (the seed of its random draws).
+    @config_options(RunSection, DataConfig, exclude=[n for n in DataConfig.__dataclass_fields__ if n not in ("data_dir", "cache_dir")])
+    @THREADS
     @click.option("--trust-run", is_flag=True, help="Allow a run whose guide is an import path (module:attr): loading it runs that code.")
     @one_line_errors
     @functools.wraps(function)
     def wrapper(run_dir: Path, device: str, seed: int, threads: Optional[int], data_dir, cache_dir, trust_run, **options):
         if threads:
             torch.set_num_threads(threads)
-        run = load_run(run_dir, device, load_data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
+        loaded = api.load(run_dir, device, data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
         pyro.set_rng_seed(seed)
-        written = function(run, **options)
+        written = function(loaded, **options)
         for path in written.figures:
             click.echo(f"wrote {path}")
-        click.echo(f"metrics in {run.path / 'metrics.json'}; report: {written.report}")
+        click.echo(f"metrics in {loaded.run.path / ANALYSIS_METRICS}; report: {written.report}")
 
     return wrapper
 
@@ -69,7 +68,7 @@ def _show(value) -> str:
 def evaluate(run, no_progress: bool, **options):
     """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
     importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
-    written = tasks.evaluate(run, progress=not no_progress, **options)
+    written = run.write("evaluate", progress=not no_progress, **options)
     m = written.metrics
     cls, lik, sep = m["classification"], m["likelihood"], m["latent_separation"]
     click.echo(f"accuracy (mean over labels): {_show(cls['accuracy_mean'])}   AUROC: {_show(cls['auroc_mean'])}")
@@ -104,7 +103,7 @@ def evaluate(run, no_progress: bool, **options):
 @_run_command
 def traverse(run, **options):
     """Latent traversals of each characteristic z_c^i from the y=0 to the y=1 prior mean (Fig. 3)."""
-    return tasks.traverse(run, **options)
+    return run.write("traverse", **options)
 
 
 @click.command()
@@ -114,7 +113,7 @@ def traverse(run, **options):
 @_run_command(needs_data=False)
 def generate(run, **options):
     """Conditional generation: z_c ~ p(z_c | y), z_s ~ N(0, I) (Fig. 4)."""
-    return tasks.generate(run, **options)
+    return run.write("generate", **options)
 
 
 @click.command()
@@ -125,7 +124,7 @@ def generate(run, **options):
 def intervene(run, **options):
     """Switch each label of test images by resampling z_c^i ~ p(z_c^i | switched y_i) (Fig. 11),
     and diversity maps: the per-pixel variance over many such draws (Fig. 5)."""
-    return tasks.intervene(run, **options)
+    return run.write("intervene", **options)
 
 
 @click.command()
@@ -133,15 +132,14 @@ def intervene(run, **options):
 @_run_command
 def swap(run, **options):
     """Characteristic swaps: z_c of one test image decoded with z_s of another (Figs. 6-7)."""
-    return tasks.swap(run, **options)
+    return run.write("swap", **options)
 
 
 @click.command("train-classifier")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the classifier goes.")
-@click.option("--epochs", type=int, default=_CLASSIFIER_DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_CLASSIFIER_DEFAULTS.batch_size, show_default=True)
-@click.option("--lr", type=float, default=_CLASSIFIER_DEFAULTS.lr, show_default=True)
-@data_options
+@config_options(ClassifierConfig)
+@THREADS
+@NO_PROGRESS
 @one_line_errors
 def train_classifier(out: Path, **options) -> None:
     """Train the independent CNN classifier (fully supervised, BCE on the observed labels) that

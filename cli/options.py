@@ -1,54 +1,108 @@
-"""Click options shared by the commands that load a data set (``train``, ``train-classifier``)."""
+"""Click options generated from the config dataclasses' fields (:func:`pyro_ccvae.config.option`):
+each option is declared once, in the library, with its default, help text and choices."""
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
+from typing import Any, Iterable, Optional
 
 import click
 import torch
 
-from pyro_ccvae.config import DataConfig
-from pyro_ccvae.data import DATASETS
+from pyro_ccvae.config import field_types, option_flag, option_name
 
-_DEFAULTS = DataConfig()
+#: options of the command line itself, not of a config.
+THREADS = click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
+NO_PROGRESS = click.option("--no-progress", is_flag=True, help="No progress bars.")
 
 
 def _label_list(ctx, param, value):
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
 
 
-_OPTIONS = [
-    click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=_DEFAULTS.dataset, show_default=True),
-    click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the data set."),
-    click.option("--image-size", type=click.Choice(["32", "64"]), help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise."),
-    click.option("--labels", callback=_label_list, help="Comma-separated label names (default: the paper's set)."),
-    click.option("--uncertain", default=_DEFAULTS.uncertain, show_default=True, help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros."),
-    click.option("--blank", type=click.Choice(["zeros", "ignore"]), default=_DEFAULTS.blank, show_default=True, help="CheXpert blank labels."),
-    click.option("--views", type=click.Choice(["frontal", "lateral", "all"]), default=_DEFAULTS.views, show_default=True, help="CheXpert views."),
-    click.option("--center-crop", is_flag=True, help="CelebA: crop the face before resizing."),
-    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where decoded image caches go."),
-    click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (counted in the log) instead of stopping."),
-    click.option("--num-train", type=int, help="Built-in data sets: number of training images."),
-    click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda or cuda:N."),
-    click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True),
-    click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice)."),
-    click.option("--no-progress", is_flag=True, help="No progress bars."),
-]  # fmt: skip
+def _as_str(ctx, param, value):
+    return str(value) if value is not None else None
 
 
-def data_options(command):
-    """Add the data set options; the command receives them already typed for :class:`DataConfig`
-    (paths as strings, image size as int) plus ``no_progress``; ``--threads`` is applied here."""
-    for option in reversed(_OPTIONS):
-        command = option(command)
-    return command
+def _as_int(ctx, param, value):
+    return int(value) if value is not None else None
+
+
+def _base_type(kind: Any) -> Any:
+    """``Optional[X]`` -> ``X``."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) is typing.Union and len(args) == 1 else kind
+
+
+def click_option(f: dataclasses.Field, kind: Any, default: Any = dataclasses.MISSING):
+    """The click option of one config field (``kind``: its resolved type)."""
+    meta, base = f.metadata, _base_type(kind)
+    default = f.default if default is dataclasses.MISSING else default
+    declaration = meta.get("flag") or "--" + f.name.replace("_", "-")
+    name = option_name(f)
+    settings: dict[str, Any] = {"help": meta.get("help") or None}
+    if base is bool:
+        if "/" in declaration:
+            settings.update(default=default, show_default=True)
+        else:
+            settings.update(is_flag=True)
+    elif typing.get_origin(base) is list:
+        settings.update(callback=_label_list)
+    elif meta.get("path"):
+        settings.update(type=click.Path(file_okay=False, path_type=Path), callback=_as_str)
+    elif meta.get("choices") is not None:
+        choices = [str(c) for c in (meta["choices"]() if callable(meta["choices"]) else meta["choices"])]
+        settings.update(type=click.Choice(choices), callback=_as_int if base is int else None)
+        if default is not None:
+            settings.update(default=str(default), show_default=True)
+    else:
+        settings.update(type=base)
+        if default is not None:
+            settings.update(default=default, show_default=True)
+    return click.option(declaration, name, **settings)
+
+
+def config_options(*classes: type, exclude: Iterable[str] = (), defaults: Optional[dict] = None):
+    """Decorator: the options of every field of ``classes`` (config dataclasses), named by
+    :func:`~pyro_ccvae.config.option_name` (a name two classes share, such as every model
+    family's ``--model``, is declared once); ``exclude`` leaves some out, ``defaults`` overrides some."""
+    exclude, defaults = set(exclude), defaults or {}
+    chosen, seen = [], set()
+    for cls in classes:
+        types = field_types(cls)
+        for f in dataclasses.fields(cls):
+            name = option_name(f)
+            if f.metadata.get("cli", True) and name not in exclude and name not in seen:  # first declaration wins
+                seen.add(name)
+                chosen.append(click_option(f, types[f.name], defaults.get(name, dataclasses.MISSING)))
+
+    def decorate(command):
+        for option in reversed(chosen):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def flag_used(f: dataclasses.Field, value: Any) -> str:
+    """The flag that gave a field ``value`` (for a boolean pair ``--a/--b``, the side that was used)."""
+    declaration = f.metadata.get("flag") or ""
+    if "/" in declaration and isinstance(value, bool):
+        on, off = declaration.split("/")
+        return on if value else off
+    return option_flag(f)
+
+
+def given_on_command_line(options: Iterable[str]) -> list[str]:
+    """The names among ``options`` that the user set on the command line (not defaults)."""
+    context = click.get_current_context()
+    return [name for name in options if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
 
 
 def prepare(options: dict) -> bool:
-    """Apply ``--threads`` and type the data options in place; returns whether to show progress."""
+    """Apply ``--threads`` (and remove it from ``options``); returns whether to show progress."""
     threads = options.pop("threads")
     if threads:
         torch.set_num_threads(threads)
-    for key in ("data_dir", "cache_dir"):
-        options[key] = str(options[key]) if options[key] else None
-    options["image_size"] = int(options["image_size"]) if options["image_size"] else None
     return not options.pop("no_progress")

@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--k-samples", type=int, default=100)
     parser.add_argument("--z-style-dim", type=int, default=8)
     args = parser.parse_args(argv)
-    config = TrainConfig(
+    config = TrainConfig.from_options(
         # By import path, so later commands (evaluate, traverse, ...) can rebuild the guide;
         # running this file puts examples/ on sys.path, elsewhere set PYTHONPATH=examples.
         # Those commands import it only with --trust-run.

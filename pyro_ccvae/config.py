@@ -1,44 +1,60 @@
-"""Configurations: dataclasses saved as ``config.json`` next to what they produced."""
+"""Configurations: dataclasses whose fields are the options, saved as ``config.json``.
+
+A training run's :class:`TrainConfig` has five sections, each a dataclass::
+
+    model         the model family and its settings (``name`` picks the family)
+    data          which data, and how to load them (plus ``info``, filled in from the loaded data)
+    guide         which guide (``name``: a built-in or ``module:attr``)
+    optimisation  supervision rate, epochs, batch size, learning rate
+    run           seed and device
+
+Every field is declared once, with its help text and command-line flag in the field's metadata
+(:func:`option`); the CLI generates its options from these fields, and
+:meth:`TrainConfig.from_options` builds a config from the same flat option names. Field names are
+unique across the sections, so a flat name (``--lr``, ``lr=``) says where it belongs.
+
+The file format (nested, strict: an unknown or missing key is an error naming it), its legacy
+flat form (version 0.1) and where the file lies are :mod:`pyro_ccvae.run`'s business.
+"""
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Any, Optional
 
-from .checkpoint import atomic_write_text
-from .data import DataOptions, default_image_size
+from .data import DATASETS, DataOptions, default_image_size
+from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
+from .models import MODELS
 
 
 @dataclass
 class DataConfig:
     """Which data to load, and how; shared by every command that trains on a data set."""
 
-    dataset: str = "shapes"
-    data_dir: Optional[str] = None
+    dataset: str = option("shapes", help="The data set.", choices=tuple(sorted(DATASETS)))
+    data_dir: Optional[str] = option(None, help="Folder holding the data set.", path=True, resume=True)
     #: None: the data set's default (32 for the built-in and digit sets, 64 otherwise).
-    image_size: Optional[int] = None
-    labels: Optional[list[str]] = None
-    uncertain: str = "ignore"
-    blank: str = "zeros"
-    views: str = "frontal"
-    center_crop: bool = False
-    cache_dir: Optional[str] = None
-    skip_bad_images: bool = False
-    num_train: Optional[int] = None
-    seed: int = 0
-    device: str = "auto"
-    #: filled in from the loaded data: label names, image channels and size.
-    data_info: dict = field(default_factory=dict)
+    image_size: Optional[int] = option(None, help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise.", choices=(32, 64))
+    labels: Optional[list[str]] = option(None, help="Comma-separated label names (default: the paper's set).")
+    uncertain: str = option("ignore", help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros.")
+    blank: str = option("zeros", help="CheXpert blank labels.", choices=("zeros", "ignore"))
+    views: str = option("frontal", help="CheXpert views.", choices=("frontal", "lateral", "all"))
+    center_crop: bool = option(False, help="CelebA: crop the face before resizing.")
+    cache_dir: Optional[str] = option(None, help="Where decoded image caches go.", path=True, resume=True)
+    skip_bad_images: bool = option(False, help="Skip unreadable images (counted in the log) instead of stopping.")
+    num_train: Optional[int] = option(None, help="Built-in data sets: number of training images.")
+    #: filled in from the loaded data: label names, image channels and size, training images.
+    info: dict = option(cli=False, default_factory=dict)
 
-    def data_options(self) -> DataOptions:
+    def data_options(self, seed: int) -> DataOptions:
         return DataOptions(
             data_dir=Path(self.data_dir) if self.data_dir else None,
             image_size=self.image_size or default_image_size(self.dataset),
             labels=tuple(self.labels) if self.labels else None,
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             skip_bad_images=self.skip_bad_images,
-            seed=self.seed,
+            seed=seed,
             uncertain=self.uncertain,
             blank=self.blank,
             views=self.views,
@@ -47,68 +63,147 @@ class DataConfig:
         )
 
     def make_paths_absolute(self) -> None:
-        """Store ``data_dir`` and ``cache_dir`` as absolute paths, so that a saved config does not
-        depend on the folder a command ran in."""
-        for name in ("data_dir", "cache_dir"):
-            value = getattr(self, name)
-            if value:
-                setattr(self, name, str(Path(value).expanduser().absolute()))
+        """Store the path fields as absolute paths, so that a saved config does not depend on
+        the folder a command ran in."""
+        for f in fields(DataConfig):
+            value = getattr(self, f.name)
+            if f.metadata.get("path") and value:
+                setattr(self, f.name, str(Path(value).expanduser().absolute()))
 
-    def data_config(self) -> dict:
-        """The :class:`DataConfig` fields of this config, to build another on the same data."""
-        return {f.name: getattr(self, f.name) for f in fields(DataConfig)}
-
-    def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
-
-    #: values for fields that configs written before those fields existed lack (see :meth:`load`).
-    LEGACY_DEFAULTS: ClassVar[dict] = {}
-
-    @classmethod
-    def load(cls, path: Path):
-        """The config saved in ``path``; unknown keys are ignored, and a field it lacks takes its
-        :data:`LEGACY_DEFAULTS` value (what such a config meant), else its default."""
-        raw = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        return cls(**{**cls.LEGACY_DEFAULTS, **{k: v for k, v in raw.items() if k in known}})
-
-
-def check_positive(config, *names: str) -> None:
-    """A one-line error for the first option among ``names`` that is not positive."""
-    for name in names:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+    def options(self) -> dict:
+        """The chosen fields (not ``info``), to describe the same data elsewhere."""
+        return {f.name: getattr(self, f.name) for f in fields(DataConfig) if f.metadata.get("cli", True)}
 
 
 @dataclass
-class TrainConfig(DataConfig):
-    """Everything that defines a CCVAE training run; ``config.json`` round-trips it."""
+class RunSection:
+    """Where and how reproducibly a command runs."""
+
+    seed: int = option(0, help="Seed for every random draw (data rendering, splits, labelled subset, training).")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N.", resume=True)
+
+
+@dataclass
+class GuideConfig:
+    """The guide ``q(z | x) q(y | z_c)``."""
+
+    name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, or module:attr.")
+
+
+@dataclass
+class OptimisationConfig:
+    """How the objective is optimised."""
 
     #: fraction of training points whose labels are used; the rest train unsupervised.
-    sup_frac: float = 1.0
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    k_samples: int = 100
-    z_style_dim: int = 27
-    z_char_dim: int = 1
-    guide: str = "meanfield"
-    jensen: str = "exact"
-    detach_classifier_input: bool = True
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
-    likelihood: Optional[str] = None
-    #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective is ``False`` and ``1.0``.
-    detach_weight_denominator: bool = True
-    classifier_weight: float = 1000.0
-    #: the conditional prior and a learned likelihood scale learn at ``lr * prior_lr_factor`` (the paper: 1).
-    prior_lr_factor: float = 10.0
-
-    #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
-    LEGACY_DEFAULTS: ClassVar[dict] = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
+    sup_frac: float = option(1.0, help="Fraction of training points whose labels are used (0 to 1).")
+    epochs: int = option(20, help="Epochs to train (with --resume: the new last epoch).", resume=True)
+    batch_size: int = option(64, help="Images per step.")
+    lr: float = option(1e-3, help="Adam's learning rate.")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sup_frac <= 1.0:
             raise ValueError(f"--sup-frac must be in [0, 1], got {self.sup_frac}")
-        check_positive(
-            self, "epochs", "batch_size", "lr", "k_samples", "z_style_dim", "z_char_dim", "classifier_weight", "prior_lr_factor"
-        )
+        check_positive(self, "epochs", "batch_size", "lr")
+
+
+#: the sections of a training run's config, in the order of ``config.json``.
+SECTIONS = ("model", "data", "guide", "optimisation", "run")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; ``config.json`` holds it, one object per section."""
+
+    model: Any = field(default_factory=lambda: MODELS["ccvae"].config_class())
+    data: DataConfig = field(default_factory=DataConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
+    run: RunSection = field(default_factory=RunSection)
+
+    @staticmethod
+    def section_classes(model: str = "ccvae") -> dict[str, type]:
+        """Section name -> dataclass, with the ``model`` section of the family ``model``."""
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+        return {"model": MODELS[model].config_class, "data": DataConfig, "guide": GuideConfig,
+                "optimisation": OptimisationConfig, "run": RunSection}  # fmt: skip
+
+    @classmethod
+    def option_names(cls, model: str = "ccvae") -> set[str]:
+        """The flat option names of a run of the family ``model``."""
+        return {option_name(f) for kind in cls.section_classes(model).values() for f in fields(kind)}
+
+    @classmethod
+    def from_options(cls, **options) -> "TrainConfig":
+        """A config from flat option names (those of the command line: ``lr=1e-3, guide="lowrank"``);
+        options not given keep their defaults. An unknown name is a one-line error naming it."""
+        classes = cls.section_classes(options.get("model", "ccvae"))
+        values: dict[str, dict] = {name: {} for name in classes}
+        where = {option_name(f): (section, f.name) for section, kind in classes.items() for f in fields(kind)}
+        for key, value in options.items():
+            if key not in where:
+                raise ValueError(f"unknown option {key!r}")
+            section, name = where[key]
+            values[section][name] = value
+        return cls(**{section: classes[section](**values[section]) for section in classes})
+
+    def fields_by_option(self) -> dict[str, tuple[Any, dataclasses.Field]]:
+        """Flat option name -> (the section object that holds it, the field)."""
+        return {option_name(f): (getattr(self, s), f) for s in SECTIONS for f in fields(getattr(self, s))}
+
+    def to_dict(self) -> dict:
+        """The nested form written to ``config.json`` (without its version key)."""
+        return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        """The config of a nested ``raw`` object, strictly: every section and key must be there,
+        and nothing else. ``ValueError`` names the first key that is unknown or missing."""
+        if not isinstance(raw, dict):
+            raise ValueError("the config is not a JSON object")
+        for section in SECTIONS:
+            if not isinstance(raw.get(section), dict):
+                raise ValueError(f"section {section!r} is missing")
+        unknown = sorted(set(raw) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"unknown section {unknown[0]!r}")
+        model = raw["model"].get("name")
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r} in section 'model'; known: {', '.join(MODELS)}")
+        sections = {}
+        for section, kind in cls.section_classes(model).items():
+            names = {f.name for f in fields(kind)}
+            given = raw[section]
+            extra, missing = sorted(set(given) - names), sorted(names - set(given))
+            if extra:
+                raise ValueError(f"unknown key {section}.{extra[0]}")
+            if missing:
+                raise ValueError(f"missing key {section}.{missing[0]}")
+            sections[section] = kind(**given)
+        return cls(**sections)
+
+    #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
+    LEGACY_DEFAULTS = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
+    #: version 0.1's flat keys whose name changed.
+    LEGACY_RENAMES = {"data_info": "info"}
+
+    @classmethod
+    def from_legacy(cls, raw: dict) -> "TrainConfig":
+        """The config of a flat ``config.json`` of version 0.1 (all fields at the top level; the
+        ones it lacked get :data:`LEGACY_DEFAULTS`, then the defaults). An unknown key is an error."""
+        classes = cls.section_classes("ccvae")
+        where = {f.name: section for section, kind in classes.items() for f in fields(kind) if f.name != "name"}
+        where["guide"] = "guide"
+        values: dict[str, dict] = {section: {} for section in classes}
+        for key, value in {**cls.LEGACY_DEFAULTS, **raw}.items():
+            key = cls.LEGACY_RENAMES.get(key, key)
+            if key not in where:
+                raise ValueError(f"unknown key {key!r} in a version 0.1 config")
+            values[where[key]]["name" if key == "guide" else key] = value
+        return cls(**{section: kind(**values[section]) for section, kind in classes.items()})
+
+    # --- what most code reads ------------------------------------------------------------
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.data.info["label_names"])

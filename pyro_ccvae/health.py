@@ -1,9 +1,9 @@
 """Health checks of a trained CCVAE: does it reconstruct, use its latents, know its own prior?
 
 Training (at the end, on the validation split) and ``evaluate`` (on its split) both call
-:func:`check_health`; it lives here so that neither imports the other. It uses only the model's
-and guide's capabilities (``guide.mean``, ``guide.classifier``, ``model.decode``,
-``model.conditional_prior``, ``model.label_probs``), so it works for every guide.
+:func:`check_health`; it lives here so that neither imports the other. It uses only the
+representation's capabilities (:data:`NEEDS`: ``encode``, ``decode``, ``predict``, ``sample``),
+so it works for every guide and every model family that offers them.
 
 Three measures, each with a warning when it fails (thresholds are the constants below):
 
@@ -30,6 +30,10 @@ from typing import Optional, Sequence
 import torch
 
 from .data import as_float_images
+from .models.base import DECODE, ENCODE, PREDICT, SAMPLE, TRAVERSE
+
+#: the capabilities the health checks ask of a model.
+NEEDS = (ENCODE, DECODE, PREDICT, SAMPLE, TRAVERSE)
 
 #: ``model_mae / mean_image_mae`` at or above this: the decoder does no better than the mean image.
 COLLAPSE_RATIO = 0.9
@@ -66,9 +70,9 @@ def mean_image(images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
 
 
 @torch.no_grad()
-def posterior_means(guide, images: torch.Tensor, device: torch.device, batch_size: int = 256):
-    """``guide.mean`` of uint8 images ``[N, C, H, W]``: ``z_c [N, L, d_c]``, ``z_s [N, d_s]`` on ``device``."""
-    parts = [guide.mean(as_float_images(images[i : i + batch_size], device)) for i in range(0, len(images), batch_size)]
+def posterior_means(representation, images: torch.Tensor, device: torch.device, batch_size: int = 256):
+    """``encode`` of uint8 images ``[N, C, H, W]``: ``z_c [N, L, d_c]``, ``z_s [N, d_s]`` on ``device``."""
+    parts = [representation.encode(as_float_images(images[i : i + batch_size], device)) for i in range(0, len(images), batch_size)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -79,7 +83,7 @@ def _variances(z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reconstruction_and_swaps(
-    model, images: torch.Tensor, z_c: torch.Tensor, z_s: torch.Tensor, mean: torch.Tensor,
+    representation, images: torch.Tensor, z_c: torch.Tensor, z_s: torch.Tensor, mean: torch.Tensor,
     device: torch.device, batch_size: int = 256, generator: Optional[torch.Generator] = None,
 ) -> tuple[dict, dict]:  # fmt: skip
     """The reconstruction measures and the mean absolute pixel change of swapping ``z_s`` (and
@@ -92,11 +96,11 @@ def reconstruction_and_swaps(
     for start in range(0, n, batch_size):
         where = torch.arange(start, min(start + batch_size, n), device=device)
         x = as_float_images(images[where.cpu()], device)
-        recon = model.decode(z_c[where], z_s[where])
+        recon = representation.decode(z_c[where], z_s[where])
         sums["model"] += float((recon - x).abs().sum())
         sums["mean_image"] += float((mean - x).abs().sum())
-        sums["swap_z_s"] += float((model.decode(z_c[where], z_s[partners[where]]) - recon).abs().sum())
-        sums["swap_z_c"] += float((model.decode(z_c[partners[where]], z_s[where]) - recon).abs().sum())
+        sums["swap_z_s"] += float((representation.decode(z_c[where], z_s[partners[where]]) - recon).abs().sum())
+        sums["swap_z_c"] += float((representation.decode(z_c[partners[where]], z_s[where]) - recon).abs().sum())
         for key, value in (("recon", recon), ("data", x)):
             moments[key][0] += value.double().sum(0)
             moments[key][1] += value.double().pow(2).sum(0)
@@ -119,28 +123,25 @@ def reconstruction_and_swaps(
 
 
 @torch.no_grad()
-def prior_recognition(model, classifier, label_names: Sequence[str], samples: int = PRIOR_SAMPLES,
-                      generator: Optional[torch.Generator] = None) -> dict:  # fmt: skip
-    """How often ``classifier`` (plate layout: ``z_c [..., L, B, d_c]`` -> logits ``[..., L, B]``)
-    assigns ``z_c^i ~ p(z_c^i | y_i = k)`` to class ``k``; see the module doc."""
-    loc_param = model.conditional_prior.loc
+def prior_recognition(representation, samples: int = PRIOR_SAMPLES, generator: Optional[torch.Generator] = None) -> dict:
+    """How often the model's own classifier (``classify``) assigns ``z_c^i ~ p(z_c^i | y_i = k)``
+    (from ``class_prior``) to class ``k``; see the module doc. ``given_y<k>`` holds the rate of class ``k``."""
+    names = list(representation.label_names)
+    priors = [representation.class_prior(i) for i in range(len(names))]  # per label: loc, scale [K_i, d_c]
     rates = []
-    for k in (0, 1):
-        y = torch.full((len(label_names), samples), float(k), device=loc_param.device)
-        loc, scale = model.conditional_prior(y)  # [L, S, d_c]
-        noise = torch.randn(loc.shape, generator=generator).to(loc)
-        logits = classifier(loc + scale * noise)
-        rates.append(((logits > 0).float() == k).double().mean(-1).cpu())
-    pi = model.label_probs.double().cpu()
-    balanced, expected = (rates[0] + rates[1]) / 2, pi * rates[1] + (1 - pi) * rates[0]
-    names = list(label_names)
-    return {
-        "balanced": dict(zip(names, balanced.tolist())),
-        "given_y0": dict(zip(names, rates[0].tolist())),
-        "given_y1": dict(zip(names, rates[1].tolist())),
-        "expected": dict(zip(names, expected.tolist())),
-        "samples_per_class": samples,
-    }
+    for k in range(max(representation.num_classes)):
+        loc = torch.stack([p[0][min(k, len(p[0]) - 1)] for p in priors]).unsqueeze(1)  # [L, 1, d_c]
+        scale = torch.stack([p[1][min(k, len(p[1]) - 1)] for p in priors]).unsqueeze(1)
+        noise = torch.randn(loc.shape[0], samples, loc.shape[-1], generator=generator).to(loc)
+        predicted = representation.classify((loc + scale * noise).transpose(0, 1)).argmax(-1)  # [S, L]
+        rates.append((predicted == k).double().mean(0).cpu())
+    rates = torch.stack(rates)  # [K, L]
+    pi = representation.label_prior().double().cpu().T  # [K, L]
+    out = {"balanced": dict(zip(names, rates.mean(0).tolist()))}
+    out.update({f"given_y{k}": dict(zip(names, rate.tolist())) for k, rate in enumerate(rates)})
+    out["expected"] = dict(zip(names, (pi * rates).sum(0).tolist()))
+    out["samples_per_class"] = samples
+    return out
 
 
 def _warnings(reconstruction: dict, latent_use: dict, recognition: dict) -> list[str]:
@@ -179,10 +180,11 @@ def _warnings(reconstruction: dict, latent_use: dict, recognition: dict) -> list
 
 @torch.no_grad()
 def check_health(
-    model, guide, images: torch.Tensor, train_mean: torch.Tensor, label_names: Sequence[str],
+    representation, images: torch.Tensor, train_mean: torch.Tensor, label_names: Sequence[str],
     device: torch.device, batch_size: int = 256, seed: int = 0, means: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> dict:  # fmt: skip
-    """Every health measure of ``model`` and ``guide`` on uint8 ``images [N, C, H, W]`` (``N >= 1``).
+    """Every health measure of a model (its :class:`~pyro_ccvae.models.base.Representation`) on
+    uint8 ``images [N, C, H, W]`` (``N >= 1``).
 
     :param train_mean: the mean training image ``[C, H, W]`` in ``[0, 1]`` (see :func:`mean_image`).
     :param seed: seeds the swap partners and prior draws (a private generator: the global RNG is untouched).
@@ -191,8 +193,9 @@ def check_health(
         ``warnings`` list of one-line strings (empty when healthy).
     """
     generator = torch.Generator().manual_seed(seed)
-    z_c, z_s = means if means is not None else posterior_means(guide, images, device, batch_size)
-    reconstruction, swaps = reconstruction_and_swaps(model, images, z_c, z_s, train_mean, device, batch_size, generator)
+    representation.require("the health checks", NEEDS)
+    z_c, z_s = means if means is not None else posterior_means(representation, images, device, batch_size)
+    reconstruction, swaps = reconstruction_and_swaps(representation, images, z_c, z_s, train_mean, device, batch_size, generator)
     var_c, var_s = _variances(z_c), _variances(z_s)
     per_label = (var_c.reshape(len(label_names), -1) > ACTIVE_VARIANCE).sum(1).tolist()
     spread = len(images) >= 2  # one image has no variance to measure activity by
@@ -215,7 +218,7 @@ def check_health(
             "swap_change": swaps["z_s"],
         },
     }
-    recognition = prior_recognition(model, guide.classifier, label_names, PRIOR_SAMPLES, generator)
+    recognition = prior_recognition(representation, PRIOR_SAMPLES, generator)
     return {
         "num_images": len(images),
         "reconstruction": reconstruction,

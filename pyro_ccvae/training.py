@@ -1,19 +1,10 @@
-"""Training with :class:`pyro.infer.SVI` and the CCVAE ELBO, into a run directory.
+"""Training any model family (:mod:`pyro_ccvae.models`) with :class:`pyro.infer.SVI` and the
+family's objective, into a run directory.
 
-The run directory is the interface to every command that reads a trained model::
-
-    config.json      the TrainConfig (with the data's label names, channels, image size)
-    labelled.json    indices (into the training split) of the points whose labels are used
-    splits.json      which source item went to which split
-    metrics.jsonl    one line per epoch: loss, validation accuracy, speed
-    checkpoint.pt    model, guide, optimiser, RNG states and position; written atomically,
-                     with its sha256 in checkpoint.pt.sha256.json and the previous one kept
-                     as checkpoint.prev.pt
-    summary.json     test accuracy per label and the health checks (validation split) after the last epoch
+What a run directory holds, and all reading and writing of it, is :mod:`pyro_ccvae.run`'s.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
@@ -30,43 +21,18 @@ import torch
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
-from .checkpoint import (
-    CheckpointError,
-    DiskFullError,
-    atomic_write_text,
-    checkpoint_exists,
-    load_checkpoint,
-    previous_path,
-    remove_stale_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from . import run as rundir
+from .checkpoint import CheckpointError, DiskFullError, rng_state, set_rng_state
 from .config import TrainConfig
-from .data import DataSplits, ImageSet, as_float_images, load_dataset
-from .elbo import CCVAE_ELBO
-from .guides import build_guide, check_guide
-from .likelihoods import default_likelihood
+from .data import DataSplits, as_float_images, load_dataset
+from .devices import resolve_device
 from .health import check_health, mean_image
-from .model import CCVAEModel
-from .run import (  # noqa: F401  (the file names are part of this module's interface)
-    CHECKPOINT,
-    CONFIG,
-    LABELLED,
-    METRICS,
-    SPLITS,
-    SUMMARY,
-    check_data_matches,
-    check_run_directory,
-    lock_run,
-)
+from .models import get_family
+from .prediction import label_accuracy, mean_of as _mean
+from .run import CONFIG, CHECKPOINT, RunError
 
 log = logging.getLogger(__name__)
 
-#: what a resumed run may change: where it runs and where its data lie, not what it learns.
-RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "cache_dir")
-#: parameters of distributions (not of networks) that learn at ``lr * prior_lr_factor``.
-FAST_PARAMETERS = ("model.conditional_prior.", "model.likelihood.")
 #: on CUDA, move a whole split to the device when its images take less than this.
 DEVICE_RESIDENT_BYTES = 4 << 30
 
@@ -79,60 +45,14 @@ class TrainingInterrupted(RuntimeError):
     """Ctrl-C: the position was saved and the run can be resumed."""
 
 
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``, checked against the machine."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"device {spec!r} asked for, but this machine has no CUDA GPU; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise TrainingError(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    elif device.type != "cpu":
-        raise TrainingError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
-    return device
-
-
-def build_model_and_guide(config: TrainConfig) -> tuple[CCVAEModel, torch.nn.Module]:
-    """The model and guide a config describes (``config.data_info`` must be filled)."""
-    info = config.data_info
-    dims = dict(
-        num_labels=len(info["label_names"]),
-        z_char_dim=config.z_char_dim,
-        z_style_dim=config.z_style_dim,
-        channels=info["channels"],
-        image_size=info["image_size"],
-    )
-    model = CCVAEModel(
-        dims["num_labels"], dims["channels"], dims["image_size"], config.z_style_dim, config.z_char_dim, config.likelihood
-    )
-    return model, build_guide(config.guide, **dims)
-
-
 @torch.no_grad()
-def predict_probs(guide, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """``q(y_i = 1 | x)`` at the posterior mean of ``z_c``, for every image: ``[N, L]`` on the CPU."""
+def predict_probs(representation, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Per-label class probabilities of every image (the representation's ``predict``): ``[N, L, K]`` on the CPU."""
     out = [
-        guide.predict(as_float_images(images[i : i + batch_size], device)).cpu()
+        representation.predict(as_float_images(images[i : i + batch_size], device)).cpu()
         for i in range(0, images.shape[0], batch_size)
     ]
     return torch.cat(out)
-
-
-def label_accuracy(probs: torch.Tensor, split: ImageSet) -> list[Optional[float]]:
-    """Per-label accuracy of ``probs > 0.5`` on the points where the label is seen."""
-    correct = ((probs > 0.5).float() == split.labels) & split.mask
-    seen = split.mask.sum(0)
-    return [None if n == 0 else float(c) / float(n) for c, n in zip(correct.sum(0), seen)]
-
-
-def _mean(values: list[Optional[float]]) -> Optional[float]:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
@@ -165,9 +85,9 @@ class _Position:
 
 
 class Trainer:
-    """Trains a CCVAE into ``run_dir``; ``Trainer(config, run_dir).fit()``.
+    """Trains a model of the family ``config.model.name`` into ``run_dir``; ``Trainer(config, run_dir).fit()``.
 
-    :param resume: continue the run in ``run_dir`` (its config wins; ``config.epochs`` sets the
+    :param resume: continue the run in ``run_dir`` (its config wins; ``config.optimisation.epochs`` sets the
         new last epoch).
     :param explicit: the config fields the user set, each with the option that set it (e.g.
         ``{"lr": "--lr"}``); on resume, one that differs from the run's config is an error
@@ -184,17 +104,26 @@ class Trainer:
     ):
         self.run_dir = Path(run_dir)
         self.progress = progress
-        if resume and not ((self.run_dir / CONFIG).exists() and checkpoint_exists(self.run_dir / CHECKPOINT)):
+        if resume and not rundir.has_run(self.run_dir):
             raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
-        check_run_directory(self.run_dir)
+        rundir.check_run_directory(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = lock_run(self.run_dir)
+        self._lock = rundir.lock_run(self.run_dir)
+        # The modules' Pyro parameters live in a store of the trainer's own, so that training
+        # neither reads nor wipes the caller's (see :meth:`scope`).
+        self._params: dict = {"params": {}, "constraints": {}}
         try:
-            remove_stale_temporaries(self.run_dir, CHECKPOINT)
-            self._set_up(config, resume, explicit)
+            with self.scope():
+                self._set_up(config, resume, explicit)
         except BaseException:
             self.close()
             raise
+
+    @contextmanager
+    def scope(self):
+        """Run with the trainer's own Pyro parameter store (the caller's is restored on exit)."""
+        with pyro.get_param_store().scope(state=self._params):
+            yield
 
     def close(self) -> None:
         """Let another process write the run (``fit`` does this when it ends)."""
@@ -205,18 +134,19 @@ class Trainer:
     def _set_up(self, config: TrainConfig, resume: bool, explicit: Mapping[str, str]) -> None:
         if resume:
             config = self._resumed_config(config, explicit)
-        elif checkpoint_exists(self.run_dir / CHECKPOINT):
+        elif rundir.has_checkpoint(self.run_dir):
             raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        config.make_paths_absolute()
+        config.data.make_paths_absolute()
         self.config = config
-        self.device = resolve_device(config.device)
-        pyro.set_rng_seed(config.seed)
+        self.device = resolve_device(config.run.device)
+        pyro.set_rng_seed(config.run.seed)
 
-        self.data: DataSplits = load_dataset(config.dataset, config.data_options())
+        self.data: DataSplits = load_dataset(config.data.dataset, config.data.data_options(config.run.seed))
         if resume:
-            check_data_matches(self.run_dir, self.data)
-        config.likelihood = config.likelihood or default_likelihood(config.dataset)
-        config.data_info = {
+            rundir.check_data_matches(self.run_dir, self.data)
+        self.family = family = get_family(config.model.name)
+        family.fill_defaults(config.model, config.data.dataset)
+        config.data.info = {
             "label_names": list(self.data.label_names),
             "channels": self.data.channels,
             "image_size": self.data.image_size,
@@ -232,61 +162,54 @@ class Trainer:
         else:
             self.images = train.images
 
-        pyro.clear_param_store()
-        self.model, self.guide = build_model_and_guide(config)
-        self.model.set_label_prior(train.labels[self.labelled], train.mask[self.labelled])
+        self.model, self.guide = family.build(config.model, config.guide.name, config.data.info)
+        family.prepare(self.model, train.labels[self.labelled], train.mask[self.labelled])
         self.model.to(self.device)
         self.guide.to(self.device)
+        self.representation = family.representation(self.model, self.guide, config.data.info, self.device, config.model)
         self._check_guide()
         self.optim = pyro.optim.Adam(self._optim_args)
-        self.elbo = CCVAE_ELBO(
-            k_samples=config.k_samples,
-            jensen=config.jensen,
-            detach_classifier_input=config.detach_classifier_input,
-            detach_weight_denominator=config.detach_weight_denominator,
-            classifier_weight=config.classifier_weight,
-        )
+        self.elbo = family.objective(config.model)
         self.svi = SVI(self.model, self.guide, self.optim, self.elbo)
         self.position = _Position()
         #: (epoch, batch) of the checkpoint on disk, None while there is none.
         self.saved_at: Optional[tuple[int, int]] = None
         if resume:
             self._load_checkpoint()
-            config.save(self.run_dir / CONFIG)  # with the new epochs, device or data location
+            rundir.write_config(self.run_dir, config)  # with the new epochs, device or data location
         else:
-            config.save(self.run_dir / CONFIG)
-            atomic_write_text(self.run_dir / LABELLED, json.dumps(self.labelled.tolist()) + "\n")
-            atomic_write_text(self.run_dir / SPLITS, json.dumps(self.data.manifest()) + "\n")
-            (self.run_dir / METRICS).unlink(missing_ok=True)
+            rundir.write_config(self.run_dir, config)
+            rundir.write_labelled(self.run_dir, self.labelled)
+            rundir.write_splits(self.run_dir, self.data)
+            rundir.clear_epoch_metrics(self.run_dir)
 
     def _resumed_config(self, config: TrainConfig, explicit: Mapping[str, str]) -> TrainConfig:
-        path = self.run_dir / CONFIG
         try:
-            saved = TrainConfig.load(path)
-        except (ValueError, TypeError) as error:
-            raise TrainingError(f"cannot resume: {path} cannot be read ({' '.join(str(error).split())})") from None
-        saved.epochs, saved.device = config.epochs, config.device
-        for name, option in sorted(explicit.items()):
-            if name in RESUME_MAY_CHANGE:
-                setattr(saved, name, getattr(config, name))
-            elif getattr(config, name) != getattr(saved, name):
+            saved = rundir.read_config(self.run_dir)
+        except RunError as error:
+            raise TrainingError(f"cannot resume: {error}") from None
+        saved.optimisation.epochs, saved.run.device = config.optimisation.epochs, config.run.device
+        given, kept = config.fields_by_option(), saved.fields_by_option()
+        for name, flag in sorted(explicit.items()):
+            (section, f), (saved_section, _) = given[name], kept[name]
+            new, old = getattr(section, f.name), getattr(saved_section, f.name)
+            if f.metadata.get("resume"):
+                setattr(saved_section, f.name, new)
+            elif new != old:
                 raise TrainingError(
-                    f"{option} cannot change when resuming: the run in {self.run_dir} uses "
-                    f"{getattr(saved, name)!r}; resume without it, or start a new run with another --out"
+                    f"{flag} cannot change when resuming: the run in {self.run_dir} uses "
+                    f"{old!r}; resume without it, or start a new run with another --out"
                 )
         return saved
 
     def _optim_args(self, param_name: str) -> dict:
-        # Adam moves a parameter by about lr per step, whatever its gradient: at lr 1e-3 the
-        # prior's locations travel ~3 units in 3000 steps while the posterior means of z_c move
-        # ten, and a learned likelihood scale needs hundreds of steps to leave its start at 1.
-        factor = self.config.prior_lr_factor if param_name.startswith(FAST_PARAMETERS) else 1.0
-        return {"lr": self.config.lr * factor}
+        factor = self.family.learning_rate_factor(self.config.model, param_name)
+        return {"lr": self.config.optimisation.lr * factor}
 
     def _labelled_subset(self, resume: bool) -> torch.Tensor:
         if resume:
-            return torch.tensor(json.loads((self.run_dir / LABELLED).read_text()), dtype=torch.long)
-        return choose_labelled(len(self.data.train), self.config.sup_frac, self.config.seed)
+            return rundir.read_labelled(self.run_dir)
+        return choose_labelled(len(self.data.train), self.config.optimisation.sup_frac, self.config.run.seed)
 
     def _batch(self, index: torch.Tensor):
         x = as_float_images(self.images[index.to(self.images.device)], self.device)
@@ -297,7 +220,7 @@ class Trainer:
     def _check_guide(self) -> None:
         # Consumes random numbers; a resumed run restores the RNG state afterwards.
         index = torch.arange(min(4, len(self.data.train)))
-        check_guide(self.model, self.guide, *self._batch(index))
+        self.family.check(self.model, self.guide, *self._batch(index))
 
     # --- checkpoints --------------------------------------------------------------------
 
@@ -339,7 +262,7 @@ class Trainer:
             "position": vars(self.position),
         }
         try:
-            save_checkpoint(state, self.run_dir / CHECKPOINT, hint="there, or resume with another --out on another disk")
+            rundir.save_state(self.run_dir, state, hint="there, or resume with another --out on another disk")
         except DiskFullError as error:
             raise TrainingError(f"{error}; {self.kept_checkpoint()}") from None
         self.saved_at = (self.position.epoch, self.position.batch)
@@ -348,7 +271,7 @@ class Trainer:
         # On the CPU: RNG states must stay CPU tensors; modules and optimiser states copy
         # themselves onto their parameters' device.
         try:
-            state, used = load_checkpoint(self.run_dir / CHECKPOINT, map_location="cpu")
+            state, previous = rundir.load_state(self.run_dir, map_location="cpu")
         except CheckpointError as error:
             raise TrainingError(f"cannot resume: {error}") from None
         self.model.load_state_dict(state["model"])
@@ -357,49 +280,28 @@ class Trainer:
         set_rng_state(state["rng"])
         self.position = _Position(**state["position"])
         self.saved_at = (self.position.epoch, self.position.batch)
-        if used == previous_path(self.run_dir / CHECKPOINT):
-            log.warning("resuming from %s (after %d epochs)", used, self.position.epoch)
-        self._trim_metrics()
-
-    def _trim_metrics(self) -> None:
-        """Keep the metric lines up to the checkpoint's epoch (a crash can come between the two
-        writes), and drop lines that a kill left partial, blank or NUL-filled."""
-        path = self.run_dir / METRICS
-        if not path.exists():
-            return
-        kept, damaged = [], []
-        for number, line in enumerate(path.read_bytes().decode("utf-8", errors="replace").splitlines(), start=1):
-            try:
-                epoch = json.loads(line)["epoch"]
-            except (ValueError, KeyError, TypeError):
-                damaged.append(number)
-                continue
-            if epoch <= self.position.epoch:
-                kept.append(line)
-        if damaged:
-            log.warning(
-                "%s: skipping %d damaged line(s) (line %s: partial, blank or NUL-filled, from an interrupted write)",
-                path, len(damaged), ", ".join(map(str, damaged[:5])),
-            )  # fmt: skip
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        if previous:
+            log.warning("resuming from %s (after %d epochs)", previous, self.position.epoch)
+        rundir.trim_epoch_metrics(self.run_dir, self.position.epoch)
 
     # --- the loop -----------------------------------------------------------------------
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         # Keyed by epoch, so a resumed run visits the same batches in the same order.
-        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        generator = torch.Generator().manual_seed(self.config.run.seed * 100003 + epoch)
         return torch.randperm(len(self.data.train), generator=generator)
 
     def fit(self) -> dict:
-        """Train up to ``config.epochs``; returns the summary (test accuracy per label)."""
-        if self.position.epoch >= self.config.epochs:
+        """Train up to ``config.optimisation.epochs``; returns the summary (test accuracy per label)."""
+        epochs = self.config.optimisation.epochs
+        if self.position.epoch >= epochs:
             log.info("run already has %d epochs; nothing to do", self.position.epoch)
         try:
             # Shapes and supports were checked once by check_guide; per-step checks cost ~4%.
-            with self._stop_on_interrupt(), pyro.validation_enabled(False):
-                while self.position.epoch < self.config.epochs:
+            with self.scope(), self._stop_on_interrupt(), pyro.validation_enabled(False):
+                while self.position.epoch < epochs:
                     self._train_epoch()
-            return self._summary()
+                return self._summary()
         finally:
             self.close()
 
@@ -423,7 +325,7 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
     def _train_epoch(self) -> None:
-        config, pos = self.config, self.position
+        config, pos = self.config.optimisation, self.position
         order = self._epoch_order(pos.epoch)
         batches = order.split(config.batch_size)
         start = time.perf_counter()
@@ -462,7 +364,7 @@ class Trainer:
         bar.close()
         self._check_finite()
         seconds = time.perf_counter() - start
-        valid_probs = predict_probs(self.guide, self.data.valid.images, self.device)
+        valid_probs = predict_probs(self.representation, self.data.valid.images, self.device)
         if not torch.isfinite(valid_probs).all():  # finite but overflowing parameters
             raise TrainingError(
                 f"the predictions became NaN in epoch {pos.epoch + 1} (the parameters overflow); "
@@ -478,8 +380,7 @@ class Trainer:
             "images_per_s": (pos.images - images_at_start) / max(seconds, 1e-9),
         }
         self.position = pos = _Position(epoch=pos.epoch + 1)
-        with open(self.run_dir / METRICS, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        rundir.append_epoch_metrics(self.run_dir, record)
         self._save_checkpoint()
         log.info(
             "epoch %d: loss %.2f/image, valid accuracy %s, %.0f images/s",
@@ -490,7 +391,7 @@ class Trainer:
         )
 
     def _summary(self) -> dict:
-        test_acc = label_accuracy(predict_probs(self.guide, self.data.test.images, self.device), self.data.test)
+        test_acc = label_accuracy(predict_probs(self.representation, self.data.test.images, self.device), self.data.test)
         summary = {
             "epochs": self.position.epoch,
             "test_accuracy": dict(zip(self.data.label_names, test_acc)),
@@ -498,7 +399,7 @@ class Trainer:
             "labelled": len(self.labelled),
             "health": self._health(),
         }
-        atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        rundir.write_summary(self.run_dir, summary)
         return summary
 
     def _health(self) -> dict:
@@ -506,8 +407,8 @@ class Trainer:
         split_name, split = ("valid", self.data.valid) if len(self.data.valid) else ("test", self.data.test)
         with torch.no_grad():
             health = check_health(
-                self.model, self.guide, split.images, mean_image(self.data.train.images), self.data.label_names,
-                self.device, seed=self.config.seed,
+                self.representation, split.images, mean_image(self.data.train.images), self.data.label_names,
+                self.device, seed=self.config.run.seed,
             )
         return {"split": split_name, **health}
 

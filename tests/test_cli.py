@@ -26,7 +26,7 @@ def test_train_then_resume(tmp_path):
     result = run("train", "--out", str(out), "--epochs", "1", "--sup-frac", "0.5", "--guide", "lowrank", *TINY)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert (config["guide"], config["sup_frac"], config["k_samples"]) == ("lowrank", 0.5, 4)
+    assert (config["guide"]["name"], config["optimisation"]["sup_frac"], config["model"]["k_samples"]) == ("lowrank", 0.5, 4)
     result = run("train", "--out", str(out), "--resume", "--epochs", "2", *TINY)
     assert result.exit_code == 0, result.output
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
@@ -63,7 +63,7 @@ def test_resume_refuses_to_change_the_run_s_options(tmp_path):
     # Where the data lie may change (a run moved to another machine), and is kept.
     cache = tmp_path / "cache"
     assert run("train", "--out", str(out), "--resume", "--epochs", "3", "--cache-dir", str(cache), *TINY).exit_code == 0
-    assert json.loads((out / "config.json").read_text())["cache_dir"] == str(cache)
+    assert json.loads((out / "config.json").read_text())["data"]["cache_dir"] == str(cache)
 
 
 def test_resume_without_a_run_is_one_line(tmp_path):

@@ -13,9 +13,9 @@ import pyro
 import pytest
 import torch
 
-import pyro_ccvae.elbo as elbo_module
-import pyro_ccvae.guides.base as guide_base_module
-import pyro_ccvae.model as model_module
+import pyro_ccvae.models.ccvae.elbo as elbo_module
+import pyro_ccvae.models.ccvae.guides.base as guide_base_module
+import pyro_ccvae.models.ccvae.model as model_module
 from pyro_ccvae.elbo import CCVAE_ELBO
 from pyro_ccvae.guides import build_guide
 from pyro_ccvae.model import CCVAEModel

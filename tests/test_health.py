@@ -12,6 +12,7 @@ from pyro_ccvae.data import DataOptions, load_dataset
 from pyro_ccvae.guides import build_guide
 from pyro_ccvae.guides.base import DiagonalClassifier
 from pyro_ccvae.model import CCVAEModel, ConditionalPrior
+from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
 from pyro_ccvae_cli.main import main
 
 LABELS = ("a", "b", "c")
@@ -25,6 +26,11 @@ def shapes():
 def one_channel_images(n: int, seed: int = 0) -> torch.Tensor:
     """Random uint8 images ``[n, 1, 8, 8]`` (pixel variance about 0.08 in [0, 1] units)."""
     return torch.randint(0, 256, (n, 1, 8, 8), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def as_representation(model, guide=None, label_names=None):
+    """What the health checks see of a model and guide (one object may be both)."""
+    return CCVAERepresentation(model, model if guide is None else guide, label_names or LABELS, "cpu")
 
 
 class ExactCode(torch.nn.Module):
@@ -51,7 +57,7 @@ def test_exact_reconstruction_is_healthy():
     images = one_channel_images(50)
     train_mean = health.mean_image(one_channel_images(200, seed=1))
     code = ExactCode(len(LABELS))
-    report = health.check_health(code, code, images, train_mean, LABELS, torch.device("cpu"), batch_size=16)
+    report = health.check_health(as_representation(code), images, train_mean, LABELS, torch.device("cpu"), batch_size=16)
     x = images.float() / 255
     rec = report["reconstruction"]
     assert rec["model_mae"] == 0 and rec["ratio"] == 0
@@ -72,7 +78,7 @@ def test_collapsed_decoder_warns(shapes):
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.constant_(last.bias, 0.3)  # every pixel of every image: sigmoid(0.3)
     report = health.check_health(
-        model, guide, shapes.valid.images, health.mean_image(shapes.train.images), shapes.label_names, torch.device("cpu")
+        as_representation(model, guide, shapes.label_names), shapes.valid.images, health.mean_image(shapes.train.images), shapes.label_names, torch.device("cpu")
     )
     rec = report["reconstruction"]
     x = shapes.valid.images.float() / 255
@@ -91,7 +97,7 @@ def test_constant_median_image_is_caught_by_the_spread():
     images[::4, :, 2:5, 2:5] = 255  # a quarter of the images have a bright square; median: black
     code = ExactCode(len(LABELS))
     code.decode = lambda z_c, z_s: torch.zeros(*z_s.shape[:-1], 1, 8, 8)
-    report = health.check_health(code, code, images, health.mean_image(images), LABELS, torch.device("cpu"))
+    report = health.check_health(as_representation(code), images, health.mean_image(images), LABELS, torch.device("cpu"))
     assert report["reconstruction"]["ratio"] < health.COLLAPSE_RATIO
     assert any("hardly differ between images" in w for w in report["warnings"])
 
@@ -112,7 +118,7 @@ def test_prior_recognition_by_hand(locs, bias, given_y0, given_y1):
         code.classifier.bias.fill_(bias)
         code.label_probs.fill_(0.8)
     samples = 4000
-    out = health.prior_recognition(code, code.classifier, LABELS, samples, torch.Generator().manual_seed(0))
+    out = health.prior_recognition(as_representation(code), samples, torch.Generator().manual_seed(0))
     tolerance = 3 * (0.25 / samples) ** 0.5  # three binomial standard errors, at worst
     for name in LABELS:
         assert out["given_y0"][name] == pytest.approx(given_y0, abs=tolerance)
@@ -130,7 +136,7 @@ def test_prior_recognition_by_hand(locs, bias, given_y0, given_y1):
 def test_one_image_has_no_latent_use_to_judge():
     code = ExactCode(len(LABELS))
     images = one_channel_images(1)
-    report = health.check_health(code, code, images, health.mean_image(one_channel_images(9)), LABELS, torch.device("cpu"))
+    report = health.check_health(as_representation(code), images, health.mean_image(one_channel_images(9)), LABELS, torch.device("cpu"))
     use = report["latent_use"]
     assert use["z_s"]["active_units"] is None and use["z_s"]["swap_change"] is None
     assert set(use["z_c"]["active_units_per_label"].values()) == {None}
@@ -141,9 +147,9 @@ def test_health_is_seeded_and_leaves_the_global_rng_alone():
     images = one_channel_images(20)
     code = ExactCode(len(LABELS))
     state = torch.get_rng_state()
-    first = health.check_health(code, code, images, health.mean_image(images), LABELS, torch.device("cpu"), seed=3)
+    first = health.check_health(as_representation(code), images, health.mean_image(images), LABELS, torch.device("cpu"), seed=3)
     assert torch.equal(torch.get_rng_state(), state)
-    again = health.check_health(code, code, images, health.mean_image(images), LABELS, torch.device("cpu"), seed=3)
+    again = health.check_health(as_representation(code), images, health.mean_image(images), LABELS, torch.device("cpu"), seed=3)
     assert first == again
 
 
@@ -167,5 +173,5 @@ def test_train_writes_health_and_the_cli_prints_each_warning(tmp_path, monkeypat
     assert summary["split"] == "valid" and summary["num_images"] == 12
     assert 0 < summary["reconstruction"]["model_mae"] < 1 and summary["reconstruction"]["mean_image_mae"] > 0
     assert summary["latent_use"]["z_s"]["dims"] == 3 and set(summary["prior_recognition"]["balanced"]) == set(
-        json.loads((out / "config.json").read_text())["data_info"]["label_names"]
+        json.loads((out / "config.json").read_text())["data"]["info"]["label_names"]
     )

@@ -23,15 +23,15 @@ from pyro_ccvae.checkpoint import (
     set_rng_state,
 )
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import LOCK, RunError, load_run, lock_run
-from pyro_ccvae.training import CHECKPOINT, METRICS, Trainer, TrainingError, train
+from pyro_ccvae.run import CHECKPOINT, LOCK, METRICS, RunError, load_run, lock_run
+from pyro_ccvae.training import Trainer, TrainingError, train
 from pyro_ccvae_cli.main import main
 
 
 def tiny(**overrides):
     options = dict(num_train=64, epochs=2, batch_size=32, k_samples=4, z_style_dim=3, device="cpu")
     options.update(overrides)
-    return TrainConfig(**options)
+    return TrainConfig.from_options(**options)
 
 
 def one_line(text: str) -> str:
@@ -135,7 +135,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, how, capl
 def test_resume_and_analysis_use_the_previous_checkpoint(tmp_path):
     train(tiny(), tmp_path, progress=False)
     damage(tmp_path / CHECKPOINT, "flipped")
-    assert load_run(tmp_path, load_data=False).config.epochs == 2
+    assert load_run(tmp_path, load_data=False).config.optimisation.epochs == 2
     train(tiny(epochs=3), tmp_path, resume=True, progress=False)
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / METRICS).read_text().splitlines()]
     assert epochs == [1, 2, 3]  # resumed after epoch 1: epoch 2 again, then 3
@@ -230,3 +230,16 @@ def test_checkpoint_on_a_full_disk_is_one_line_and_keeps_the_last(tmp_path, monk
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / CHECKPOINT)[0]["position"]["epoch"] == 1
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_pickled_checkpoint_loads_only_when_trusted(tmp_path):
+    """Version 0.1 pickled numpy RNG states: refused by the weights-only load with a pointer to
+    --trust-run, loaded in full when the run is trusted."""
+    path = tmp_path / CHECKPOINT
+    numpy_state = np.random.get_state()
+    torch.save({"rng": {"numpy": numpy_state}, "position": {"epoch": 3}}, path)
+    with pytest.raises(CheckpointError, match="weights-only load refuses .*pass --trust-run"):
+        load_checkpoint(path)
+    state, used = load_checkpoint(path, trusted=True)
+    assert used == path and state["position"] == {"epoch": 3}
+    assert np.array_equal(state["rng"]["numpy"][1], numpy_state[1])

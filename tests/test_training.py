@@ -5,13 +5,14 @@ import pytest
 import torch
 
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.training import CHECKPOINT, METRICS, Trainer, TrainingError, TrainingInterrupted, choose_labelled, train
+from pyro_ccvae.run import CHECKPOINT, METRICS
+from pyro_ccvae.training import Trainer, TrainingError, TrainingInterrupted, choose_labelled, train
 
 
 def tiny(**overrides):
     options = dict(num_train=96, epochs=2, batch_size=32, k_samples=5, z_style_dim=3, device="cpu")
     options.update(overrides)
-    return TrainConfig(**options)
+    return TrainConfig.from_options(**options)
 
 
 def weights(run_dir):
@@ -28,13 +29,13 @@ def assert_same_weights(a, b):
 def test_run_directory_contents(tmp_path):
     summary = train(tiny(sup_frac=0.5), tmp_path, progress=False)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["sup_frac"] == 0.5 and config["data_info"]["label_names"][0] == "square"
+    assert config["optimisation"]["sup_frac"] == 0.5 and config["data"]["info"]["label_names"][0] == "square"
     labelled = json.loads((tmp_path / "labelled.json").read_text())
     assert len(labelled) == 48 and labelled == sorted(set(labelled))
     lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
     assert all(0 <= line["valid_accuracy_mean"] <= 1 and line["images_per_s"] > 0 for line in lines)
-    assert set(summary["test_accuracy"]) == set(config["data_info"]["label_names"])
+    assert set(summary["test_accuracy"]) == set(config["data"]["info"]["label_names"])
     splits = json.loads((tmp_path / "splits.json").read_text())
     assert len(splits["train"]) == 96
 

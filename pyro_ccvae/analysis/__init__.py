@@ -26,6 +26,8 @@ not used: an edited image has no factor values to render from, so some classifie
 one trained on ground truth of the same renderer is the most faithful reader available.
 
 Every run-level metric has one signature, ``metric(analysis: Analysis) -> dict``
-(:mod:`.metrics`); the guide is used only through ``guide.mean``, ``guide.classifier`` and Pyro
-traces, so every guide works.
+(:mod:`.metrics`). Analysis talks only to the run's representation
+(:mod:`pyro_ccvae.models.base`: encode, predict, decode, sample, intervene, ...), never to a
+model's internals, so every guide works; each task declares the capabilities it needs (its
+``needs``), and a model without one of them is refused in one line naming both.
 """

@@ -14,7 +14,7 @@ label. Its directory::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -23,28 +23,39 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_save, atomic_write_text, check_own_directory
-from ..config import DataConfig, check_positive
+from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
-from ..training import label_accuracy, resolve_device
+from ..devices import resolve_device
+from ..prediction import label_accuracy, mean_of
 
 CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
 
 
 @dataclass
-class ClassifierConfig(DataConfig):
-    """How the independent classifier was trained; saved as ``DIR/config.json``."""
+class ClassifierConfig(RunSection, DataConfig):
+    """How the independent classifier was trained (the data and run options of a training run,
+    and its own); saved flat as ``DIR/config.json``."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: int = option(10, help="Epochs to train the classifier.")
+    batch_size: int = option(64, help="Images per step.")
+    lr: float = option(1e-3, help="Adam's learning rate.")
 
     def __post_init__(self) -> None:
         check_positive(self, "epochs", "batch_size", "lr")
 
     @classmethod
-    def like_run(cls, config: DataConfig, **options) -> "ClassifierConfig":
-        """A classifier on the same data as a CCVAE run's ``config``."""
-        return cls(**{**config.data_config(), **options})
+    def like_run(cls, config: TrainConfig, **options) -> "ClassifierConfig":
+        """A classifier on the same data as a training run's ``config``."""
+        return cls(**{**config.data.options(), "seed": config.run.seed, **options})
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "ClassifierConfig":
+        raw = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequential:
@@ -124,8 +135,8 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
     config.make_paths_absolute()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    data = load_dataset(config.dataset, config.data_options())
-    config.data_info = {"label_names": list(data.label_names), "channels": data.channels, "image_size": data.image_size}
+    data = load_dataset(config.dataset, config.data_options(config.seed))
+    config.info = {"label_names": list(data.label_names), "channels": data.channels, "image_size": data.image_size}
     net = IndependentClassifier(data.label_names, data.channels, data.image_size).to(device)
     optim = torch.optim.Adam(net.parameters(), lr=config.lr)
     train = data.train
@@ -146,15 +157,14 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
     net.eval()
     probs = predict(net, data.test.images, device, config.batch_size)
     test_acc = label_accuracy(probs, data.test)
-    seen = [a for a in test_acc if a is not None]
     summary = {
         "epochs": config.epochs,
         "test_accuracy": dict(zip(data.label_names, test_acc)),
-        "test_accuracy_mean": sum(seen) / len(seen) if seen else None,
+        "test_accuracy_mean": mean_of(test_acc),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / CONFIG)
-    atomic_save({"state_dict": net.state_dict(), **config.data_info}, out_dir / WEIGHTS)
+    atomic_save({"state_dict": net.state_dict(), **config.info}, out_dir / WEIGHTS)
     atomic_write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -1,8 +1,9 @@
 """The analysis context: a loaded run, the split being analysed, and what is computed once.
 
-Analysis talks to the guide only through ``guide.mean``, ``guide.classifier`` and Pyro traces,
-and to the model through ``decode``, ``conditional_prior`` and ``label_probs``, so it works for
-any guide. Every tensor it creates lives on the run's device.
+Analysis talks to the run's :class:`~pyro_ccvae.models.base.Representation` (its capabilities:
+encode, predict, decode, sample, intervene, ...), never to a model's internals, so it works for
+any guide and any model family that offers what a task needs. Every tensor it creates lives on
+the run's device.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ImageSet, as_float_images
-from ..guides.base import label_probs
+from ..models import Representation
+from ..prediction import predicted_classes
 from ..run import Run, RunError
 
 if TYPE_CHECKING:
@@ -60,12 +62,8 @@ class Analysis:
     # --- what the run provides -----------------------------------------------------------
 
     @property
-    def model(self):
-        return self.run.model
-
-    @property
-    def guide(self):
-        return self.run.guide
+    def representation(self) -> Representation:
+        return self.run.representation
 
     @property
     def device(self) -> torch.device:
@@ -103,28 +101,28 @@ class Analysis:
 
     @cached_property
     def posterior_means(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``guide.mean`` of every image: ``z_c [N, L, d_c]`` and ``z_s [N, d_s]`` on the device."""
+        """``encode`` of every image: ``z_c [N, L, d_c]`` and ``z_s [N, d_s]`` on the device."""
         z_c, z_s = [], []
         with torch.no_grad():
             for index in self.index_batches("encoding"):
-                c, s = self.guide.mean(self.images(index))
+                c, s = self.representation.encode(self.images(index))
                 z_c.append(c)
                 z_s.append(s)
         return torch.cat(z_c), torch.cat(z_s)
 
     @cached_property
     def predicted_probs(self) -> torch.Tensor:
-        """``q(y_i = 1 | z_c^i)`` at the posterior mean: ``[N, L]`` on the device."""
+        """Per-label class probabilities at the posterior mean: ``[N, L, K]`` on the device."""
         z_c, _ = self.posterior_means
         with torch.no_grad():
-            return label_probs(self.guide.classifier, z_c)
+            return self.representation.classify(z_c)
 
     @cached_property
     def current_labels(self) -> torch.Tensor:
-        """Each image's label values ``[N, L]`` (0/1 floats): the observed label where it is seen,
-        else the guide's prediction. An intervention "switches" a label away from this value."""
+        """Each image's label values ``[N, L]`` (class indices, as floats): the observed label where
+        it is seen, else the most probable class. An intervention "switches" a label away from this value."""
         labels, mask = self.split.labels.to(self.device), self.split.mask.to(self.device)
-        return torch.where(mask, labels, (self.predicted_probs > 0.5).to(labels.dtype))
+        return torch.where(mask, labels, predicted_classes(self.predicted_probs).to(labels.dtype))
 
     def require_classifier(self, what: str) -> "LabelReader":
         if self.classifier is None:
@@ -136,4 +134,4 @@ class Analysis:
         z_c, z_s = self.posterior_means
         index = index.to(self.device)
         with torch.no_grad():
-            return self.model.decode(z_c[index], z_s[index])
+            return self.representation.decode(z_c[index], z_s[index])

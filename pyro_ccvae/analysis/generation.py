@@ -9,39 +9,23 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from ..models.base import DECODE, SAMPLE, Representation
 from .context import Analysis
 
 
-def sample_labels(model, num: int, fixed: Optional[dict[int, int]] = None, device=None) -> torch.Tensor:
-    """``[num, L]`` label vectors: ``fixed`` columns set, the others drawn from ``p(y)``."""
-    probs = model.label_probs.to(device) if device is not None else model.label_probs
-    y = torch.bernoulli(probs.expand(num, -1))
-    for column, value in (fixed or {}).items():
-        y[:, column] = float(value)
-    return y
+#: the capabilities generation asks of a model.
+NEEDS = (SAMPLE, DECODE)
 
 
-def sample_characteristic(model, y: torch.Tensor) -> torch.Tensor:
-    """``z_c ~ p(z_c | y)`` for labels ``y [..., B, L]``: ``[..., B, L, d_c]``."""
-    loc, scale = model.conditional_prior(y.transpose(-1, -2))  # plate layout [..., L, B, d_c]
-    return torch.distributions.Normal(loc, scale).sample().transpose(-2, -3)
-
-
-def prior_means(model, y: torch.Tensor) -> torch.Tensor:
-    """The conditional-prior means ``E[z_c | y]`` for labels ``y [..., B, L]``: ``[..., B, L, d_c]``."""
-    loc, _ = model.conditional_prior(y.transpose(-1, -2))
-    return loc.transpose(-2, -3)
-
-
-def sample_style(model, shape: tuple[int, ...], device) -> torch.Tensor:
-    """``z_s ~ Normal(0, I)``: ``[*shape, d_s]``."""
-    return torch.randn(*shape, model.z_style_dim, device=device)
+def sample_labels(representation: Representation, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
+    """``[num, L]`` label vectors: ``fixed`` columns (label -> class) set, the others drawn from ``p(y)``."""
+    return representation.sample_labels(num, fixed)
 
 
 @torch.no_grad()
-def generate(model, y: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
+def generate(representation: Representation, y: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
     """Decode ``z_c ~ p(z_c | y)`` with the given ``z_s``; ``y [..., B, L]``, ``z_s [..., B, d_s]``."""
-    return model.decode(sample_characteristic(model, y), z_s)
+    return representation.decode(representation.sample_characteristic(y), z_s)
 
 
 @torch.no_grad()
@@ -52,15 +36,15 @@ def generation_accuracy(analysis: Analysis, num_samples: int = 1000) -> dict:
     reader = analysis.require_classifier("conditional-generation accuracy")
     if num_samples < 1:
         raise ValueError(f"--gen-samples must be at least 1, got {num_samples}")
-    model, device = analysis.model, analysis.device
+    rep = analysis.representation
     correct = torch.zeros(analysis.num_labels, dtype=torch.float64)
     sizes = torch.arange(num_samples).split(analysis.batch_size)
     for chunk in tqdm(sizes, desc="generation accuracy", disable=not analysis.progress, leave=False):
-        y = sample_labels(model, len(chunk), device=device)
-        x = generate(model, y, sample_style(model, (len(chunk),), device))
+        y = rep.sample_labels(len(chunk))
+        x = generate(rep, y, rep.sample_style((len(chunk),)))
         correct += ((reader.logits(x) > 0).float() == y).sum(0).double().cpu()
     accuracy = correct / num_samples
-    pi = model.label_probs.cpu().double()
+    pi = rep.label_prior()[:, 1].cpu().double()
     return {
         "accuracy": dict(zip(analysis.label_names, accuracy.tolist())),
         "accuracy_mean": float(accuracy.mean()),
@@ -83,12 +67,12 @@ def class_generation_accuracy(analysis: Analysis, samples_per_class: int = 100) 
     under ``y ~ p(y)`` says little here: independent Bernoullis rarely draw a one-hot vector, and
     always answering "off" scores ``1 - 1/L``. Chance is ``1/L``."""
     reader = analysis.require_classifier("class-conditional generation accuracy")
-    model, device, num = analysis.model, analysis.device, analysis.num_labels
+    rep, num = analysis.representation, analysis.num_labels
     hits = []
     for k in range(num):
-        y = torch.zeros(samples_per_class, num, device=device)
+        y = torch.zeros(samples_per_class, num, device=analysis.device)
         y[:, k] = 1.0
-        x = generate(model, y, sample_style(model, (samples_per_class,), device))
+        x = generate(rep, y, rep.sample_style((samples_per_class,)))
         hits.append(float((reader.logits(x).argmax(-1) == k).float().mean()))
     return {
         "requested_class_rate": dict(zip(analysis.label_names, hits)),

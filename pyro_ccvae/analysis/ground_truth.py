@@ -46,8 +46,8 @@ def nuisance_transfer(analysis: Analysis, partners: Optional[torch.Tensor] = Non
         source = attributes[index]
         target = attributes[partners[index]].clone()
         target[:, label_columns] = source[:, label_columns]
-        swapped = analysis.model.decode(z_c_all[where], z_s_all[partners[index].to(analysis.device)])
-        recon = analysis.model.decode(z_c_all[where], z_s_all[where])
+        swapped = analysis.representation.decode(z_c_all[where], z_s_all[partners[index].to(analysis.device)])
+        recon = analysis.representation.decode(z_c_all[where], z_s_all[where])
 
         def mae(images, attrs):
             return (images - data.render(attrs).to(analysis.device).float().div(255)).abs().flatten(1).mean(1)

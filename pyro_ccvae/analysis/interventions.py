@@ -17,21 +17,18 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..models.base import DECODE, ENCODE, INTERVENE, PREDICT, Representation
 from .context import Analysis
-from .generation import prior_means, sample_characteristic
+
+#: the capabilities interventions ask of a model.
+NEEDS = (ENCODE, PREDICT, INTERVENE, DECODE)
 from .metrics import condition_number, reference_log_probs
 
 
-def switched(model, z_c: torch.Tensor, current: torch.Tensor, label: int, sample: bool = True) -> torch.Tensor:
+def switched(representation: Representation, z_c: torch.Tensor, current: torch.Tensor, label: int, sample: bool = True) -> torch.Tensor:
     """``z_c [..., B, L, d_c]`` with block ``label`` drawn from ``p(z_c^label | 1 - current)``
-    (its mean if not ``sample``); ``current [B, L]`` 0/1 labels."""
-    y = current.clone()
-    y[..., label] = 1 - y[..., label]
-    y = y.expand(*z_c.shape[:-1])
-    new = sample_characteristic(model, y) if sample else prior_means(model, y)
-    z = z_c.clone()
-    z[..., label, :] = new[..., label, :]
-    return z
+    (its mean if not ``sample``); ``current [B, L]`` 0/1 labels (binary: the other class)."""
+    return representation.intervene(z_c, label, 1 - current[..., label], sample)
 
 
 @torch.no_grad()
@@ -41,9 +38,9 @@ def switch_grid(analysis: Analysis, labels: Sequence[int], count: int) -> torch.
     index = torch.arange(min(count, len(analysis)))
     z_c, z_s = (z[index.to(analysis.device)] for z in analysis.posterior_means)
     current = analysis.current_labels[index.to(analysis.device)]
-    model = analysis.model
-    columns = [analysis.images(index), model.decode(z_c, z_s)]
-    columns += [model.decode(switched(model, z_c, current, i), z_s) for i in labels]
+    rep = analysis.representation
+    columns = [analysis.images(index), rep.decode(z_c, z_s)]
+    columns += [rep.decode(switched(rep, z_c, current, i), z_s) for i in labels]
     return torch.stack(columns, dim=1)
 
 
@@ -58,13 +55,13 @@ def diversity_maps(
     index = torch.arange(min(count, len(analysis)))
     z_c, z_s = (z[index.to(analysis.device)] for z in analysis.posterior_means)
     current = analysis.current_labels[index.to(analysis.device)]
-    model = analysis.model
+    rep = analysis.representation
     maps = []
     for i in labels:
-        z = switched(model, z_c.expand(samples, *z_c.shape), current, i)  # [S, B, L, d_c]
-        decoded = model.decode(z, z_s.expand(samples, *z_s.shape))  # [S, B, C, H, W]
+        z = switched(rep, z_c.expand(samples, *z_c.shape), current, i)  # [S, B, L, d_c]
+        decoded = rep.decode(z, z_s.expand(samples, *z_s.shape))  # [S, B, C, H, W]
         maps.append(decoded.var(0).mean(1))
-    return torch.stack(maps, dim=1), model.decode(z_c, z_s)
+    return torch.stack(maps, dim=1), rep.decode(z_c, z_s)
 
 
 @torch.no_grad()
@@ -83,7 +80,7 @@ def single_interventions(analysis: Analysis) -> dict:
       errors).
     """
     reader = analysis.require_classifier("the single-intervention matrix")
-    model, num_labels = analysis.model, analysis.num_labels
+    rep, num_labels = analysis.representation, analysis.num_labels
     z_c_all, z_s_all = analysis.posterior_means
     effect = torch.zeros(num_labels, num_labels, dtype=torch.float64)
     flips = torch.zeros(num_labels, num_labels, dtype=torch.float64)
@@ -95,11 +92,11 @@ def single_interventions(analysis: Analysis) -> dict:
         labels, mask = analysis.labels(index)
         complete = mask.all(-1)
         target_count += int(complete.sum())
-        logits_ref = reader.logits(model.decode(z_c, z_s))
+        logits_ref = reader.logits(rep.decode(z_c, z_s))
         decision = (logits_ref > 0).float()
         log_ref = reference_log_probs(logits_ref, decision)
         for i in range(num_labels):
-            logits = reader.logits(model.decode(switched(model, z_c, current, i, sample=False), z_s))
+            logits = reader.logits(rep.decode(switched(rep, z_c, current, i, sample=False), z_s))
             effect[i] += (reference_log_probs(logits, decision) - log_ref).abs().sum(0).double().cpu()
             flipped = (logits > 0).float() != decision  # [B, L]
             flips[i] += flipped.sum(0).double().cpu()

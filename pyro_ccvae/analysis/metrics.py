@@ -70,8 +70,9 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
 
 def classification(analysis: Analysis) -> dict:
     """The paper's Table 1: accuracy of ``q(y|x)`` (the diagonal classifier at the posterior
-    mean) per label, on the points where the label is seen, and per-label AUROC."""
-    probs = analysis.predicted_probs.cpu().numpy()
+    mean) per label, on the points where the label is seen, and per-label AUROC (binary labels:
+    the score is ``q(y_i = 1 | x)``)."""
+    probs = analysis.predicted_probs[..., 1].cpu().numpy()
     labels, mask = analysis.split.labels.numpy(), analysis.split.mask.numpy()
     acc, roc, seen = {}, {}, {}
     for i, name in enumerate(analysis.label_names):

@@ -1,4 +1,5 @@
-"""Where analysis writes into a run directory, and how ``metrics.json`` is kept.
+"""What analysis adds to the run directory's contract (:mod:`pyro_ccvae.run` owns the files):
+which ``metrics.json`` sections a judge computes, when a judge is reliable, and figure names.
 
 Every analysis command writes into the run directory it reads::
 
@@ -11,69 +12,15 @@ Sections are replaced, never appended to, so a re-run of a command leaves one cu
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
-import torch
+from ..run import figure_path, json_safe, read_metrics, update_metrics  # noqa: F401  (kept where analysis code finds them)
 
-from ..checkpoint import atomic_write_text
-
-FIGURES_DIR = "figures"
 #: the metrics.json sections computed by a judge (a classifier reading edited or generated images).
 JUDGED_SECTIONS = ("single_interventions", "characteristic_swap", "generation_accuracy")
 #: a judge reading a label's real test images less accurately than this makes that label's judged
 #: metrics unreliable: they measure the judge as much as the model.
 RELIABLE_JUDGE_ACCURACY = 0.9
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
-
-
-def figure_path(run_dir: Path, name: str) -> Path:
-    """``RUN/figures/<name>.png``, creating the folder."""
-    folder = Path(run_dir) / FIGURES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{name}.png"
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with tensors and numpy values made plain, and non-finite floats made ``None``.
-
-    Strict JSON has no NaN or infinity; an undefined metric is reported as ``null``.
-    """
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return json_safe(value.detach().cpu().tolist())
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def read_metrics(run_dir: Path) -> dict:
-    """The run's ``metrics.json`` (empty if there is none yet)."""
-    path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def update_metrics(run_dir: Path, sections: dict, remove: Iterable[str] = ()) -> dict:
-    """Replace ``sections`` (name -> dict) in ``RUN/metrics.json`` and drop the sections named in
-    ``remove`` (a command's own sections it did not recompute: no stale answers), atomically;
-    returns the whole file."""
-    metrics = read_metrics(run_dir)
-    for name in remove:
-        metrics.pop(name, None)
-    metrics.update(json_safe(sections))
-    atomic_write_text(Path(run_dir) / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-    return metrics
 
 
 def slug(name: str) -> str:

@@ -7,12 +7,15 @@ a server. Every analysis command rewrites it, so it always shows all the run's f
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..checkpoint import atomic_write_text
-from .outputs import FIGURES_DIR, JUDGED_SECTIONS, REPORT_FILE, read_metrics
+from ..run import CONFIG, FIGURES, REPORT, RunError, figure_paths, read_config, read_metrics, read_summary
+from .outputs import JUDGED_SECTIONS
+
+#: the settings the report shows, by option name (those a model family lacks are left out).
+SETTINGS = ("model", "dataset", "guide", "epochs", "sup_frac", "z_style_dim", "z_char_dim", "likelihood", "seed")
 
 #: figure-name prefix -> caption (the first matching prefix wins).
 CAPTIONS = {
@@ -190,8 +193,11 @@ def write_report(run_dir: Path) -> Path:
     """Write ``RUN/report.html`` from ``RUN/metrics.json``, ``RUN/summary.json`` and the PNGs in
     ``RUN/figures``; returns its path."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
-    label_names = config.get("data_info", {}).get("label_names", [])
+    try:
+        config = read_config(run_dir) if (run_dir / CONFIG).exists() else None
+    except RunError:
+        config = None
+    label_names = config.data.info.get("label_names", []) if config is not None else []
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -199,12 +205,13 @@ def write_report(run_dir: Path) -> Path:
         f"<h1>CCVAE run <code>{html.escape(run_dir.name)}</code></h1>",
     ]
     metrics = read_metrics(run_dir)
-    training = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    training = read_summary(run_dir)
     parts.append(_summary(metrics, training))
-    if config:
+    if config is not None:
         parts.append("<h2>Run</h2>")
-        keys = ["dataset", "guide", "epochs", "sup_frac", "z_style_dim", "z_char_dim", "likelihood", "seed"]
-        parts.append(_table(["setting", "value"], [[k, config.get(k)] for k in keys if k in config]))
+        options = config.fields_by_option()
+        rows = [[k, getattr(options[k][0], options[k][1].name)] for k in SETTINGS if k in options]
+        parts.append(_table(["setting", "value"], rows))
         parts.append(f"<p>labels: {html.escape(', '.join(label_names))}</p>")
     parts.append("<h2>Metrics</h2>")
     if not metrics:
@@ -216,19 +223,19 @@ def write_report(run_dir: Path) -> Path:
             parts.append(f"<section>{_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ())}</section>")
     parts.append("</div>")
     parts.append("<h2>Figures</h2>")
-    figures = sorted((run_dir / FIGURES_DIR).glob("*.png")) if (run_dir / FIGURES_DIR).is_dir() else []
+    figures = figure_paths(run_dir)
     figures.sort(key=lambda p: _prefix(p.stem))  # evaluation first, then by kind (stable: by name within)
     if not figures:
         parts.append("<p>No figures yet.</p>")
     parts.append('<div class="figures">')
     for path in figures:
-        src = f"{FIGURES_DIR}/{path.name}"
+        src = f"{FIGURES}/{path.name}"
         caption = _caption(path.stem)
         parts.append(
             f'<figure id="{html.escape(path.stem)}"><img src="{html.escape(src)}" alt="{html.escape(path.stem)}">'
             f"<figcaption><b>{html.escape(path.name)}</b>{': ' + html.escape(caption) if caption else ''}</figcaption></figure>"
         )
     parts.append("</div></body></html>")
-    out = run_dir / REPORT_FILE
+    out = run_dir / REPORT
     atomic_write_text(out, "\n".join(parts) + "\n")
     return out

@@ -8,16 +8,20 @@ from typing import Optional
 import torch
 
 from ..health import random_partners
+from ..models.base import DECODE, ENCODE, SWAP, Representation
 from .context import Analysis
 from .metrics import reference_log_probs
 
+#: the capabilities swaps ask of a model.
+NEEDS = (ENCODE, SWAP, DECODE)
+
 
 @torch.no_grad()
-def swap_grid(model, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
+def swap_grid(representation: Representation, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
     """``[N, N, C, H, W]``: cell ``[r, c]`` decodes ``z_c[r]`` with ``z_s[c]``, so the diagonal
     holds the plain reconstructions. ``z_c [N, L, d_c]``, ``z_s [N, d_s]``."""
     n = z_c.shape[0]
-    return model.decode(z_c.unsqueeze(1).expand(n, n, *z_c.shape[1:]), z_s.unsqueeze(0).expand(n, n, -1))
+    return representation.decode(z_c.unsqueeze(1).expand(n, n, *z_c.shape[1:]), z_s.unsqueeze(0).expand(n, n, -1))
 
 
 @torch.no_grad()
@@ -38,9 +42,9 @@ def swap_metric(analysis: Analysis, partners: Optional[torch.Tensor] = None) -> 
     for index in analysis.index_batches("swap metric"):
         where = index.to(analysis.device)
         z_c, z_s = z_c_all[where], z_s_all[where]
-        logits_ref = reader.logits(analysis.model.decode(z_c, z_s))
+        logits_ref = reader.logits(analysis.representation.decode(z_c, z_s))
         decision = (logits_ref > 0).float()
-        logits = reader.logits(analysis.model.decode(z_c, z_s_all[partners[where]]))
+        logits = reader.logits(analysis.representation.decode(z_c, z_s_all[partners[where]]))
         change = (reference_log_probs(logits, decision) - reference_log_probs(logits_ref, decision)).abs()
         total += change.sum(0).double().cpu()
     per_label = total / n

@@ -5,32 +5,32 @@ parses options, loads the run and calls these.
 """
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from ..health import check_health, mean_image
-from ..run import Run
+from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
+from ..models.base import PREDICT, RECONSTRUCT
+from ..run import ATTRIBUTE_CLASSIFIER, Run, figure_path, read_summary, update_metrics
 from . import figures, metrics
-from .classifier import SUMMARY, ClassifierConfig, LabelReader, load_classifier, train_classifier
+from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
 from .ground_truth import has_ground_truth, nuisance_transfer
-from .generation import class_generation_accuracy, generation_accuracy, is_one_hot, sample_labels, sample_style, generate as generate_images
+from . import generation, interventions, likelihood, swap as swaps, traversal
+from .generation import class_generation_accuracy, generation_accuracy, is_one_hot, sample_labels, generate as generate_images
 from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
 from .likelihood import importance_weighted
-from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_name, figure_path, slug, update_metrics
+from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_name, slug
 from .report import write_report
 from .swap import swap_grid, swap_metric
 from .traversal import most_visible, traversal_values, traverse as traverse_images, traverse_pair
 
 #: how many test images ``traverse`` looks through for the one its 2-D traversals show.
 VISIBLE_CANDIDATES = 256
-#: where ``evaluate`` keeps the ground-truth attribute classifier it trains for itself.
-ATTRIBUTE_CLASSIFIER_DIR = "attribute_classifier"
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "health", "classification", "likelihood", "latent_separation",
@@ -47,6 +47,25 @@ class Written:
     report: Optional[Path] = None
 
 
+def _task(*needs: Sequence[str]):
+    """A task that asks the run's model for the capabilities in ``needs`` (a one-line
+    :class:`~pyro_ccvae.models.CapabilityError` naming both if it lacks one) and runs with the
+    run's own Pyro parameter store (see :meth:`pyro_ccvae.run.Run.scope`)."""
+    wanted = tuple(dict.fromkeys(c for group in needs for c in group))
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(run: Run, *args, **kwargs) -> Written:
+            run.representation.require(f"`{function.__name__}`", wanted)
+            with run.scope():
+                return function(run, *args, **kwargs)
+
+        wrapper.needs = wanted
+        return wrapper
+
+    return decorate
+
+
 def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
     update_metrics(run.path, written.metrics, remove=[r for r in remove if r not in written.metrics])
     written.report = write_report(run.path)
@@ -54,7 +73,7 @@ def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
 
 
 def _reader(run: Run, classifier: torch.nn.Module) -> LabelReader:
-    info = run.config.data_info
+    info = run.config.data.info
     return LabelReader(classifier, run.label_names, info["channels"], info["image_size"])
 
 
@@ -62,17 +81,18 @@ def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[
     """The ground-truth judge for data with known factors (``shapes``): a classifier trained on
     every training label of the run's data (not only the run's labelled subset), kept in
     ``RUN/attribute_classifier`` and reused while its settings match."""
-    folder = run.path / ATTRIBUTE_CLASSIFIER_DIR
+    folder = run.path / ATTRIBUTE_CLASSIFIER
     wanted = ClassifierConfig.like_run(run.config, epochs=epochs, device=str(run.device))
     if (folder / "classifier.pt").exists():
         saved = ClassifierConfig.load(folder / "config.json")
-        saved.device, saved.data_info = wanted.device, {}
+        saved.device, saved.info = wanted.device, {}
         if saved == wanted:
             return folder, load_classifier(folder, run.device)
     train_classifier(wanted, folder, progress=progress)
     return folder, load_classifier(folder, run.device)
 
 
+@_task((PREDICT, RECONSTRUCT), HEALTH_NEEDS, likelihood.NEEDS, traversal.NEEDS, interventions.NEEDS, swaps.NEEDS, generation.NEEDS)
 def evaluate(
     run: Run,
     iw_samples: int = 100,
@@ -111,8 +131,8 @@ def evaluate(
     m["health"] = {
         "split": "test",
         **check_health(
-            run.model, run.guide, analysis.split.images, mean_image(run.data.train.images), analysis.label_names,
-            run.device, batch_size, seed=run.config.seed, means=analysis.posterior_means,
+            run.representation, analysis.split.images, mean_image(run.data.train.images), analysis.label_names,
+            run.device, batch_size, seed=run.config.run.seed, means=analysis.posterior_means,
         ),
     }
 
@@ -129,7 +149,8 @@ def evaluate(
             row_names.append(name)
     path = figure_path(run.path, "reconstructions")
     written.figures.append(figures.save_labelled_grid(torch.stack(rows), path, row_names))
-    prior_locs = run.model.conditional_prior.loc[:, :, 0].detach().cpu().numpy()
+    rep = run.representation
+    prior_locs = torch.stack([rep.class_prior(i)[0][:, 0] for i in range(analysis.num_labels)]).cpu().numpy()
     written.figures.append(
         figures.plot_densities(
             metrics.characteristic_values(analysis),
@@ -188,8 +209,7 @@ def evaluate(
 
 def _judge_accuracy(folder: Path, label_names: Sequence[str]) -> dict[str, Optional[float]]:
     """The judge's test accuracy on each of the run's labels (``None`` where its summary lacks it)."""
-    path = Path(folder) / SUMMARY
-    accuracy = json.loads(path.read_text()).get("test_accuracy", {}) if path.exists() else {}
+    accuracy = read_summary(folder).get("test_accuracy", {})
     return {name: accuracy.get(name) for name in label_names}
 
 
@@ -201,6 +221,7 @@ def _value_text(values: torch.Tensor) -> list[str]:
     return [f"{v:.2f}".replace("-0.00", "0.00") for v in values[:, 0].tolist()]
 
 
+@_task(traversal.NEEDS)
 def traverse(
     run: Run,
     labels: Optional[str] = None,
@@ -227,9 +248,9 @@ def traverse(
     z_c, z_s = (z[index] for z in analysis.posterior_means)
     written = Written()
     ranges = {}
-    values = {i: traversal_values(run.model, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
+    values = {i: traversal_values(run.representation, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
     for i in chosen:
-        grid = traverse_images(run.model, z_c, z_s, i, values[i])
+        grid = traverse_images(run.representation, z_c, z_s, i, values[i])
         path = figure_path(run.path, f"traverse_{slug(names[i])}")
         rows = [f"test {k}" for k in range(len(index))]
         title = f"{names[i]}: z_c from y=0 side to y=1 side (first dim)"
@@ -244,7 +265,7 @@ def traverse(
             pair_image = {"index": image, "chosen": "--image"}
         z_c_pair, z_s_pair = (z[image] for z in analysis.posterior_means)
     for a, b in chosen_pairs:
-        grid = traverse_pair(run.model, z_c_pair, z_s_pair, (a, b), (values[a], values[b]))
+        grid = traverse_pair(run.representation, z_c_pair, z_s_pair, (a, b), (values[a], values[b]))
         path = figure_path(run.path, f"traverse_pair_{slug(names[a])}_{slug(names[b])}")
         rows = [f"{names[a]} {t}" for t in _value_text(values[a])]
         cols = _value_text(values[b])
@@ -254,6 +275,7 @@ def traverse(
     return _finish(run, written)
 
 
+@_task(generation.NEEDS)
 def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: int = 1) -> Written:
     """Conditional generation (Fig. 4). Each label vector (see
     :func:`~.labels.parse_label_vectors`; default: every label at 0 and at 1, the rest from
@@ -263,12 +285,12 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
     vectors = parse_label_vectors(label_specs, names) if label_specs else [{i: v} for i in range(len(names)) for v in (0, 1)]
     if samples < 1 or rows < 1:
         raise ValueError(f"--samples and --rows must be at least 1, got {samples} and {rows}")
-    model, device = run.model, run.device
-    z_s = sample_style(model, (rows,), device)  # one style per row, shared by every vector
+    rep = run.representation
+    z_s = rep.sample_style((rows,))  # one style per row, shared by every vector
     grid, row_names = [], []
     for fixed in vectors:
-        y = sample_labels(model, rows * samples, fixed, device).reshape(rows, samples, -1)
-        grid.append(generate_images(model, y, z_s.unsqueeze(1).expand(rows, samples, -1)))
+        y = sample_labels(rep, rows * samples, fixed).reshape(rows, samples, -1)
+        grid.append(generate_images(rep, y, z_s.unsqueeze(1).expand(rows, samples, -1)))
         text = describe_vector(fixed, names)
         row_names += [text if rows == 1 else f"{text} #{r}" for r in range(rows)]
     described = [describe_vector(v, names) for v in vectors]
@@ -278,6 +300,7 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
     return _finish(run, written)
 
 
+@_task(interventions.NEEDS)
 def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: int = 32) -> Written:
     """Switch each label in turn for the first ``images`` test images (Fig. 11), and the
     per-pixel variance over ``samples`` switched draws as heat maps (Fig. 5)."""
@@ -317,6 +340,7 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     return _finish(run, written)
 
 
+@_task(swaps.NEEDS)
 def swap(run: Run, images: int = 6) -> Written:
     """Characteristic swaps among the first ``images`` test images (Figs. 6-7): the first row
     and column show the originals, cell ``(r, c)`` decodes ``z_c`` of row ``r``'s image with
@@ -326,7 +350,7 @@ def swap(run: Run, images: int = 6) -> Written:
         raise ValueError(f"--images must be at least 1, got {images}")
     index = torch.arange(min(images, len(analysis)))
     z_c, z_s = (z[index.to(analysis.device)] for z in analysis.posterior_means)
-    cells = swap_grid(run.model, z_c, z_s).cpu()  # [N, N, C, H, W]
+    cells = swap_grid(run.representation, z_c, z_s).cpu()  # [N, N, C, H, W]
     originals = analysis.images(index).cpu()
     n = len(index)
     blank = torch.ones_like(originals[:1])

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import torch
 
+from ..models.base import DECODE, ENCODE, TRAVERSE, Representation
 
-def traversal_values(model, label: int, steps: int, extend: float = 1.0) -> torch.Tensor:
+#: the capabilities traversals ask of a model.
+NEEDS = (ENCODE, TRAVERSE, DECODE)
+
+
+def traversal_values(representation: Representation, label: int, steps: int, extend: float = 1.0) -> torch.Tensor:
     """The ``steps`` values ``[S, d_c]`` of ``z_c^label`` for a traversal (see the module doc)."""
     if steps < 2:
         raise ValueError(f"--steps must be at least 2, got {steps}")
     if extend < 0:
         raise ValueError(f"--extend must be non-negative, got {extend}")
-    prior = model.conditional_prior
+    loc, scale = representation.class_prior(label)  # [K, d_c]
     with torch.no_grad():
-        loc0, loc1 = prior.loc[label, 0], prior.loc[label, 1]
-        scale0, scale1 = prior.scale[label, 0], prior.scale[label, 1]
+        loc0, loc1 = loc[0], loc[1]
+        scale0, scale1 = scale[0], scale[1]
         gap = loc1 - loc0
         norm = gap.norm()
         # A degenerate prior (equal means) still gets a direction: the diagonal.
@@ -32,18 +37,18 @@ def traversal_values(model, label: int, steps: int, extend: float = 1.0) -> torc
 
 
 @torch.no_grad()
-def traverse(model, z_c: torch.Tensor, z_s: torch.Tensor, label: int, values: torch.Tensor) -> torch.Tensor:
+def traverse(representation: Representation, z_c: torch.Tensor, z_s: torch.Tensor, label: int, values: torch.Tensor) -> torch.Tensor:
     """Decode images ``[B, S, C, H, W]``: ``z_c [B, L, d_c]`` with block ``label`` set to each of
     ``values [S, d_c]`` in turn, ``z_s [B, d_s]`` fixed."""
     batch, steps = z_c.shape[0], values.shape[0]
     z = z_c.unsqueeze(1).repeat(1, steps, 1, 1)  # [B, S, L, d_c]
     z[:, :, label] = values
-    return model.decode(z, z_s.unsqueeze(1).expand(batch, steps, -1))
+    return representation.decode(z, z_s.unsqueeze(1).expand(batch, steps, -1))
 
 
 @torch.no_grad()
 def traverse_pair(
-    model, z_c: torch.Tensor, z_s: torch.Tensor, labels: tuple[int, int], values: tuple[torch.Tensor, torch.Tensor]
+    representation: Representation, z_c: torch.Tensor, z_s: torch.Tensor, labels: tuple[int, int], values: tuple[torch.Tensor, torch.Tensor]
 ) -> torch.Tensor:
     """A 2-D traversal of one image (``z_c [L, d_c]``, ``z_s [d_s]``): rows walk ``labels[0]``
     through ``values[0] [S0, d_c]``, columns ``labels[1]`` through ``values[1] [S1, d_c]``.
@@ -52,7 +57,7 @@ def traverse_pair(
     z = z_c.expand(va.shape[0], vb.shape[0], *z_c.shape).clone()
     z[:, :, a] = va.unsqueeze(1)
     z[:, :, b] = vb.unsqueeze(0)
-    return model.decode(z, z_s.expand(va.shape[0], vb.shape[0], -1))
+    return representation.decode(z, z_s.expand(va.shape[0], vb.shape[0], -1))
 
 
 def most_visible(reconstructions: torch.Tensor) -> int:

@@ -19,7 +19,7 @@ from pyro_ccvae.training import train
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("analysis") / "run"
-    config = TrainConfig(num_train=256, epochs=1, batch_size=64, k_samples=10, z_style_dim=4, device="cpu")
+    config = TrainConfig.from_options(num_train=256, epochs=1, batch_size=64, k_samples=10, z_style_dim=4, device="cpu")
     train(config, path, progress=False)
     return path
 

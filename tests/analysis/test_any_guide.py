@@ -19,7 +19,7 @@ from pyro_ccvae_cli.main import main
 @pytest.fixture(scope="module")
 def lowrank_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("lowrank") / "run"
-    config = TrainConfig(num_train=128, epochs=1, batch_size=64, k_samples=5, z_style_dim=3, guide="lowrank", device="cpu")
+    config = TrainConfig.from_options(num_train=128, epochs=1, batch_size=64, k_samples=5, z_style_dim=3, guide="lowrank", device="cpu")
     train(config, path, progress=False)
     return path
 

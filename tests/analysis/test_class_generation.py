@@ -25,14 +25,18 @@ def test_is_one_hot():
 def _analysis(separation: float):
     """Prior means at +/- separation; the decoded "image" is z_c itself and the judge reads it as logits."""
 
-    def conditional_prior(y):  # y [..., L, B]
+    def sample_characteristic(y):  # y [B, L] -> z_c [B, L, 1]
         loc = (2 * y - 1).unsqueeze(-1) * separation
-        return loc, torch.full_like(loc, 0.1)
+        return loc + 0.1 * torch.randn_like(loc)
 
-    model = SimpleNamespace(conditional_prior=conditional_prior, z_style_dim=2, decode=lambda z_c, z_s: z_c[..., 0])
+    representation = SimpleNamespace(
+        sample_characteristic=sample_characteristic,
+        sample_style=lambda shape: torch.zeros(*shape, 2),
+        decode=lambda z_c, z_s: z_c[..., 0],
+    )
     reader = SimpleNamespace(logits=lambda x: x)
     split = ImageSet(torch.zeros(L, 1, 2, 2, dtype=torch.uint8), torch.eye(L), torch.ones(L, L, dtype=torch.bool), tuple("abcd"))
-    run = SimpleNamespace(model=model, device=torch.device("cpu"), label_names=list("abcd"))
+    run = SimpleNamespace(representation=representation, device=torch.device("cpu"), label_names=list("abcd"))
     return Analysis(run, split, progress=False, classifier=reader)
 
 

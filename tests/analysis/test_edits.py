@@ -15,19 +15,19 @@ from pyro_ccvae.analysis.traversal import traversal_values, traverse, traverse_p
 @pytest.fixture(scope="module")
 def analysis(run, classifier_dir):
     a = Analysis.from_run(run, max_images=12, batch_size=5, progress=False)  # batch 5: several batches
-    info = run.config.data_info
+    info = run.config.data.info
     a.classifier = LabelReader(load_classifier(classifier_dir, run.device), run.label_names, info["channels"], info["image_size"])
     return a
 
 
 def test_traversal_endpoints_are_the_prior_means(analysis):
-    model = analysis.model
+    rep, model = analysis.representation, analysis.run.model
     prior = model.conditional_prior
     z_c, z_s = (z[:3] for z in analysis.posterior_means)
     for label in (0, analysis.num_labels - 1):
-        values = traversal_values(model, label, steps=5, extend=0.0)
+        values = traversal_values(rep, label, steps=5, extend=0.0)
         assert torch.allclose(values[0], prior.loc[label, 0]) and torch.allclose(values[-1], prior.loc[label, 1])
-        images = traverse(model, z_c, z_s, label, values)
+        images = traverse(rep, z_c, z_s, label, values)
         assert images.shape[:2] == (3, 5)
         for step, y in ((0, 0), (-1, 1)):
             z = z_c.clone()
@@ -36,17 +36,18 @@ def test_traversal_endpoints_are_the_prior_means(analysis):
 
 
 def test_traversal_extends_one_prior_std(analysis):
-    loc, scale = (p.detach() for p in (analysis.model.conditional_prior.loc, analysis.model.conditional_prior.scale))
-    values = traversal_values(analysis.model, 1, steps=9, extend=1.0)
+    prior = analysis.run.model.conditional_prior
+    loc, scale = (p.detach() for p in (prior.loc, prior.scale))
+    values = traversal_values(analysis.representation, 1, steps=9, extend=1.0)
     assert loc[1, 0, 0] < loc[1, 1, 0]  # d_c = 1 and the initial -2/+2 ordering
     assert float(values[0, 0]) == pytest.approx(float(loc[1, 0, 0] - scale[1, 0, 0]), abs=1e-5)
     assert float(values[-1, 0]) == pytest.approx(float(loc[1, 1, 0] + scale[1, 1, 0]), abs=1e-5)
     with pytest.raises(ValueError, match="--steps"):
-        traversal_values(analysis.model, 0, steps=1)
+        traversal_values(analysis.representation, 0, steps=1)
 
 
 def test_pair_traversal_matches_1d(analysis):
-    model = analysis.model
+    model = analysis.representation
     z_c, z_s = (z[:1] for z in analysis.posterior_means)
     va, vb = traversal_values(model, 0, 3), traversal_values(model, 2, 4)
     grid = traverse_pair(model, z_c[0], z_s[0], (0, 2), (va, vb))
@@ -58,7 +59,7 @@ def test_pair_traversal_matches_1d(analysis):
 
 def test_swap_with_itself_is_the_reconstruction(analysis):
     z_c, z_s = (z[:4] for z in analysis.posterior_means)
-    grid = swap_grid(analysis.model, z_c, z_s)
+    grid = swap_grid(analysis.representation, z_c, z_s)
     recon = analysis.reconstruct(torch.arange(4))
     assert torch.allclose(grid.diagonal(dim1=0, dim2=1).permute(3, 0, 1, 2), recon, atol=1e-6)
     assert not torch.allclose(grid[0, 1], recon[0])  # a real swap does change the image
@@ -72,10 +73,10 @@ def test_swap_metric_known_answer_and_range(analysis):
 
 
 def test_switched_changes_one_block_to_the_other_prior_mean(analysis):
-    model = analysis.model
+    rep, model = analysis.representation, analysis.run.model
     z_c = analysis.posterior_means[0][:4]
     current = analysis.current_labels[:4]
-    z = switched(model, z_c, current, 2, sample=False)
+    z = switched(rep, z_c, current, 2, sample=False)
     others = [i for i in range(analysis.num_labels) if i != 2]
     assert torch.equal(z[:, others], z_c[:, others])
     target = (1 - current[:, 2]).long()
@@ -102,7 +103,7 @@ def test_single_interventions_ranges(analysis):
 
 
 def test_generation(analysis):
-    y = sample_labels(analysis.model, 50, {0: 1, 2: 0})
+    y = sample_labels(analysis.representation, 50, {0: 1, 2: 0})
     assert (y[:, 0] == 1).all() and (y[:, 2] == 0).all() and ((y == 0) | (y == 1)).all()
     out = generation_accuracy(analysis, num_samples=12)
     assert 0 <= out["accuracy_mean"] <= 1 and all(0.5 <= c <= 1 for c in out["chance"].values())

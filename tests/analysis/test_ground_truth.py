@@ -30,7 +30,7 @@ def perfect_analysis(n=12):
         label_names=LABELS, attributes=attributes,
     )
     data = SimpleNamespace(name="shapes", attribute_names=ATTRIBUTE_NAMES, render=lambda a: render(a, 32))
-    run = SimpleNamespace(data=data, model=SimpleNamespace(decode=decode), device=torch.device("cpu"), label_names=list(LABELS))
+    run = SimpleNamespace(data=data, representation=SimpleNamespace(decode=decode), device=torch.device("cpu"), label_names=list(LABELS))
     analysis = Analysis(run, split, batch_size=5, progress=False)
     analysis.__dict__["posterior_means"] = (attributes[:, columns].unsqueeze(-1), attributes.clone())
     return analysis, attributes

@@ -8,7 +8,18 @@ import pytest
 import torch
 
 from pyro_ccvae.analysis.context import Analysis
-from pyro_ccvae.analysis.likelihood import importance_weighted, iwae, log_prior_characteristic, log_weights
+from pyro_ccvae.analysis.likelihood import importance_weighted, iwae
+from pyro_ccvae.models.ccvae import representation as ccvae_representation
+from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
+
+
+def log_weights(model, guide, x, num_samples, y=None, mask=None):
+    """The CCVAE's importance weights (its ``likelihood`` capability)."""
+    return CCVAERepresentation(model, guide, [str(i) for i in range(model.num_labels)], x.device).log_weights(x, num_samples, y, mask)
+
+
+def log_prior_characteristic(model, z_c):
+    return CCVAERepresentation(model, None, [str(i) for i in range(model.num_labels)], z_c.device).log_prior_characteristic(z_c)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +55,10 @@ def test_iwae_grows_with_samples(run, batch):
 
 def test_chunked_samples_match_one_pass(run, batch, monkeypatch):
     """Splitting the K samples into several guide passes changes nothing but the random draws."""
-    from pyro_ccvae.analysis import likelihood
-
     x = batch[0][:4]
     pyro.set_rng_seed(3)
     whole = log_weights(run.model, run.guide, x, 6)[0]
-    monkeypatch.setattr(likelihood, "MAX_ROWS", 8)  # 2 samples of 4 images per pass
+    monkeypatch.setattr(ccvae_representation, "MAX_ROWS", 8)  # 2 samples of 4 images per pass
     pyro.set_rng_seed(3)
     chunked = log_weights(run.model, run.guide, x, 6)[0]
     assert chunked.shape == whole.shape == (6, 4)
@@ -84,7 +93,6 @@ def test_log_prior_characteristic_is_the_hand_computed_joint():
     """log p(y_i) + log p(z_c^i | y_i) for both label values, against torch.distributions by hand."""
     import torch
 
-    from pyro_ccvae.analysis.likelihood import log_prior_characteristic
     from pyro_ccvae.model import CCVAEModel
 
     model = CCVAEModel(3, 1, 32, 4, z_char_dim=2)

@@ -16,10 +16,12 @@ from pyro_ccvae_cli.main import main
 
 
 def copy_run(run_dir, tmp_path, **config_changes):
+    """A copy of the run, with ``section={key: value}`` changes to its config."""
     path = tmp_path / "copy"
     shutil.copytree(run_dir, path, ignore=shutil.ignore_patterns("figures", "attribute_classifier", "*.html"))
     config = json.loads((path / "config.json").read_text())
-    config.update(config_changes)
+    for section, changes in config_changes.items():
+        config[section].update(changes)
     (path / "config.json").write_text(json.dumps(config))
     return path
 
@@ -29,10 +31,10 @@ def cli(*args):
 
 
 def test_a_guide_import_path_needs_trust(run_dir, tmp_path):
-    path = copy_run(run_dir, tmp_path, guide="pyro_ccvae.guides:MeanFieldGuide")
+    path = copy_run(run_dir, tmp_path, guide={"name": "pyro_ccvae.guides:MeanFieldGuide"})
     with pytest.raises(RunError, match="--trust-run"):
         load_run(path, load_data=False)
-    assert load_run(path, load_data=False, trust=True).config.guide == "pyro_ccvae.guides:MeanFieldGuide"
+    assert load_run(path, load_data=False, trust=True).config.guide.name == "pyro_ccvae.guides:MeanFieldGuide"
     refused = cli("generate", path, "--device", "cpu")
     assert refused.exit_code == 1 and refused.output.count("\n") == 1 and "--trust-run" in refused.output
     assert cli("generate", path, "--device", "cpu", "--trust-run").exit_code == 0
@@ -59,7 +61,7 @@ def test_data_that_no_longer_match_the_splits_are_named(run_dir, tmp_path):
 
 
 def test_data_dir_override_reaches_the_loader(run_dir, tmp_path):
-    path = copy_run(run_dir, tmp_path, dataset="chexpert")
+    path = copy_run(run_dir, tmp_path, data={"dataset": "chexpert"})
     result = cli("swap", path, "--device", "cpu", "--data-dir", tmp_path / "moved")
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert str(tmp_path / "moved") in result.output

@@ -75,7 +75,7 @@ def test_train_on_digits_end_to_end(tmp_path):
             "--k-samples", 4, "--z-style-dim", 3, "--device", "cpu", "--no-progress"]  # fmt: skip
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    info = json.loads((out / "config.json").read_text())["data_info"]
+    info = json.loads((out / "config.json").read_text())["data"]["info"]
     assert info == {"label_names": list("0123456789"), "channels": 1, "image_size": 32, "num_train": 64}
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test_accuracy"]) == set("0123456789")

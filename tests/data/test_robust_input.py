@@ -93,9 +93,9 @@ def test_non_utf8_byte_names_file_and_line(celeba, chexpert, layouts):
 def test_analysis_after_the_data_moved(chexpert, tmp_path, monkeypatch):
     monkeypatch.chdir(chexpert.parent)
     run_dir = tmp_path / "run"
-    config = TrainConfig(dataset="chexpert", data_dir=chexpert.root.name, epochs=1, batch_size=8, k_samples=4, z_style_dim=3, device="cpu")
+    config = TrainConfig.from_options(dataset="chexpert", data_dir=chexpert.root.name, epochs=1, batch_size=8, k_samples=4, z_style_dim=3, device="cpu")
     train(config, run_dir, progress=False)
-    assert json.loads((run_dir / "config.json").read_text())["data_dir"] == str(chexpert.root)  # absolute
+    assert json.loads((run_dir / "config.json").read_text())["data"]["data_dir"] == str(chexpert.root)  # absolute
     moved = tmp_path / "elsewhere" / chexpert.root.name
     shutil.move(chexpert.root, moved)
     with pytest.raises(DataError, match="not a directory"):

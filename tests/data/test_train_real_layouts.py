@@ -5,7 +5,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_ccvae.training import CHECKPOINT, Trainer
+from pyro_ccvae.run import CHECKPOINT
+from pyro_ccvae.training import Trainer
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae_cli.main import main
 
@@ -26,7 +27,7 @@ def test_train_on_a_tiny_official_layout(request, tmp_path, name, data_dir, chan
     args = ["train", "--dataset", name, "--data-dir", str(data_dir(copy)), "--out", str(out), *TINY]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    info = json.loads((out / "config.json").read_text())["data_info"]
+    info = json.loads((out / "config.json").read_text())["data"]["info"]
     assert (info["channels"], len(info["label_names"])) == (channels, labels)
     assert info["image_size"] == (32 if name == "mnist" else 64)
     assert (out / CHECKPOINT).exists() and (out / "metrics.jsonl").read_text().count("\n") == 1
@@ -36,7 +37,7 @@ def test_train_on_a_tiny_official_layout(request, tmp_path, name, data_dir, chan
 
 def test_chexpert_uncertain_labels_train_as_unobserved(chexpert, tmp_path):
     """The default --uncertain ignore reaches the ELBO as a partial per-label mask."""
-    config = TrainConfig(dataset="chexpert", data_dir=str(chexpert.root), epochs=1, batch_size=4, k_samples=4, z_style_dim=3)
+    config = TrainConfig.from_options(dataset="chexpert", data_dir=str(chexpert.root), epochs=1, batch_size=4, k_samples=4, z_style_dim=3)
     trainer = Trainer(config, tmp_path / "run", progress=False)
     mask = trainer.train_mask
     assert mask.any() and not mask.all()

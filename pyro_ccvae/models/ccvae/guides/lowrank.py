@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import sites
-from ..nets import ConvEncoder
+from ....nets import ConvEncoder
 from .base import CCVAEGuide
 
 

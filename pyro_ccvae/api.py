@@ -1,0 +1,174 @@
+"""A trained run for notebooks: tensors in, tensors out.
+
+::
+
+    from pyro_ccvae import api
+
+    run = api.load("runs/shapes")          # config, model and guide; data on demand
+    x = run.images(8)                      # the first 8 test images, floats in [0, 1]
+    z_c, z_s = run.encode(x)               # posterior means
+    probs = run.predict(x)                 # [B, L, K] class probabilities per label
+    run.reconstruct(x); run.generate({"red": 1}, 8); run.intervene(x, "red", 0)
+    run.swap(x[:4], x[4:]); run.traverse(x[:2], "square", steps=5)
+
+Every method runs without gradients and with the run's own Pyro parameter store (your
+param store is left alone), asks the model for the capabilities it needs (a one-line
+:class:`~pyro_ccvae.models.CapabilityError` if it lacks one) and returns tensors on the run's
+device. Labels are named (``"red"``) or numbered (``2``); classes are indices (0/1 for a binary
+label). :meth:`Loaded.write` runs a research task (``evaluate``, ``traverse``, ...) that writes
+figures and metrics into the run directory: the ``ccvae-pyro`` analysis commands call it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from .analysis import tasks
+from .analysis.labels import parse_label_list
+from .analysis.tasks import Written
+from .analysis.traversal import traversal_values, traverse as traverse_images
+from .data import as_float_images
+from .models.base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, TRAVERSE
+from .run import Run, load_run
+
+Label = Union[str, int]
+
+#: the research tasks :meth:`Loaded.write` runs, by name.
+TASKS = {"evaluate": tasks.evaluate, "traverse": tasks.traverse, "generate": tasks.generate, "intervene": tasks.intervene, "swap": tasks.swap}
+
+
+def load(
+    path: Union[str, Path],
+    device: str = "cpu",
+    data: bool = True,
+    trust: bool = False,
+    data_dir: Optional[Union[str, Path]] = None,
+    cache_dir: Optional[Union[str, Path]] = None,
+) -> "Loaded":
+    """Load the run in ``path`` (see :func:`pyro_ccvae.run.load_run`).
+
+    :param data: load the run's data splits too (for :meth:`Loaded.images` and the tasks).
+    :param trust: allow a guide given by import path in the run's config (that imports code).
+    """
+    return Loaded(load_run(Path(path), device, load_data=data, trust=trust, data_dir=data_dir, cache_dir=cache_dir))
+
+
+class Loaded:
+    """A loaded run's verbs (see the module doc). :attr:`run` is the :class:`~pyro_ccvae.run.Run`."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.representation = run.representation
+
+    def __repr__(self) -> str:
+        return f"<pyro_ccvae run {self.run.path} ({self.representation.family}, labels {', '.join(self.label_names)})>"
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.run.label_names
+
+    @property
+    def device(self) -> torch.device:
+        return self.run.device
+
+    def _call(self, task: str, needs: tuple[str, ...], function, *args):
+        self.representation.require(task, needs)
+        with self.run.scope(), torch.no_grad():
+            return function(*args)
+
+    def _x(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as floats in ``[0, 1]`` on the run's device (uint8 images are scaled)."""
+        return as_float_images(x, self.device) if x.dtype == torch.uint8 else x.to(self.device)
+
+    def _label(self, label: Label) -> int:
+        if isinstance(label, int):
+            if not 0 <= label < len(self.label_names):
+                raise ValueError(f"label {label} is out of range; the run has {len(self.label_names)} labels")
+            return label
+        return parse_label_list(label, self.label_names)[0]
+
+    # --- images ------------------------------------------------------------------------------
+
+    def images(self, count: Optional[int] = None, split: str = "test") -> torch.Tensor:
+        """The first ``count`` images (default all) of a split, as floats in ``[0, 1]`` on the device."""
+        if self.run.data is None:
+            raise ValueError("this run was loaded without its data; use api.load(path, data=True)")
+        images = getattr(self.run.data, split).images
+        return as_float_images(images[: len(images) if count is None else count], self.device)
+
+    # --- the verbs ---------------------------------------------------------------------------
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means ``z_c [B, L, d_c]`` and ``z_s [B, d_s]`` of images ``x [B, C, H, W]``."""
+        return self._call("encode", (ENCODE,), self.representation.encode, self._x(x))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-label class probabilities ``[B, L, K]`` of images ``x``."""
+        return self._call("predict", (ENCODE, PREDICT), self.representation.predict, self._x(x))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The expected image at the posterior means of ``x``: ``[B, C, H, W]``."""
+        return self._call("reconstruct", (RECONSTRUCT,), self.representation.reconstruct, self._x(x))
+
+    def generate(self, labels: Union[dict, torch.Tensor, None] = None, count: int = 8, style: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Images from ``z_c ~ p(z_c | y)``, ``z_s ~ p(z_s)`` (or ``style [N, d_s]``).
+
+        :param labels: a dict of fixed labels (``{"red": 1}``; the others drawn from ``p(y)``) for
+            ``count`` images, or class indices ``[N, L]``.
+        """
+        rep = self.representation
+
+        def run():
+            if isinstance(labels, torch.Tensor):
+                y = labels.to(self.device, torch.get_default_dtype())
+            else:
+                y = rep.sample_labels(count, {self._label(k): int(v) for k, v in (labels or {}).items()})
+            z_s = rep.sample_style((y.shape[0],)) if style is None else style.to(self.device)
+            return rep.decode(rep.sample_characteristic(y), z_s)
+
+        return self._call("generate", (SAMPLE, DECODE), run)
+
+    def intervene(self, x: torch.Tensor, label: Label, k: int, sample: bool = True) -> torch.Tensor:
+        """Images ``x`` decoded with ``z_c^label`` drawn from ``p(z_c^label | y_label = k)`` (its
+        mean if not ``sample``), the rest of ``z`` at the posterior means."""
+        rep, i = self.representation, self._label(label)
+
+        def run():
+            z_c, z_s = rep.encode(self._x(x))
+            return rep.decode(rep.intervene(z_c, i, k, sample), z_s)
+
+        return self._call("intervene", (ENCODE, INTERVENE, DECODE), run)
+
+    def swap(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Images with the characteristic latents ``z_c`` of ``x1`` and the style ``z_s`` of ``x2``
+        (pairwise: ``x1`` and ``x2`` have the same batch size)."""
+        rep = self.representation
+
+        def run():
+            (z_c, _), (_, z_s) = rep.encode(self._x(x1)), rep.encode(self._x(x2))
+            return rep.decode(z_c, z_s)
+
+        return self._call("swap", (ENCODE, SWAP, DECODE), run)
+
+    def traverse(self, x: torch.Tensor, label: Label, steps: int = 9, extend: float = 1.0) -> torch.Tensor:
+        """``[B, steps, C, H, W]``: each image with ``z_c^label`` walked from beyond the first
+        class's prior mean to beyond the second's (``extend`` prior standard deviations), the rest
+        of ``z`` fixed (see :mod:`pyro_ccvae.analysis.traversal`)."""
+        rep, i = self.representation, self._label(label)
+
+        def run():
+            z_c, z_s = rep.encode(self._x(x))
+            return traverse_images(rep, z_c, z_s, i, traversal_values(rep, i, steps, extend))
+
+        return self._call("traverse", (ENCODE, TRAVERSE, DECODE), run)
+
+    # --- research tasks that write into the run directory --------------------------------------
+
+    def write(self, task: str, **options) -> Written:
+        """Run the research task ``task`` (one of :data:`TASKS`) with its options; it writes figures
+        into ``RUN/figures``, metrics into ``RUN/metrics.json`` and ``RUN/report.html``."""
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        return TASKS[task](self.run, **options)

@@ -1,0 +1,30 @@
+"""Model families, found by name in :data:`MODELS` (``--model NAME``); see :mod:`.base`.
+
+Each family is a folder (``models/ccvae/``: its config, model, objective, sites, guides and
+representation) that registers itself here; the shared networks (:mod:`pyro_ccvae.nets`) and
+likelihoods (:mod:`pyro_ccvae.likelihoods`) are injected into its modules.
+"""
+from __future__ import annotations
+
+from .base import CAPABILITIES, CapabilityError, ModelFamily, Representation
+
+#: name -> family; each family's folder registers itself on import below.
+MODELS: dict[str, ModelFamily] = {}
+
+
+def register_model(family: ModelFamily) -> ModelFamily:
+    """Make ``family`` available as ``--model family.name``."""
+    MODELS[family.name] = family
+    return family
+
+
+def get_family(name: str) -> ModelFamily:
+    """The family called ``name``; a one-line :class:`ValueError` naming the known ones if there is none."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+from . import ccvae  # noqa: E402,F401  (registers "ccvae")
+
+__all__ = ["CAPABILITIES", "MODELS", "CapabilityError", "ModelFamily", "Representation", "get_family", "register_model"]

@@ -1,0 +1,154 @@
+"""The CCVAE as analysis sees it: every capability of :mod:`pyro_ccvae.models.base`.
+
+Labels are binary here (``K = 2`` classes per label): class probabilities are
+``[..., B, L, 2] = (q(y_i = 0 | z_c^i), q(y_i = 1 | z_c^i))``. The importance weights of
+``log p(x)`` trace the guide (any guide) and replay the model on its samples.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pyro import poutine
+
+from ..base import CAPABILITIES, Representation
+
+from . import sites
+from .elbo import CCVAE_ELBO
+from .model import fill_labels
+
+#: most images (samples x batch) pushed through the networks at once.
+MAX_ROWS = 4096
+
+
+class CCVAERepresentation(Representation):
+    """The capabilities of a CCVAE ``model`` and ``guide`` (anything with ``guide.mean``,
+    ``guide.classifier``, ``model.decode``, ``model.conditional_prior`` and ``model.label_probs``).
+
+    :param k_samples: ``K`` of the CCVAE objective reported by :meth:`unsupervised_objective`.
+    """
+
+    capabilities = frozenset(CAPABILITIES)
+
+    def __init__(self, model, guide, label_names, device: torch.device, k_samples: int = 100):
+        super().__init__("ccvae", label_names, [2] * len(label_names))
+        self.model, self.guide, self.device, self.k_samples = model, guide, torch.device(device), k_samples
+
+    # --- encode, predict, decode ---------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means ``z_c [B, L, d_c]`` and ``z_s [B, d_s]``."""
+        return self.guide.mean(x)
+
+    @torch.no_grad()
+    def classify(self, z_c: torch.Tensor) -> torch.Tensor:
+        """``q(y_i = k | z_c^i)`` for ``z_c [..., B, L, d_c]``: ``[..., B, L, 2]``."""
+        p = torch.sigmoid(self.guide.classifier(z_c.transpose(-3, -2))).transpose(-1, -2)
+        return torch.stack([1 - p, p], dim=-1)
+
+    @torch.no_grad()
+    def decode(self, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
+        """The expected image ``E[x | z]`` for ``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``."""
+        return self.model.decode(z_c, z_s)
+
+    # --- the prior ---------------------------------------------------------------------------
+
+    def label_prior(self) -> torch.Tensor:
+        """``p(y_i = k)``: ``[L, 2]``."""
+        pi = self.model.label_probs
+        return torch.stack([1 - pi, pi], dim=-1)
+
+    def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
+        """``[num, L]`` label vectors: ``fixed`` columns (label -> class) set, the others drawn from ``p(y)``."""
+        y = torch.bernoulli(self.model.label_probs.to(self.device).expand(num, -1))
+        for column, value in (fixed or {}).items():
+            y[:, column] = float(value)
+        return y
+
+    @torch.no_grad()
+    def sample_characteristic(self, y: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        """``z_c ~ p(z_c | y)`` (its mean if not ``sample``) for labels ``y [..., B, L]``: ``[..., B, L, d_c]``."""
+        loc, scale = self.model.conditional_prior(y.transpose(-1, -2).to(self.model.label_probs))  # [..., L, B, d_c]
+        z = torch.distributions.Normal(loc, scale).sample() if sample else loc
+        return z.transpose(-2, -3)
+
+    def sample_style(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """``z_s ~ Normal(0, I)``: ``[*shape, d_s]``."""
+        return torch.randn(*shape, self.model.z_style_dim, device=self.device)
+
+    @torch.no_grad()
+    def intervene(self, z_c: torch.Tensor, label: int, value, sample: bool = True) -> torch.Tensor:
+        """``z_c [..., B, L, d_c]`` with block ``label`` drawn from ``p(z_c^label | y_label = value)``
+        (its mean if not ``sample``); ``value``: a class, or one per image ``[B]``."""
+        value = torch.as_tensor(value, device=z_c.device, dtype=z_c.dtype)
+        y = torch.zeros(z_c.shape[:-1], dtype=z_c.dtype, device=z_c.device)
+        y[..., label] = value
+        new = self.sample_characteristic(y, sample)
+        z = z_c.clone()
+        z[..., label, :] = new[..., label, :]
+        return z
+
+    def class_prior(self, label: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``loc, scale [2, d_c]`` of ``p(z_c^label | y_label = k)`` for each class ``k``."""
+        prior = self.model.conditional_prior
+        with torch.no_grad():
+            return prior.loc[label].detach(), prior.scale[label].detach()
+
+    # --- likelihood ----------------------------------------------------------------------------
+
+    @property
+    def likelihood_is_density(self) -> bool:
+        return self.model.likelihood.is_density
+
+    def log_prior_characteristic(self, z_c: torch.Tensor) -> torch.Tensor:
+        """``log p(y_i) + log p(z_c^i | y_i)`` for ``y_i = 0, 1``: ``z_c [L, N, d_c]`` -> ``[2, L, N]``."""
+        model = self.model
+        y = torch.arange(2, dtype=z_c.dtype, device=z_c.device).reshape(2, 1, 1).expand(2, model.num_labels, 1)
+        loc, scale = model.conditional_prior(y)  # [2, L, 1, d_c]
+        log_p_z = torch.distributions.Normal(loc, scale).log_prob(z_c).sum(-1)
+        pi = model.label_probs.unsqueeze(-1)  # [L, 1]
+        return log_p_z + torch.stack([torch.log1p(-pi), torch.log(pi)])
+
+    @torch.no_grad()
+    def log_weights(
+        self, x: torch.Tensor, num_samples: int, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log importance weights ``[K, B]`` of ``log p(x)`` and of ``log p(x, y_o)`` for images
+        ``x [B, C, H, W]`` (labels ``y [B, L]`` seen where ``mask``; none seen when ``y`` is None).
+
+        The samples come from ``poutine.trace(guide)`` on ``x`` repeated ``k`` times along the data
+        plate (vectorised without assuming anything of the guide but its sites); ``log p(x|z)`` and
+        ``log p(z_s)`` come from the model replayed on them, so the model's likelihood is used.
+        """
+        model, guide = self.model, self.guide
+        batch = x.shape[0]
+        y, mask = fill_labels(x, y, mask, model.num_labels)
+        y_plate, seen = y.T.bool(), mask.T  # [L, B]
+        log_w_x, log_w_xy = [], []
+        per_pass = max(1, MAX_ROWS // batch)
+        for start in range(0, num_samples, per_pass):
+            k = min(per_pass, num_samples - start)
+            x_k = x.repeat(k, *([1] * (x.dim() - 1)))  # sample-major: row s * B + b
+            guide_trace = poutine.trace(guide).get_trace(x_k)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x_k)
+
+            def log_prob(trace, name):
+                site = trace.nodes[name]
+                return site["fn"].log_prob(site["value"])
+
+            z_c = guide_trace.nodes[sites.Z_C]["value"]  # [L, kB, d_c]
+            log_q = log_prob(guide_trace, sites.Z_C).sum(0) + log_prob(guide_trace, sites.Z_S)
+            log_common = log_prob(model_trace, sites.X) + log_prob(model_trace, sites.Z_S) - log_q  # [kB]
+            log_prior = self.log_prior_characteristic(z_c)  # [2, L, kB]
+            marginal = log_prior.logsumexp(0)  # [L, kB]
+            given = torch.where(y_plate.repeat(1, k), log_prior[1], log_prior[0])
+            joint = torch.where(seen.repeat(1, k), given, marginal)
+            log_w_x.append((log_common + marginal.sum(0)).reshape(k, batch))
+            log_w_xy.append((log_common + joint.sum(0)).reshape(k, batch))
+        return torch.cat(log_w_x), torch.cat(log_w_xy)
+
+    @torch.no_grad()
+    def unsupervised_objective(self, x: torch.Tensor) -> float:
+        """The CCVAE objective with no label seen (eq. 5), summed over the images ``x``."""
+        return -CCVAE_ELBO(k_samples=self.k_samples, jensen="exact").loss(self.model, self.guide, x)
