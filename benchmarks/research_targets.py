@@ -67,12 +67,14 @@ def main() -> None:
     parser.add_argument("--digits-epochs", type=int, default=100)
     parser.add_argument("--judge-epochs", type=int, default=10)
     parser.add_argument("--num-train", type=int, help="fewer training images (for a quick check)")
+    parser.add_argument("--image-size", type=int, choices=(32, 64), help="for the model and its judge (default: the data set's)")
     parser.add_argument("--iw-samples", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-option", action="append", default=[], help="extra train option, e.g. --train-option=--likelihood=laplace")
     args = parser.parse_args()
     common = ["--threads", args.threads, "--no-progress"]
     data = ["--num-train", args.num_train] if args.num_train else []
+    data += ["--image-size", args.image_size] if args.image_size else []
     rows = {}
     for dataset in args.datasets.split(","):
         run, judge = args.out / dataset, args.out / f"{dataset}-judge"
