@@ -207,3 +207,13 @@ class TrainConfig:
     @property
     def label_names(self) -> list[str]:
         return list(self.data.info["label_names"])
+
+    @property
+    def num_classes(self) -> list[int]:
+        """Classes per label (runs written before categorical labels: every label binary)."""
+        return info_num_classes(self.data.info)
+
+
+def info_num_classes(info: dict) -> list[int]:
+    """The label spec's classes per label in a run's ``data.info`` (2 each when it predates them)."""
+    return [int(k) for k in info.get("num_classes") or [2] * len(info["label_names"])]

@@ -5,7 +5,7 @@ This module owns every file name of a run directory and all their reading and wr
 each other::
 
     config.json      the TrainConfig, nested by section (model, data, guide, optimisation, run),
-                     with the data's label names, channels and image size in data.info
+                     with the data's label spec (names, classes per label), channels and image size in data.info
     labelled.json    indices (into the training split) of the points whose labels are used
     splits.json      which source item went to which split
     metrics.jsonl    one line per epoch: loss, validation accuracy, speed
@@ -329,6 +329,10 @@ class Run:
     @property
     def label_names(self) -> list[str]:
         return self.config.label_names
+
+    @property
+    def num_classes(self) -> list[int]:
+        return self.config.num_classes
 
     @contextmanager
     def scope(self) -> Iterator[None]:

@@ -148,6 +148,7 @@ class Trainer:
         family.fill_defaults(config.model, config.data.dataset)
         config.data.info = {
             "label_names": list(self.data.label_names),
+            "num_classes": list(self.data.num_classes),
             "channels": self.data.channels,
             "image_size": self.data.image_size,
             "num_train": len(self.data.train),

@@ -2,14 +2,15 @@
 
 A data set is a function ``load(options: DataOptions) -> DataSplits`` registered in
 :data:`pyro_ccvae.data.DATASETS`. Each split is an :class:`ImageSet`: whole-split tensors
-(uint8 images, float 0/1 labels, bool observation masks), so training indexes batches
-directly and never decodes an image.
+(uint8 images, float class indices per label, bool observation masks), so training indexes
+batches directly and never decodes an image. The **label spec** is the labels' names and their
+numbers of classes (:attr:`ImageSet.num_classes`; a binary label has 2 classes, 0/1).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -23,11 +24,13 @@ class ImageSet(torch.utils.data.Dataset):
     """One split of a labelled image data set.
 
     :param images: ``uint8`` tensor ``[N, C, H, W]`` (may be backed by a memory-mapped cache).
-    :param labels: ``float32`` tensor ``[N, L]`` of 0/1, filled with 0 where unobserved.
+    :param labels: ``float32`` tensor ``[N, L]`` of class indices (0/1 for a binary label),
+        filled with 0 where unobserved.
     :param mask: ``bool`` tensor ``[N, L]``; ``True`` where the label is observed.
     :param label_names: the ``L`` label names, in column order.
     :param ids: one source identifier per image (a file path, an index), for split manifests.
     :param attributes: optional ground-truth factors ``[N, A]`` (built-in data sets only).
+    :param num_classes: classes per label, ``K_i >= 2`` (default: 2 each, every label binary).
     """
 
     images: torch.Tensor
@@ -36,6 +39,7 @@ class ImageSet(torch.utils.data.Dataset):
     label_names: tuple[str, ...]
     ids: Optional[list[str]] = None
     attributes: Optional[torch.Tensor] = None
+    num_classes: Optional[tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -48,6 +52,15 @@ class ImageSet(torch.utils.data.Dataset):
             )
         if self.mask.dtype != torch.bool:
             raise ValueError(f"mask must be bool, got {self.mask.dtype}")
+        self.num_classes = check_num_classes(self.num_classes, len(self.label_names))
+        high = torch.tensor(self.num_classes, dtype=self.labels.dtype) - 1
+        bad = self.mask & ((self.labels < 0) | (self.labels > high) | (self.labels != self.labels.round()))
+        if bad.any():
+            row, column = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(
+                f"label {self.label_names[column]!r} of point {row} is {float(self.labels[row, column])}, "
+                f"not a class index in 0..{self.num_classes[column] - 1}"
+            )
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -64,6 +77,7 @@ class ImageSet(torch.utils.data.Dataset):
             label_names=self.label_names,
             ids=None if self.ids is None else [self.ids[i] for i in index.tolist()],
             attributes=None if self.attributes is None else self.attributes[index],
+            num_classes=self.num_classes,
         )
 
 
@@ -85,6 +99,10 @@ class DataSplits:
     @property
     def label_names(self) -> tuple[str, ...]:
         return self.train.label_names
+
+    @property
+    def num_classes(self) -> tuple[int, ...]:
+        return self.train.num_classes
 
     @property
     def channels(self) -> int:
@@ -124,6 +142,16 @@ class DataOptions:
     center_crop: bool = False
     #: built-in data sets only: how many training images to render.
     num_train: Optional[int] = None
+
+
+def check_num_classes(num_classes: Optional[Sequence[int]], num_labels: int) -> tuple[int, ...]:
+    """The label spec's classes per label as a tuple (``None``: every label binary)."""
+    if num_classes is None:
+        return (2,) * num_labels
+    num_classes = tuple(int(k) for k in num_classes)
+    if len(num_classes) != num_labels or any(k < 2 for k in num_classes):
+        raise ValueError(f"num_classes must give {num_labels} class counts of at least 2, got {num_classes}")
+    return num_classes
 
 
 Loader = Callable[[DataOptions], DataSplits]

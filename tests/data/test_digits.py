@@ -76,6 +76,6 @@ def test_train_on_digits_end_to_end(tmp_path):
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "config.json").read_text())["data"]["info"]
-    assert info == {"label_names": list("0123456789"), "channels": 1, "image_size": 32, "num_train": 64}
+    assert info == {"label_names": list("0123456789"), "num_classes": [2] * 10, "channels": 1, "image_size": 32, "num_train": 64}
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test_accuracy"]) == set("0123456789")
