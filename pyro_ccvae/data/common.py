@@ -1,5 +1,5 @@
-"""Small helpers shared by the loaders of real data sets (CheXpert, CelebA, MNIST, digits): label
-selection, including categorical labels, splits, and reporting of bad images."""
+"""Small helpers shared by the loaders: choosing labels (binary, one-vs-rest and categorical, by
+name), reading index files, splits, and reporting bad images."""
 from __future__ import annotations
 
 import logging

@@ -82,7 +82,9 @@ _SIZE_SMALL, _SIZE_LARGE = (0.10, 0.13), (0.18, 0.22)  # half-side of a square /
 _HALF_MARGIN = 0.01  # gap between the object and its half's edges
 # Colours (HSV, hue in turns).
 _HUE_RED, _HUE_BLUE, _HUE_JITTER = 0.0, 0.62, 0.05
-#: object hue per class of ``colour`` (blue, red, green, yellow); the jitter keeps them apart.
+#: object hue per class of ``colour`` (blue, red, green, yellow): at least 0.18 turns apart, so
+#: with the +-0.05 jitter two classes stay 0.08 apart (red and yellow, the closest, read as
+#: red-orange and gold at worst). A green object may match the stripe's green; they never overlap.
 _HUES = np.array([_HUE_BLUE, _HUE_RED, 0.38, 0.18])
 _OBJECT_SATURATION, _OBJECT_VALUE = 0.85, (0.65, 1.0)
 _BG_SATURATION, _BG_DARK, _BG_LIGHT = 0.25, (0.05, 0.25), (0.75, 0.95)
@@ -147,7 +149,7 @@ def _render_chunk(a: np.ndarray, shape: np.ndarray, colour: np.ndarray, size: in
     dist = np.sqrt((grid[None, None, :] - cx[:, None, None]) ** 2 + (grid[None, :, None] - cy[:, None, None]) ** 2)
     disc = np.clip((r[:, None, None] - dist) * size + 0.5, 0.0, 1.0)
     alpha = np.where((shape == 1)[:, None, None], box, disc)
-    if (shape == 2).any():  # only drawn when asked for, so the binary data's arithmetic is unchanged
+    if (shape == 2).any():  # the binary data have no triangle: skip the work
         alpha = np.where((shape == 2)[:, None, None], _triangle(cx, cy, r, size), alpha)
     alpha = alpha[:, None]
 
