@@ -36,7 +36,7 @@ class DataConfig:
     data_dir: Optional[str] = option(None, help="Folder holding the data set.", path=True, resume=True)
     #: None: the data set's default (32 for the built-in and digit sets, 64 otherwise).
     image_size: Optional[int] = option(None, help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise.", choices=(32, 64))
-    labels: Optional[list[str]] = option(None, help="Comma-separated label names (default: the paper's set).")
+    labels: Optional[list[str]] = option(None, help="Comma-separated labels (default: the data set's set); categorical and one-vs-rest choices per data set: README, Data sets.")
     uncertain: str = option("ignore", help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros.")
     blank: str = option("zeros", help="CheXpert blank labels.", choices=("zeros", "ignore"))
     views: str = option("frontal", help="CheXpert views.", choices=("frontal", "lateral", "all"))

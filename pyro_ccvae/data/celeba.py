@@ -5,9 +5,21 @@
         list_eval_partition.txt    000001.jpg 0   (0 train, 1 valid, 2 test)
         img_align_celeba/000001.jpg ...   (178x218 RGB)
 
-The official partition gives the splits. Attributes are -1/1 in the file and 0/1 here, all
-observed. Images are resized to ``image_size`` square as in the paper (aspect ratio not kept),
-or with ``center_crop`` first cropped to their central 148x148.
+The official partition gives the splits. Images are resized to ``image_size`` square as in the
+paper (aspect ratio not kept), or with ``center_crop`` first cropped to their central 148x148.
+
+Labels (``options.labels``, ``--labels``; default the paper's 18 attributes) are comma-separated
+items, each either
+
+* an attribute name: a **binary** label, ``-1``/``1`` in the file and 0/1 here, always observed
+  (names match case-insensitively, ``_`` and space alike); or
+* ``NAME=A|B|...``: a **categorical** label ``NAME`` of mutually exclusive attributes, at least
+  two, class ``k`` being "the ``k``-th attribute is on". An image with none or several of them
+  on is unobserved for that label (its mask is ``False``); how many is logged, one line per
+  categorical label. For example
+  ``--labels "hair=Bald|Black_Hair|Blond_Hair|Brown_Hair|Gray_Hair,Smiling,Male"``.
+
+Each attribute may be used in one label only.
 """
 from __future__ import annotations
 
@@ -19,7 +31,16 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_missing, check_options, data_dir, read_text, report_bad_images, select_labels
+from .common import (
+    LabelSpec,
+    check_missing,
+    check_options,
+    data_dir,
+    labels_from_columns,
+    parse_label_specs,
+    read_text,
+    report_bad_images,
+)
 from .images import decode_into
 
 #: the 18 attributes the CCVAE paper uses (Joy et al. 2021).
@@ -76,8 +97,11 @@ def image_dir(root: Path) -> Path:
     return folder
 
 
-def read_attributes(path: Path, labels: tuple[str, ...] | None) -> tuple[list[str], tuple[str, ...], np.ndarray]:
-    """``list_attr_celeba.txt`` -> (image names, label names, 0/1 ``uint8`` ``[N, L]``)."""
+def read_attributes(
+    path: Path, labels: tuple[str, ...] | None
+) -> tuple[list[str], tuple[LabelSpec, ...], tuple[str, ...], np.ndarray]:
+    """``list_attr_celeba.txt`` -> (image names, the labels asked for (see the module doc), the
+    attributes they read, those attributes' 0/1 values ``uint8 [N, A]``)."""
     lines = read_text(path, f"re-download {ATTR_FILE}").splitlines()
     try:
         count = int(lines[0].strip())
@@ -86,7 +110,8 @@ def read_attributes(path: Path, labels: tuple[str, ...] | None) -> tuple[list[st
     names = tuple(lines[1].split()) if len(lines) > 1 else ()
     if not names:
         raise DataError(f"{path} line 2 should list the attribute names; re-download {ATTR_FILE}")
-    chosen = select_labels(labels, names, PAPER_LABELS, "CelebA")
+    specs = parse_label_specs(labels, names, PAPER_LABELS, "CelebA")
+    chosen = tuple(column for spec in specs for column in spec.columns)
     columns = [1 + names.index(name) for name in chosen]
     files, values = [], []
     for line_number, line in enumerate(lines[2:], start=3):
@@ -107,7 +132,7 @@ def read_attributes(path: Path, labels: tuple[str, ...] | None) -> tuple[list[st
     if len(files) != count:
         raise DataError(f"{path} says {count} images but lists {len(files)}; the file is truncated, re-download it")
     array = (np.array(values, dtype=np.int8).reshape(len(files), len(chosen)) > 0).astype(np.uint8)
-    return files, chosen, array
+    return files, specs, chosen, array
 
 
 def read_partition(path: Path, files: list[str]) -> np.ndarray:
@@ -133,11 +158,13 @@ def read_partition(path: Path, files: list[str]) -> np.ndarray:
 
 @register_dataset("celeba")
 def load(options: DataOptions) -> DataSplits:
-    """CelebA's aligned faces, RGB, ``image_size`` square, the paper's 18 attributes by default."""
+    """CelebA's aligned faces, RGB, ``image_size`` square, the paper's 18 attributes by default
+    (binary and categorical labels: see the module doc)."""
     size = check_options(options)
     root = find_root(data_dir(options, LAYOUT))
     attr_path, partition_path = root / ATTR_FILE, root / PARTITION_FILE
-    items, labels, values = read_attributes(attr_path, options.labels)
+    items, specs, columns, values = read_attributes(attr_path, options.labels)
+    labels = tuple(spec.name for spec in specs)
     partition = read_partition(partition_path, items)
     folder = image_dir(root)
     files = [folder / name for name in items]
@@ -157,7 +184,8 @@ def load(options: DataOptions) -> DataSplits:
 
     good = np.ones(len(items), dtype=bool)
     good[list(cache.bad)] = False
-    value = torch.from_numpy(values.astype(np.float32))
+    value, observed = labels_from_columns(values, columns, specs, "CelebA", counted=good)
+    num_classes = tuple(spec.num_classes for spec in specs)
     splits = {}
     for code, split in SPLITS.items():
         index = np.flatnonzero(good & (partition == int(code)))
@@ -165,9 +193,10 @@ def load(options: DataOptions) -> DataSplits:
         splits[split] = ImageSet(
             images=cache.rows(index),
             labels=value[rows],
-            mask=torch.ones(len(index), len(labels), dtype=torch.bool),
+            mask=observed[rows],
             label_names=labels,
             ids=[items[i] for i in index],
+            num_classes=num_classes,
         )
     return DataSplits(
         **splits,
@@ -175,7 +204,8 @@ def load(options: DataOptions) -> DataSplits:
         source={
             "root": str(root),
             "cache": str(cache.path),
-            "labels": list(labels),
+            "labels": [spec.describe() for spec in specs],
+            "classes": {spec.name: list(spec.columns) for spec in specs if spec.categorical},
             "center_crop": bool(crop),
             "skipped_images": len(cache.bad),
         },

@@ -4,10 +4,12 @@
 is downloaded or cached: the images are scaled to ``uint8`` 0..255 and upscaled bilinearly to
 ``image_size`` (default 32) once per load, which takes milliseconds. One channel.
 
-Labels follow :mod:`.mnist` exactly: the ten classes are ten binary labels ``"0"``..``"9"`` with
-exactly one on, all observed; ``--labels`` picks a subset (images of the other classes then have
-no label on). Splits are fixed 70/15/15, stratified by class and drawn from ``seed``;
-``num_train`` keeps a seeded subset of the training split.
+Labels follow :mod:`.mnist` exactly, all observed: by default one 10-class label ``digit``
+(scikit-learn's target); naming digits instead (``--labels 3,8``) gives one binary one-vs-rest
+label per digit named (images of the other digits then have no label on), and
+``--labels 0,1,2,3,4,5,6,7,8,9`` the ten binary labels of earlier versions. Splits are fixed
+70/15/15, stratified by class and drawn from ``seed``; ``num_train`` keeps a seeded subset of
+the training split.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from torch.nn import functional as F
 
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
-from .common import check_options, class_labels, select_labels
-from .mnist import MNIST_CLASSES
+from .common import check_options, class_labels, select_class_labels
+from .mnist import MNIST_CLASSES, MNIST_LABEL
 
 #: fractions of each class that go to train and valid; the rest is test.
 SPLIT_FRACTIONS = (0.70, 0.15)
@@ -49,16 +51,17 @@ def stratified_split(targets: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 @register_dataset("digits")
 def load_digits(options: DataOptions) -> DataSplits:
-    """scikit-learn's digits, grayscale, ``image_size`` square; labels ``"0"``..``"9"``, one on per image."""
+    """scikit-learn's digits, grayscale, ``image_size`` square; one 10-class label ``digit`` (or
+    one-vs-rest binary labels ``"0"``..``"9"``, see the module doc)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     size = check_options(options)
     if options.seed < 0:
         raise DataError(f"digits needs a non-negative seed, got {options.seed}")
-    labels = select_labels(options.labels, MNIST_CLASSES, MNIST_CLASSES, "digits")
-    source = sklearn_digits()
-    targets = source.target.astype(np.int64)
-    images = upscale(source.images, size)
+    labels = select_class_labels(options.labels, MNIST_LABEL, MNIST_CLASSES, "digits")
+    bundled = sklearn_digits()
+    targets = bundled.target.astype(np.int64)
+    images = upscale(bundled.images, size)
     rows = stratified_split(targets, options.seed)
     if options.num_train is not None:
         available = len(rows["train"])
@@ -66,15 +69,19 @@ def load_digits(options: DataOptions) -> DataSplits:
             raise DataError(f"digits has {available} training images; pass --num-train between 1 and {available}")
         keep = np.random.default_rng(options.seed).permutation(available)[: options.num_train]
         rows["train"] = np.sort(rows["train"][keep])
-    onehot = class_labels(targets, MNIST_CLASSES, labels)
+    values, num_classes = class_labels(targets, MNIST_CLASSES, labels, MNIST_LABEL)
     splits = {}
     for name, index in rows.items():
-        target = onehot[torch.from_numpy(index)]
+        target = values[torch.from_numpy(index)]
         splits[name] = ImageSet(
             images=images[torch.from_numpy(index)],
             labels=target,
             mask=torch.ones_like(target, dtype=torch.bool),
             label_names=labels,
             ids=[f"digits/{i}" for i in index],
+            num_classes=num_classes,
         )
-    return DataSplits(**splits, name="digits", source={"generator": "sklearn.datasets.load_digits", "seed": options.seed, "labels": list(labels)})
+    source = {"generator": "sklearn.datasets.load_digits", "seed": options.seed, "labels": list(labels)}
+    if labels == (MNIST_LABEL,):
+        source["classes"] = {MNIST_LABEL: list(MNIST_CLASSES)}
+    return DataSplits(**splits, name="digits", source=source)

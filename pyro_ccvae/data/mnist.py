@@ -4,9 +4,17 @@
         train-images-idx3-ubyte  train-labels-idx1-ubyte
         t10k-images-idx3-ubyte   t10k-labels-idx1-ubyte      (each may also be .gz)
 
-The ten classes are ten binary labels with exactly one on, all observed (until multi-class
-labels land). The test split is t10k; the validation split is a seeded random
-``valid_fraction`` of the official training set.
+Labels (all observed): by default **one 10-class label**, ``digit`` for MNIST (class ``k`` is
+the digit ``k``) and ``article`` for Fashion-MNIST (Zalando's word for its products; class ``k``
+is the ``k``-th of :data:`FASHION_CLASSES`), whose class index is the IDX label. Naming classes
+instead gives **one-vs-rest binary labels**, one per class named, 1 where the image is of that
+class: ``labels=("3", "7")`` (``--labels 3,7``) for MNIST, ``--labels trouser,ankle_boot`` for
+Fashion-MNIST (class names match case-insensitively, ``_`` for a space), and
+``--labels 0,1,2,3,4,5,6,7,8,9`` the ten binary labels of earlier versions. The categorical
+label and its classes cannot be mixed.
+
+The test split is t10k; the validation split is a seeded random ``valid_fraction`` of the
+official training set.
 """
 from __future__ import annotations
 
@@ -23,9 +31,11 @@ from . import images as _images
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_options, class_labels, data_dir, seeded_subset, select_labels
+from .common import check_options, class_labels, data_dir, seeded_subset, select_class_labels
 
 MNIST_CLASSES = tuple(str(digit) for digit in range(10))
+#: the name of MNIST's (and digits') one categorical label, the default.
+MNIST_LABEL = "digit"
 #: torchvision's names for the Fashion-MNIST classes.
 FASHION_CLASSES = (
     "T-shirt/top",
@@ -39,6 +49,8 @@ FASHION_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+#: the name of Fashion-MNIST's one categorical label, the default.
+FASHION_LABEL = "article"
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -84,11 +96,11 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return body.reshape(dims)
 
 
-def _load(options: DataOptions, name: str, folder: str, title: str, classes: tuple[str, ...]) -> DataSplits:
+def _load(options: DataOptions, name: str, folder: str, title: str, label: str, classes: tuple[str, ...]) -> DataSplits:
     size = check_options(options)
+    labels = select_class_labels(options.labels, label, classes, title)
     layout = _layout(folder, title)
     raw = find_raw(data_dir(options, layout), folder, layout)
-    labels = select_labels(options.labels, classes, classes, title)
     paths = {split: tuple(idx_file(raw, file, layout) for file in pair) for split, pair in FILES.items()}
     targets = {}
     for split, (_, label_path) in paths.items():
@@ -118,31 +130,38 @@ def _load(options: DataOptions, name: str, folder: str, title: str, classes: tup
     key = source_key(name, files=files, items=items, pixels={"size": size, "channels": 1})
     cache = ImageCache.load_or_build(cache_dir(options, raw), f"{name}-{size}", key, (len(items), 1, size, size), build)
 
-    onehot = {split: class_labels(target, classes, labels) for split, target in targets.items()}
+    encoded = {split: class_labels(target, classes, labels, label) for split, target in targets.items()}
+    num_classes = encoded["train"][1]
     valid = seeded_subset(counts["train"], options.valid_fraction, options.seed)
     train = np.setdiff1d(np.arange(counts["train"]), valid)
     rows = {"train": (train, "train"), "valid": (valid, "train"), "test": (np.arange(counts["test"]), "test")}
     splits = {}
-    for split, (index, source) in rows.items():
-        offset = 0 if source == "train" else counts["train"]
-        target = onehot[source][torch.from_numpy(index)]
+    for split, (index, origin) in rows.items():
+        offset = 0 if origin == "train" else counts["train"]
+        target = encoded[origin][0][torch.from_numpy(index)]
         splits[split] = ImageSet(
             images=cache.rows(offset + index),
             labels=target,
             mask=torch.ones_like(target, dtype=torch.bool),
             label_names=labels,
             ids=[items[offset + i] for i in index],
+            num_classes=num_classes,
         )
-    return DataSplits(**splits, name=name, source={"root": str(raw), "cache": str(cache.path), "labels": list(labels)})
+    source = {"root": str(raw), "cache": str(cache.path), "labels": list(labels)}
+    if labels == (label,):
+        source["classes"] = {label: list(classes)}
+    return DataSplits(**splits, name=name, source=source)
 
 
 @register_dataset("mnist")
 def load_mnist(options: DataOptions) -> DataSplits:
-    """MNIST digits, grayscale, ``image_size`` square; labels ``"0"``..``"9"``, one on per image."""
-    return _load(options, "mnist", "MNIST", "MNIST", MNIST_CLASSES)
+    """MNIST digits, grayscale, ``image_size`` square; one 10-class label ``digit`` (or one-vs-rest
+    binary labels ``"0"``..``"9"``, see the module doc)."""
+    return _load(options, "mnist", "MNIST", "MNIST", MNIST_LABEL, MNIST_CLASSES)
 
 
 @register_dataset("fashion-mnist")
 def load_fashion_mnist(options: DataOptions) -> DataSplits:
-    """Fashion-MNIST, grayscale, ``image_size`` square; labels the ten class names, one on per image."""
-    return _load(options, "fashion-mnist", "FashionMNIST", "Fashion-MNIST", FASHION_CLASSES)
+    """Fashion-MNIST, grayscale, ``image_size`` square; one 10-class label ``article`` (or one-vs-rest
+    binary labels named after :data:`FASHION_CLASSES`, see the module doc)."""
+    return _load(options, "fashion-mnist", "FashionMNIST", "Fashion-MNIST", FASHION_LABEL, FASHION_CLASSES)

@@ -121,3 +121,84 @@ def test_missing_and_corrupt_images(celeba):
     write.write_bytes((celeba.root / "img_align_celeba" / celeba.names[0]).read_bytes())
     message = one_line(pytest.raises(DataError, load, celeba.root, image_size=8))
     assert "corrupt image 000004.jpg" in message
+
+
+# ---------------------------------------------------------------- categorical labels
+
+HAIR = ("Black_Hair", "Blond_Hair", "Brown_Hair")
+#: which of HAIR each of the 11 images has on: one (its class), none, or several
+HAIR_ON = [(0,), (1,), (2,), (), (0, 1), (2,), (0, 1, 2), (1,), (), (0,), (2,)]
+
+
+def set_hair(copy, layouts, on=HAIR_ON):
+    """Rewrite the copy's attribute file so that image ``i`` has exactly the hair colours ``on[i]``."""
+    columns = [layouts.CELEBA_ATTRIBUTES.index(name) for name in HAIR]
+    for row, classes in enumerate(on):
+        copy.attributes[row, columns] = [1 if k in classes else -1 for k in range(len(HAIR))]
+    lines = [str(len(copy.names)), " ".join(layouts.CELEBA_ATTRIBUTES) + " "]
+    lines += [name + "".join(f"{v:>3d}" for v in row) for name, row in zip(copy.names, copy.attributes)]
+    (copy.root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_categorical_label_from_exclusive_attributes(celeba, layouts, caplog):
+    set_hair(celeba, layouts)
+    spec = "hair=" + "|".join(HAIR)
+    with caplog.at_level("INFO", logger="pyro_ccvae.data"):
+        splits = load(celeba.root, labels=(spec, "Smiling", "Male"))
+    assert splits.label_names == ("hair", "Smiling", "Male") and splits.num_classes == (3, 2, 2)
+    assert splits.source["labels"] == [spec, "Smiling", "Male"] and splits.source["classes"] == {"hair": list(HAIR)}
+    binary = [layouts.CELEBA_ATTRIBUTES.index(name) for name in ("Smiling", "Male")]
+    for code, s in enumerate((splits.train, splits.valid, splits.test)):
+        rows = [i for i, p in enumerate(celeba.partition) if p == code]
+        # class k where only the k-th attribute is on; unobserved (label 0) where none or several are
+        expected = [HAIR_ON[i][0] if len(HAIR_ON[i]) == 1 else 0 for i in rows]
+        assert s.labels[:, 0].tolist() == expected
+        assert s.mask[:, 0].tolist() == [len(HAIR_ON[i]) == 1 for i in rows]
+        assert s.mask[:, 1:].all()
+        assert torch.equal(s.labels[:, 1:], (torch.from_numpy(celeba.attributes[rows][:, binary]) > 0).float())
+    lines = [r.getMessage() for r in caplog.records if "hair" in r.getMessage()]
+    assert lines == ["CelebA label 'hair': 4 of 11 images unobserved (2 with none of Black_Hair|Blond_Hair|Brown_Hair on, 2 with several)"]
+
+
+def test_categorical_names_match_loosely_and_leave_the_cache_alone(celeba, layouts):
+    set_hair(celeba, layouts)
+    plain = load(celeba.root, image_size=8)
+    caches = sorted((celeba.root / ".ccvae-cache").glob("*.npy"))
+    loose = load(celeba.root, labels=("Hair colour = black hair|BLOND_HAIR | brown_hair",), image_size=8)
+    assert loose.label_names == ("Hair colour",) and loose.source["classes"] == {"Hair colour": list(HAIR)}
+    assert sorted((celeba.root / ".ccvae-cache").glob("*.npy")) == caches  # labels are not cached
+    assert torch.equal(loose.test.images, plain.test.images)
+
+
+def test_two_classes_and_counts_of_the_images_kept(celeba, layouts, caplog):
+    set_hair(celeba, layouts)
+    (celeba.root / "img_align_celeba" / celeba.names[3]).unlink()  # it has no hair colour on
+    with caplog.at_level("INFO", logger="pyro_ccvae.data"):
+        dark = load(celeba.root, labels=("dark=Black_Hair|Brown_Hair",), image_size=8, skip_bad_images=True)
+    assert dark.num_classes == (2,) and celeba.names[3] not in dark.train.ids
+    kept = (0, 1, 2, 4, 5)
+    assert dark.train.mask[:, 0].tolist() == [sorted(set(HAIR_ON[i]) - {1}) in ([0], [2]) for i in kept]
+    assert dark.train.labels[:, 0].tolist() == [1.0 if HAIR_ON[i] == (2,) else 0.0 for i in kept]
+    # of the 10 images kept, 1 and 7 (blond only) and 8 have neither attribute on, 6 has both
+    message = next(r.getMessage() for r in caplog.records if "'dark'" in r.getMessage())
+    assert message == "CelebA label 'dark': 4 of 10 images unobserved (3 with none of Black_Hair|Brown_Hair on, 1 with several)"
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (("hair=Black_Hair|Purple_Hair",), "CelebA has no attribute 'Purple_Hair' (in --labels 'hair=Black_Hair|Purple_Hair'); valid names: 5_o_Clock_Shadow,"),
+        (("hair=Black_Hair",), "categorical label 'hair=Black_Hair' has one attribute; give it two or more (hair=Black_Hair|OTHER|...), or pass Black_Hair alone as a binary label"),
+        (("hair=Black_Hair|Blond_Hair", "Blond_Hair"), "attribute 'Blond_Hair' is used twice in --labels (in 'hair=Black_Hair|Blond_Hair' and 'Blond_Hair'); use each attribute in one label only"),
+        (("hair=Black_Hair|Blond_Hair", "light=Blond_Hair|Gray_Hair"), "attribute 'Blond_Hair' is used twice in --labels (in 'hair=Black_Hair|Blond_Hair' and 'light=Blond_Hair|Gray_Hair')"),
+        (("hair=Black_Hair|black_hair",), "attribute 'Black_Hair' is used twice in 'hair=Black_Hair|black_hair'; list each class once"),
+        (("hair=Black_Hair|Blond_Hair", "hair=Brown_Hair|Gray_Hair"), "label 'hair' is asked for twice; pass each label once to --labels"),
+        (("=Black_Hair|Blond_Hair",), "categorical label '=Black_Hair|Blond_Hair' has no name; write NAME=A|B|..., e.g. hair=Black_Hair|Blond_Hair|Brown_Hair"),
+        (("hair=Black_Hair||Blond_Hair",), "categorical label 'hair=Black_Hair||Blond_Hair' has an empty attribute name; separate its attributes by one '|'"),
+        (("bald=Black_Hair|Blond_Hair",), "categorical label 'bald=Black_Hair|Blond_Hair' is named after the attribute 'Bald'; give it a name of its own"),
+        (("Smiling", "Grumpy"), "CelebA has no label 'Grumpy'; valid names: 5_o_Clock_Shadow,"),
+    ],
+)
+def test_bad_label_specs_are_one_line_errors(celeba, labels, expected):
+    message = one_line(pytest.raises(DataError, load, celeba.root, labels=labels))
+    assert message.startswith(expected), message

@@ -2,6 +2,8 @@
 attribute has the visible local effect it claims."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,137 @@ def test_label_subset():
     assert torch.equal(d.train.labels, d.train.attributes[:, [col("right"), col("square")]])
     with pytest.raises(DataError):
         load_dataset("shapes", DataOptions(image_size=32, num_train=20, labels=("bald",)))
+
+
+# ---------------------------------------------------------------- the default data, unchanged
+
+
+def digest(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "size, num_train, seed, expected",
+    [
+        (32, 500, 0, ["691dee3a84720f63", "eee36aca34775e5d", "9d90c25319a8a7cc"]),
+        (64, 100, 3, ["d3aaa102f83cd37c", "8ab5ebf06f87b14b", "5ce9dfb3a997bf7f"]),
+    ],
+)
+def test_default_data_are_unchanged(size, num_train, seed, expected):
+    """Images, labels and factors of the default labels hash as before categorical labels existed
+    (commit ade1beb): the README's figures come from these data."""
+    d = load_dataset("shapes", DataOptions(image_size=size, num_train=num_train, seed=seed))
+    assert d.label_names == shapes.LABEL_NAMES and d.num_classes == (2,) * L and "classes" not in d.source
+    assert d.attribute_names == shapes.ATTRIBUTE_NAMES
+    assert [digest(s.images, s.labels, s.attributes) for s in (d.train, d.valid, d.test)] == expected
+
+
+# ---------------------------------------------------------------- categorical labels
+
+CATEGORICAL = ("shape", "colour", "large", "right", "stripe", "dark_background")
+NAMES = shapes.attribute_names(CATEGORICAL)
+
+
+@pytest.fixture(scope="module")
+def categorical():
+    return load_dataset("shapes", DataOptions(image_size=32, num_train=3000, seed=0, labels=CATEGORICAL))
+
+
+def test_categorical_spec_and_attribute_layout(categorical):
+    d = categorical
+    assert d.label_names == CATEGORICAL and d.num_classes == (3, 4, 2, 2, 2, 2)
+    assert d.attribute_names == NAMES == ("shape", "colour") + shapes.ATTRIBUTE_NAMES[2:]
+    assert d.source["attribute_names"] == list(NAMES)
+    assert d.source["classes"] == {"shape": ["circle", "square", "triangle"], "colour": ["blue", "red", "green", "yellow"]}
+    for s in (d.train, d.valid, d.test):
+        assert torch.equal(s.labels, s.attributes[:, [NAMES.index(name) for name in CATEGORICAL]])
+        # the loader's images are the data set's render of the attributes
+        assert torch.equal(d.render(s.attributes[:64]), s.images[:64])
+        assert torch.equal(shapes.render(s.attributes[:64], 32, NAMES), s.images[:64])
+
+
+def test_categorical_classes_are_balanced_and_independent(categorical):
+    y = categorical.train.labels.numpy()
+    for column, k in ((0, 3), (1, 4)):
+        frequencies = np.bincount(y[:, column].astype(int), minlength=k) / len(y)
+        assert np.all(np.abs(frequencies - 1 / k) < 0.04), frequencies
+    corr = np.corrcoef(y, rowvar=False)
+    assert np.all(np.abs(corr[~np.eye(L, dtype=bool)]) < 0.1), corr
+
+
+def test_categorical_factors_reuse_the_default_draws():
+    """The same uniform numbers: the other factors of a seed do not depend on the labels chosen."""
+    default = load_dataset("shapes", DataOptions(image_size=32, num_train=200, seed=4))
+    other = load_dataset("shapes", DataOptions(image_size=32, num_train=200, seed=4, labels=("colour", "shape")))
+    assert other.label_names == ("colour", "shape") and other.num_classes == (4, 3)
+    for a, b in ((default.train, other.train), (default.test, other.test)):
+        assert torch.equal(a.attributes[:, 2:], b.attributes[:, 2:])
+        # square is u < 0.5 and shape floor(3 u) of the same u: shape class 0 (u < 1/3) implies square = 1
+        assert bool(((b.attributes[:, 0] == 0) <= (a.attributes[:, 0] == 1)).all())
+
+
+def test_only_the_categorical_labels_asked_for_change_the_layout():
+    d = load_dataset("shapes", DataOptions(image_size=32, num_train=50, labels=("colour", "large")))
+    assert d.attribute_names == ("square", "colour") + shapes.ATTRIBUTE_NAMES[2:] and d.num_classes == (4, 2)
+    assert set(d.train.attributes[:, 0].unique().tolist()) == {0.0, 1.0}  # the shape stays binary
+    assert torch.equal(d.render(d.train.attributes), d.train.images)
+
+
+def test_classes_0_and_1_render_as_the_binary_attribute(base_attributes):
+    assert torch.equal(shapes.render(base_attributes, 32, NAMES), shapes.render(base_attributes, 32))
+
+
+def with_classes(attributes: np.ndarray, shape: int, colour: int) -> np.ndarray:
+    a = attributes.copy()
+    a[:, 0], a[:, 1] = shape, colour
+    a[:, col("stripe")] = 0.0
+    return a
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_a_triangle_points_up_and_differs_from_square_and_circle(base_attributes, size):
+    triangle = shapes.render(with_classes(base_attributes, 2, 0), size, NAMES)
+    for other in (0, 1):
+        diff = (triangle.int() - shapes.render(with_classes(base_attributes, other, 0), size, NAMES).int()).abs()
+        assert bool((diff.flatten(1).amax(1) > 40).all())
+    # row widths of the object grow from the apex down to the base
+    widths = object_mask(triangle).sum(2).float()  # [N, H]
+    rows = torch.arange(size, dtype=torch.float32)
+    occupied = widths > 0
+    top = torch.where(occupied, rows, torch.inf).amin(1).long()
+    bottom = torch.where(occupied, rows, -torch.inf).amax(1).long()
+    index = torch.arange(len(widths))
+    assert bool((widths[index, top] < widths[index, bottom] / 2).all())
+    # it stays inside its half and below the top band, like the other shapes
+    m = object_mask(triangle)
+    assert not bool(m[:, : int(shapes.TOP_BAND * size)].any())
+
+
+def test_each_colour_class_has_its_own_dominant_channels(base_attributes):
+    """blue: B; red: R; green: G; yellow: R and G, both well above B."""
+    for colour, check in enumerate(
+        (
+            lambda r, g, b: (b > r + 40) & (b > g),
+            lambda r, g, b: (r > g + 40) & (r > b + 40),
+            lambda r, g, b: (g > r + 40) & (g > b + 40),
+            lambda r, g, b: (r > b + 60) & (g > b + 60),
+        )
+    ):
+        attrs = with_classes(base_attributes, 1, colour)
+        attrs[:, col("large")] = 1.0
+        images = shapes.render(attrs, 32, NAMES)
+        m = object_mask(images)
+        mean = (images.float() * m[:, None]).sum((2, 3)) / m.sum((1, 2))[:, None]
+        assert bool(check(*mean.unbind(1)).all()), shapes.COLOURS[colour]
+
+
+def test_bad_categorical_requests():
+    message = str(pytest.raises(DataError, load_dataset, "shapes", DataOptions(labels=("square", "shape"), num_train=10)).value)
+    assert message == "shapes labels square and shape are the same factor (shape: circle, square, triangle); pass one of them to --labels"
+    message = str(pytest.raises(DataError, load_dataset, "shapes", DataOptions(labels=("hue",), num_train=10)).value)
+    assert message.startswith("shapes has no label 'hue'; valid names: square, red, large, right, stripe, dark_background, shape, colour")
+    message = str(pytest.raises(DataError, shapes.render, np.zeros((1, A)), 32, ("shape", "red", "big") + NAMES[3:]).value)
+    assert "\n" not in message and "got shape, red, big" in message

@@ -14,21 +14,26 @@ TINY = ["--epochs", "1", "--batch-size", "4", "--k-samples", "4", "--z-style-dim
 
 
 @pytest.mark.parametrize(
-    "name, data_dir, channels, labels",
+    "name, data_dir, channels, num_classes, labels",
     [
-        ("chexpert", lambda copy: copy.root, 1, 5),
-        ("celeba", lambda copy: copy.root.parent, 3, 18),
-        ("mnist", lambda copy: copy.root, 1, 10),
+        ("chexpert", lambda copy: copy.root, 1, [2] * 5, []),
+        ("celeba", lambda copy: copy.root.parent, 3, [2] * 18, []),
+        # a categorical label and a binary one, from one command-line string
+        ("celeba", lambda copy: copy.root, 3, [3, 2], ["--labels", "hair=Black_Hair|Blond_Hair|Brown_Hair,Smiling"]),
+        ("mnist", lambda copy: copy.root, 1, [10], []),  # one 10-class label
     ],
 )
-def test_train_on_a_tiny_official_layout(request, tmp_path, name, data_dir, channels, labels):
+def test_train_on_a_tiny_official_layout(request, tmp_path, name, data_dir, channels, num_classes, labels):
     copy = request.getfixturevalue(name)
     out = tmp_path / "run"
-    args = ["train", "--dataset", name, "--data-dir", str(data_dir(copy)), "--out", str(out), *TINY]
+    args = ["train", "--dataset", name, "--data-dir", str(data_dir(copy)), "--out", str(out), *labels, *TINY]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     info = json.loads((out / "config.json").read_text())["data"]["info"]
-    assert (info["channels"], len(info["label_names"])) == (channels, labels)
+    assert (info["channels"], info["num_classes"]) == (channels, num_classes)
+    assert len(info["label_names"]) == len(num_classes)
+    if labels:
+        assert info["label_names"] == ["hair", "Smiling"]
     assert info["image_size"] == (32 if name == "mnist" else 64)
     assert (out / CHECKPOINT).exists() and (out / "metrics.jsonl").read_text().count("\n") == 1
     splits = json.loads((out / "splits.json").read_text())
