@@ -32,8 +32,8 @@ from pyro_ccvae.training import train
 class StudentStyleGuide(CCVAEGuide):
     """``z_c^i ~ Normal(mu_c^i(x), sigma_c^i(x))``, ``z_s ~ StudentT(nu, mu_s(x), sigma_s(x))``."""
 
-    def __init__(self, num_labels, z_char_dim, z_style_dim, channels, image_size, df: float = 4.0):
-        super().__init__(num_labels, z_char_dim, z_style_dim)
+    def __init__(self, num_labels, z_char_dim, z_style_dim, channels, image_size, num_classes=None, df: float = 4.0):
+        super().__init__(num_labels, z_char_dim, z_style_dim, num_classes)  # num_classes: K_i per label
         self.df = df
         self.z_dim = num_labels * z_char_dim + z_style_dim
         self.encoder = ConvEncoder(channels, image_size, 2 * self.z_dim)

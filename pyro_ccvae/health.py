@@ -17,9 +17,10 @@ Three measures, each with a warning when it fails (thresholds are the constants 
   random pairs of images. No active ``z_s`` unit, or a ``z_s`` swap below :data:`SWAP_CHANGE`,
   means ``z_s`` is unused.
 - **prior recognition**: per label and class ``k``, the fraction of ``z_c^i ~ p(z_c^i | y_i = k)``
-  that the model's own classifier ``q(y_i | z_c^i)`` assigns to ``k``. ``balanced`` is the mean
-  over the two classes (0.5 for a classifier that cannot tell the two priors apart, whatever
-  ``p(y)``); ``expected`` weighs them by ``p(y_i)``, the rate for ``y ~ p(y)``. Below
+  that the model's own classifier ``q(y_i | z_c^i)`` assigns to ``k`` (``None`` for a class the
+  label lacks). ``balanced`` is the mean over the label's ``K_i`` classes (``1 / K_i`` for a
+  classifier that cannot tell the priors apart, whatever ``p(y)``); ``expected`` weighs them by
+  ``p(y_i)``, the rate for ``y ~ p(y)``. Below
   :data:`RECOGNITION` (balanced), the labels the model generates from are not the ones it reads.
 """
 from __future__ import annotations
@@ -127,18 +128,23 @@ def prior_recognition(representation, samples: int = PRIOR_SAMPLES, generator: O
     """How often the model's own classifier (``classify``) assigns ``z_c^i ~ p(z_c^i | y_i = k)``
     (from ``class_prior``) to class ``k``; see the module doc. ``given_y<k>`` holds the rate of class ``k``."""
     names = list(representation.label_names)
+    num_classes = torch.tensor(representation.num_classes)
     priors = [representation.class_prior(i) for i in range(len(names))]  # per label: loc, scale [K_i, d_c]
     rates = []
     for k in range(max(representation.num_classes)):
+        # a label without class k draws from its last class; its rate is dropped below
         loc = torch.stack([p[0][min(k, len(p[0]) - 1)] for p in priors]).unsqueeze(1)  # [L, 1, d_c]
         scale = torch.stack([p[1][min(k, len(p[1]) - 1)] for p in priors]).unsqueeze(1)
         noise = torch.randn(loc.shape[0], samples, loc.shape[-1], generator=generator).to(loc)
         predicted = representation.classify((loc + scale * noise).transpose(0, 1)).argmax(-1)  # [S, L]
         rates.append((predicted == k).double().mean(0).cpu())
     rates = torch.stack(rates)  # [K, L]
+    has_class = torch.arange(len(rates)).unsqueeze(-1) < num_classes  # [K, L]
+    rates = torch.where(has_class, rates, torch.zeros_like(rates))
     pi = representation.label_prior().double().cpu().T  # [K, L]
-    out = {"balanced": dict(zip(names, rates.mean(0).tolist()))}
-    out.update({f"given_y{k}": dict(zip(names, rate.tolist())) for k, rate in enumerate(rates)})
+    out = {"balanced": dict(zip(names, (rates.sum(0) / num_classes).tolist()))}
+    for k, rate in enumerate(rates):
+        out[f"given_y{k}"] = {name: r if has else None for name, r, has in zip(names, rate.tolist(), has_class[k].tolist())}
     out["expected"] = dict(zip(names, (pi * rates).sum(0).tolist()))
     out["samples_per_class"] = samples
     return out
@@ -173,7 +179,7 @@ def _warnings(reconstruction: dict, latent_use: dict, recognition: dict) -> list
         listed = ", ".join(f"{name} ({rate:.2f})" for name, rate in weak.items())
         out.append(
             f"prior not recognised: the model's classifier assigns samples of p(z_c|y) to y in fewer than "
-            f"{RECOGNITION} of draws (balanced over y = 0, 1) for label(s) {listed}"
+            f"{RECOGNITION} of draws (balanced over the classes) for label(s) {listed}"
         )
     return out
 

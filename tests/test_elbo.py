@@ -30,6 +30,9 @@ B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
 K = 6
 
 Y = torch.tensor([[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=torch.float)
+#: a categorical spec mixing K = 3, a binary label and K = 4 (padded classes in the plate), and labels for it
+CATEGORICAL = (3, 2, 4)
+Y_CATEGORICAL = torch.tensor([[2, 1, 0], [0, 1, 3], [1, 0, 2], [2, 1, 1], [0, 0, 3]], dtype=torch.float)
 # a row with every label seen, a row with none, and rows in between
 MIXED = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)
 #: name -> (y, mask) as passed to model/guide
@@ -54,22 +57,33 @@ def effective_labels(y, mask):
     return y, torch.ones(B, L, dtype=torch.bool) if mask is None else mask
 
 
-def make(guide_name: str, dtype=torch.float64):
+def make(guide_name: str, dtype=torch.float64, num_classes=None):
     """Model and guide with every symmetric default broken (prior locs/scales, pi, classifier)."""
-    model = CCVAEModel(L, CH, SIZE, DS, z_char_dim=DC)
-    guide = GUIDES[guide_name](num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE)
+    model = CCVAEModel(L, CH, SIZE, DS, z_char_dim=DC, num_classes=num_classes)
+    guide = GUIDES[guide_name](
+        num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE, num_classes=num_classes
+    )
+    classes = max(num_classes or (2,))
     g = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        model.conditional_prior.loc.copy_(torch.randn(L, 2, DC, generator=g))
-        model.label_probs.copy_(torch.tensor([0.2, 0.7, 0.45]))
-        guide.classifier.weight.copy_(0.7 * torch.randn(L, DC, generator=g))
-        guide.classifier.bias.copy_(0.5 * torch.randn(L, generator=g))
+        model.conditional_prior.loc.copy_(torch.randn(L, classes, DC, generator=g))
+        if num_classes is None:
+            pi = torch.tensor([0.2, 0.7, 0.45])
+            model.label_probs.copy_(torch.stack([1 - pi, pi], dim=-1))
+        else:
+            freq = torch.rand(L, classes, generator=g) + 0.2
+            freq[torch.arange(classes) >= torch.tensor(num_classes).unsqueeze(-1)] = 0
+            model.label_probs.copy_(freq / freq.sum(-1, keepdim=True))
+        guide.classifier.weight.copy_(0.7 * torch.randn(L, classes - 1, DC, generator=g))
+        guide.classifier.bias.copy_(0.5 * torch.randn(L, classes - 1, generator=g))
         if hasattr(guide, "coupling"):
             guide.coupling.copy_(0.3 * torch.randn(DS, L * DC, generator=g))
     model.conditional_prior.scale = PyroParam(
-        0.5 + torch.rand(L, 2, DC, generator=g), constraint=constraints.positive
+        0.5 + torch.rand(L, classes, DC, generator=g), constraint=constraints.positive
     )
-    return model.to(dtype), guide.to(dtype)
+    model, guide = model.to(dtype), guide.to(dtype)
+    model.label_probs /= model.label_probs.sum(-1, keepdim=True)  # a distribution in this dtype too
+    return model, guide
 
 
 def data(dtype=torch.float64):
@@ -132,21 +146,29 @@ def hand_elbo(
     through the classifier in the supervised terms (eq. 8); ``detach_denominator`` stops them
     through ``q(y_o|x)`` in the weight, and ``alpha`` weighs ``log q(y_o|x)``.
     """
-    pi = model.label_probs
-    prior_loc, prior_scale = model.conditional_prior.loc, model.conditional_prior.scale  # [L, 2, DC]
-    w_cls, b_cls = guide.classifier.weight, guide.classifier.bias
+    pi = model.label_probs  # [L, K]
+    prior_loc, prior_scale = model.conditional_prior.loc, model.conditional_prior.scale  # [L, K, DC]
+    w_cls, b_cls = guide.classifier.weight, guide.classifier.bias  # [L, K - 1, DC], [L, K - 1]
     log_px = td.Laplace(model.decode(z_c, z_s), 1.0).log_prob(x).sum((1, 2, 3))
     log_pzs = td.Normal(0.0, 1.0).log_prob(z_s).sum(1)
+    num_classes = model.num_classes
 
     def log_q_y(i, v, z):  # q(y_i = v | z_c^i = z)
-        logit = (w_cls[i] * z).sum() + b_cls[i]
-        return F.logsigmoid(logit) if v == 1 else F.logsigmoid(-logit)
+        if num_classes[i] == 2:  # the paper's Bernoulli classifier, sigmoid(w . z + b)
+            logit = (w_cls[i, 0] * z).sum() + b_cls[i, 0]
+            return F.logsigmoid(logit) if v == 1 else F.logsigmoid(-logit)
+        # multinomial logistic over the label's own K_i classes, class 0 the reference
+        logits = [torch.zeros((), dtype=z.dtype)] + [(w_cls[i, k - 1] * z).sum() + b_cls[i, k - 1] for k in range(1, num_classes[i])]
+        logits = torch.stack(logits)
+        return logits[v] - torch.logsumexp(logits, 0)
 
     def log_p_z(i, v, z):
         return td.Normal(prior_loc[i, v], prior_scale[i, v]).log_prob(z).sum()
 
     def log_p_y(i, v):
-        return torch.log(pi[i]) if v == 1 else torch.log1p(-pi[i])
+        if num_classes[i] == 2:
+            return torch.log(pi[i, 1]) if v == 1 else torch.log1p(-pi[i, 1])
+        return torch.log(pi[i, v])
 
     out = []
     for b in range(B):
@@ -159,7 +181,7 @@ def hand_elbo(
             main = main + log_p_z(i, lab[i], z_c[b, i]) - log_q_y(i, lab[i], z_cls[i])
         for i in unseen:
             if y_sampled is None:  # J_i, exactly
-                for v in (0, 1):
+                for v in range(num_classes[i]):
                     lq = log_q_y(i, v, z_c[b, i])
                     main = main + lq.exp() * (log_p_z(i, v, z_c[b, i]) + log_p_y(i, v) - lq)
             else:
@@ -232,6 +254,53 @@ def test_unobserved_points_have_no_weight_and_no_q_y_given_x(case):
     assert (before[~none_seen] != after[~none_seen]).all()
 
 
+@pytest.mark.parametrize("jensen", ["exact", "sampled"])
+@pytest.mark.parametrize("case", list(LABEL_CASES))
+def test_categorical_elbo_matches_hand_computation(case, jensen):
+    """K = 3 and K = 4 labels beside a binary one (d_c = 2): the same bound, with J_i summed over
+    each label's own classes and the padded classes of the shorter labels contributing nothing."""
+    model, guide = make("meanfield", num_classes=CATEGORICAL)
+    x = data()
+    y, mask = LABEL_CASES[case]()
+    y = None if y is None else Y_CATEGORICAL.double()
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    elbo = CCVAE_ELBO(k_samples=K, jensen=jensen)
+    model_trace, guide_trace = traces(elbo, model, guide, x, y, mask, eps_k)
+    got = elbo.per_datum_elbo(model_trace, guide_trace)
+    want = hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, sampled=jensen == "sampled")
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-9)
+    if jensen == "exact":  # every gradient is finite, padded classes included
+        names, params = _params(model, guide)
+        for name, grad in zip(names, _grads(-got.sum(), params)):
+            assert torch.isfinite(grad).all(), name
+
+
+def test_binary_parameters_of_earlier_runs_load_into_the_categorical_layout():
+    """Runs written before categorical labels saved ``p(y_i = 1)`` as ``[L]`` and the classifier
+    as ``[L, d_c]`` and ``[L]``; they load into ``[L, 2]``, ``[L, 1, d_c]`` and ``[L, 1]`` and give
+    the same bound (which :func:`test_per_datum_elbo_matches_hand_computation` checks against the
+    Bernoulli form, logsigmoid and ``log1p(-pi)``)."""
+    model, guide = make("meanfield")
+    old_model = {k: v.clone() for k, v in model.state_dict().items()}
+    old_model["label_probs"] = old_model["label_probs"][:, 1]
+    old_guide = {k: v.clone() for k, v in guide.state_dict().items()}
+    old_guide["classifier.weight"] = old_guide["classifier.weight"][:, 0]
+    old_guide["classifier.bias"] = old_guide["classifier.bias"][:, 0]
+    fresh_model, fresh_guide = make("meanfield")
+    with torch.no_grad():
+        fresh_guide.classifier.weight.zero_()
+        fresh_model.label_probs.fill_(0.5)
+    fresh_model.load_state_dict(old_model)
+    fresh_guide.load_state_dict(old_guide)
+    x = data()
+    y, mask = cast(*LABEL_CASES["mixed"]())
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    elbo = CCVAE_ELBO(k_samples=K)
+    want = elbo.per_datum_elbo(*traces(elbo, model, guide, x, y, mask, eps_k))
+    got = elbo.per_datum_elbo(*traces(elbo, fresh_model, fresh_guide, x, y, mask, eps_k))
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-10)
+
+
 # --- 2. the exact Jensen term is the mean of the sampled estimator ------------------------------
 
 
@@ -284,8 +353,8 @@ def test_log_q_labels_converges_to_quadrature():
     w, bias = np.array([2.0, -1.5]), np.array([0.3, -0.2])
     classifier = DiagonalClassifier(2, 1).double()
     with torch.no_grad():
-        classifier.weight.copy_(torch.from_numpy(w).unsqueeze(-1))
-        classifier.bias.copy_(torch.from_numpy(bias))
+        classifier.weight.copy_(torch.from_numpy(w).reshape(2, 1, 1))
+        classifier.bias.copy_(torch.from_numpy(bias).unsqueeze(-1))
 
     def q(i, b):  # q(y_ib | z) as a function of z
         sign = 1.0 if y[i, b] == 1 else -1.0

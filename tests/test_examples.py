@@ -1,4 +1,5 @@
 """Every example runs once with options that make it tiny."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {
     "custom_guide.py": ["--epochs", "1", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3"],
+    "multiclass_accuracy.py": ["--epochs", "1", "--sup-fracs", "0.06,1", "--no-progress", "--option", "k_samples=4", "--option", "z_style_dim=3"],
 }
 
 
@@ -24,4 +26,11 @@ def test_example_runs(name, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    if name == "multiclass_accuracy.py":  # one run per rate, and the table
+        assert sorted(p.parent.name for p in (tmp_path / "run").glob("sup-*/checkpoint.pt")) == ["sup-0.06", "sup-1"]
+        table = json.loads((tmp_path / "run" / "table.json").read_text())
+        assert [row["sup_frac"] for row in table["rows"]] == [0.06, 1.0]
+        assert all(0 <= acc <= 1 for row in table["rows"] for acc in row["accuracy"].values())
+        assert "| 0.06 |" in (tmp_path / "run" / "table.md").read_text()
+    else:
+        assert (tmp_path / "run" / "checkpoint.pt").exists()

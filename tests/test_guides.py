@@ -82,7 +82,7 @@ class NoClassifierGuide(TinyGuide):
             labels = pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM)
             z_c = self.sample_latents(x, labels)
             with labels:
-                q_y = dist.Bernoulli(logits=self.classifier(z_c))
+                q_y = dist.Categorical(logits=self.classifier(z_c))
                 with pyro.poutine.mask(mask=mask.T):
                     pyro.sample(sites.Y_OBSERVED, q_y, obs=y.T, infer={"is_auxiliary": True})
                 with pyro.poutine.mask(mask=~mask.T):

@@ -42,7 +42,8 @@ class ExactCode(torch.nn.Module):
         self.shape = shape
         self.conditional_prior = ConditionalPrior(num_labels, 1)
         self.classifier = DiagonalClassifier(num_labels, 1)
-        self.register_buffer("label_probs", torch.full((num_labels,), 0.5))
+        self.num_classes = (2,) * num_labels
+        self.register_buffer("label_probs", torch.full((num_labels, 2), 0.5))
 
     def mean(self, x):
         bands = x.mean(1).chunk(self.conditional_prior.loc.shape[0], dim=-2)
@@ -116,7 +117,7 @@ def test_prior_recognition_by_hand(locs, bias, given_y0, given_y1):
         code.conditional_prior.loc[:, 0] = locs[0]
         code.conditional_prior.loc[:, 1] = locs[1]
         code.classifier.bias.fill_(bias)
-        code.label_probs.fill_(0.8)
+        code.label_probs.copy_(torch.tensor([0.2, 0.8]).expand(len(LABELS), 2))
     samples = 4000
     out = health.prior_recognition(as_representation(code), samples, torch.Generator().manual_seed(0))
     tolerance = 3 * (0.25 / samples) ** 0.5  # three binomial standard errors, at worst

@@ -73,7 +73,7 @@ def test_log_prior_characteristic_by_hand(run):
     i, n = 2, 1
     for y in (0, 1):
         loc, scale = model.conditional_prior.loc[i, y].detach(), model.conditional_prior.scale[i, y].detach()
-        pi = float(model.label_probs[i])
+        pi = float(model.label_probs[i, 1])
         expected = torch.distributions.Normal(loc, scale).log_prob(z_c[i, n]).sum() + math.log(pi if y else 1 - pi)
         assert float(got[y, i, n]) == pytest.approx(float(expected), rel=1e-5)
 
@@ -98,13 +98,14 @@ def test_log_prior_characteristic_is_the_hand_computed_joint():
     model = CCVAEModel(3, 1, 32, 4, z_char_dim=2)
     with torch.no_grad():
         model.conditional_prior.loc.normal_()
-        model.label_probs.copy_(torch.tensor([0.2, 0.5, 0.7]))
+        pi = torch.tensor([0.2, 0.5, 0.7])
+        model.label_probs.copy_(torch.stack([1 - pi, pi], dim=-1))
     z_c = torch.randn(3, 5, 2)
     prior = model.conditional_prior
     expected = torch.stack(
         [
             torch.distributions.Normal(prior.loc[:, y, None, :], prior.scale[:, y, None, :]).log_prob(z_c).sum(-1)
-            + torch.distributions.Bernoulli(model.label_probs).log_prob(torch.full((3,), float(y)))[:, None]
+            + torch.distributions.Bernoulli(pi).log_prob(torch.full((3,), float(y)))[:, None]
             for y in (0, 1)
         ]
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ...config import info_num_classes
 from ...likelihoods import build_likelihood, default_likelihood
 from ...nets import ConvDecoder
 from .. import register_model
@@ -48,6 +49,7 @@ class CCVAEFamily(ModelFamily):
     def build(self, config: CCVAEConfig, guide: str, info: dict):
         dims = dict(
             num_labels=len(info["label_names"]),
+            num_classes=info_num_classes(info),
             z_char_dim=config.z_char_dim,
             z_style_dim=config.z_style_dim,
             channels=info["channels"],
@@ -59,7 +61,7 @@ class CCVAEFamily(ModelFamily):
         decoder = ConvDecoder(dims["num_labels"] * config.z_char_dim + config.z_style_dim, dims["channels"], dims["image_size"])
         model = CCVAEModel(
             dims["num_labels"], dims["channels"], dims["image_size"], config.z_style_dim, config.z_char_dim,
-            likelihood=likelihood, decoder=decoder,
+            likelihood=likelihood, decoder=decoder, num_classes=dims["num_classes"],
         )  # fmt: skip
         return model, build_guide(guide, **dims)
 

@@ -42,8 +42,8 @@ class CCVAE_ELBO(ELBO):
     :param k_samples: ``K``, samples of ``z_c ~ q(z_c|x)`` for ``q(y_o|x)``. They come from the
         guide trace's ``z_c`` distribution, so the encoder runs once. The log-mean-exp estimate
         is biased low by ``O(1/K)``.
-    :param jensen: ``"exact"`` sums each ``J_i`` over ``y_i in {0, 1}`` by enumerating the
-        guide's ``y_unobserved``; ``"sampled"`` is the authors' estimator: one ``y ~ q(y|z_c)``,
+    :param jensen: ``"exact"`` sums each ``J_i`` over the ``K_i`` classes of ``y_i`` by
+        enumerating the guide's ``y_unobserved`` (classes a label lacks have ``q = 0`` and drop out); ``"sampled"`` is the authors' estimator: one ``y ~ q(y|z_c)``,
         unbiased in value, with no score-function term in its gradient.
     :param detach_classifier_input: per the paper's eq. (8), ``q(y|z_c)`` in the main term (the
         weight's numerator and ``-log q(y_o|z_c)``) sees ``z_c`` with gradients stopped, so the
@@ -103,7 +103,7 @@ class CCVAE_ELBO(ELBO):
         log_p_zs = model_trace.nodes[sites.Z_S]["unscaled_log_prob"]
         log_p_y_seen = model_trace.nodes[sites.Y_OBSERVED]["unscaled_log_prob"]
         log_q_z = z_c_site["unscaled_log_prob"].sum(0) + guide_trace.nodes[sites.Z_S]["unscaled_log_prob"]
-        # Over the guide's values of y_unobserved: [2, L, B] when enumerated, else one sample.
+        # Over the guide's values of y_unobserved: [K, L, B] when enumerated, else one sample.
         log_p_zc = model_trace.nodes[sites.Z_C]["unscaled_log_prob"]
         log_p_y = model_trace.nodes[sites.Y_UNOBSERVED]["unscaled_log_prob"]
         log_q_y = g_unseen["unscaled_log_prob"]
@@ -111,11 +111,13 @@ class CCVAE_ELBO(ELBO):
         if not enumerated:
             log_p_zc, log_p_y, log_q_y = log_p_zc.unsqueeze(0), log_p_y.unsqueeze(0), log_q_y.unsqueeze(0)
         weight = log_q_y.exp() if enumerated else torch.ones_like(log_q_y)
-        jensen = (weight * (log_p_zc + log_p_y - log_q_y)).sum(0)  # [L, B]
+        # A class a label lacks has q = p(y) = 0: its term is 0, not 0 * (-inf + inf).
+        terms = torch.where(torch.isfinite(log_q_y), log_p_zc + log_p_y - log_q_y, torch.zeros_like(log_q_y))
+        jensen = (weight * terms).sum(0)  # [L, B]
 
         # Supervised part: the classifier on this sample (eq. 8: detached) and on K fresh ones.
         z_main = z_c.detach() if self.detach_classifier_input else z_c
-        log_q_y_seen = dist.Bernoulli(logits=classifier(z_main)).log_prob(y)
+        log_q_y_seen = dist.Categorical(logits=classifier(z_main)).log_prob(y)
         log_q_y_given_x = log_q_labels(classifier, z_c_site["fn"], y, seen, self.k_samples)
         denominator = log_q_y_given_x.detach() if self.detach_weight_denominator else log_q_y_given_x
         w = (_masked_sum(log_q_y_seen, seen) - denominator).exp()
@@ -154,12 +156,13 @@ class CCVAE_ELBO(ELBO):
 
 def log_q_labels(classifier, q_z_c, y: torch.Tensor, seen: torch.Tensor, k_samples: int) -> torch.Tensor:
     """``log q(y_o | x) = log E_{q(z_c|x)}[ prod_{i in o} q(y_i | z_c^i) ]`` by log-mean-exp over
-    ``K`` reparameterised samples of ``q_z_c`` (no second encoder pass). ``y``, ``seen``: ``[L, B]``.
+    ``K`` reparameterised samples of ``q_z_c`` (no second encoder pass). ``y`` (class indices),
+    ``seen``: ``[L, B]``.
 
     Returns ``[B]``; exactly 0 for a point with no seen label.
     """
     z_k = q_z_c.rsample((k_samples,))  # [K, L, B, d_c]
-    log_q_y_k = _masked_sum(dist.Bernoulli(logits=classifier(z_k)).log_prob(y), seen)  # [K, B]
+    log_q_y_k = _masked_sum(dist.Categorical(logits=classifier(z_k)).log_prob(y), seen)  # [K, B]
     return log_q_y_k.logsumexp(0) - math.log(k_samples)
 
 

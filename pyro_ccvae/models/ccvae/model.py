@@ -2,16 +2,22 @@
 
 Generative story, for each data point and each label ``i = 1..L``::
 
-    y_i     ~ Bernoulli(pi_i)                           pi_i: label frequency among labelled points
+    y_i     ~ Categorical(pi_i)                         pi_i: class frequencies among labelled points
     z_c^i   ~ Normal(mu_psi^i(y_i), sigma_psi^i(y_i))   the conditional prior, d_c dims per label
     z_s     ~ Normal(0, I)                              style, d_s dims
     x       ~ p(x | decoder(z_c, z_s))                  Laplace(., 1) in the paper; see likelihoods.py
+
+Label ``i`` has ``K_i`` classes (a binary label: 2, and ``Categorical`` is then the paper's
+``Bernoulli``). Labels with fewer classes than ``K = max K_i`` share the labels plate: the classes
+they lack have probability 0 under ``p(y_i)`` and ``q(y_i | z_c^i)``.
 
 Sites and plates are named in :mod:`.sites`.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+import math
+
+from typing import Optional, Sequence, Union
 
 import pyro
 import pyro.distributions as dist
@@ -20,12 +26,13 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
 from . import sites
+from ...data.base import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
 from ...nets import ConvDecoder
 
 
 def fill_labels(x: torch.Tensor, y: Optional[torch.Tensor], mask: Optional[torch.Tensor], num_labels: int):
-    """``(y, mask)`` as a filled ``[B, L]`` float tensor and a ``[B, L]`` bool mask.
+    """``(y, mask)`` as a filled ``[B, L]`` float tensor of class indices and a ``[B, L]`` bool mask.
 
     No ``y`` means no label is seen; ``y`` without ``mask`` means every label is seen.
     """
@@ -35,8 +42,20 @@ def fill_labels(x: torch.Tensor, y: Optional[torch.Tensor], mask: Optional[torch
         mask = torch.zeros(batch, num_labels, dtype=torch.bool, device=x.device)
     elif mask is None:
         mask = torch.ones(batch, num_labels, dtype=torch.bool, device=x.device)
-    # Unobserved entries must still hold a valid 0/1 value (Pyro validates the whole tensor).
+    # Unobserved entries must still hold a valid class (Pyro validates the whole tensor).
     return torch.where(mask, y, torch.zeros_like(y)), mask
+
+
+def one_hot_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices ``[...]`` (float or long) -> one-hot floats ``[..., num_classes]``."""
+    dtype = labels.dtype if labels.is_floating_point() else torch.get_default_dtype()
+    return torch.nn.functional.one_hot(labels.long(), num_classes).to(dtype)
+
+
+def class_padding(num_classes: Sequence[int]) -> torch.Tensor:
+    """``[L, K]``: 0 for the classes each label has, ``-inf`` for those it lacks (``K = max K_i``)."""
+    classes = torch.arange(max(num_classes))
+    return torch.where(classes < torch.tensor(num_classes).unsqueeze(-1), 0.0, float("-inf"))
 
 
 def merge_characteristic(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
@@ -45,38 +64,56 @@ def merge_characteristic(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
     return torch.cat([z_c.flatten(-2), z_s], dim=-1)
 
 
-class ConditionalPrior(PyroModule):
-    """``p_psi(z_c^i | y_i)``: one learnable location and positive scale per label and label value.
+def initial_class_locations(num_classes: Sequence[int], z_char_dim: int) -> torch.Tensor:
+    """Where the class means of ``p(z_c^i | y_i = k)`` start: ``[L, K, d_c]``.
 
-    Locations start at -2 (``y_i = 0``) and +2 (``y_i = 1``), scales at 1, as in the paper's code.
+    A binary label: -2 and +2 in every dim, as in the paper's code. ``K_i >= 3`` classes: 4
+    apart, as the binary ones are per dim, on a line centred at 0 (``d_c = 1``) or on a circle in
+    the first two dims. Classes a label lacks sit at 0 (they are never used).
+    """
+    locations = torch.zeros(len(num_classes), max(num_classes), z_char_dim)
+    for i, k in enumerate(num_classes):
+        if k == 2:
+            locations[i, :2] = torch.tensor([-2.0, 2.0]).unsqueeze(-1)
+        elif z_char_dim == 1:
+            locations[i, :k, 0] = 4.0 * (torch.arange(k) - (k - 1) / 2)
+        else:
+            angle = 2 * math.pi * torch.arange(k) / k
+            radius = 2.0 / math.sin(math.pi / k)  # neighbouring classes 4 apart
+            locations[i, :k, 0], locations[i, :k, 1] = radius * angle.cos(), radius * angle.sin()
+    return locations
+
+
+class ConditionalPrior(PyroModule):
+    """``p_psi(z_c^i | y_i = k)``: one learnable location and positive scale per label and class.
+
+    Locations start at :func:`initial_class_locations`, scales at 1.
     """
 
-    def __init__(self, num_labels: int, z_char_dim: int):
+    def __init__(self, num_labels: int, z_char_dim: int, num_classes: Optional[Sequence[int]] = None):
         super().__init__()
-        loc = torch.tensor([-2.0, 2.0]).repeat(num_labels, z_char_dim, 1).permute(0, 2, 1)
-        self.loc = torch.nn.Parameter(loc.contiguous())  # [L, 2, d_c]
-        self.scale = PyroParam(torch.ones(num_labels, 2, z_char_dim), constraint=constraints.positive)
+        self.num_classes = check_num_classes(num_classes, num_labels)
+        self.loc = torch.nn.Parameter(initial_class_locations(self.num_classes, z_char_dim))  # [L, K, d_c]
+        self.scale = PyroParam(torch.ones(num_labels, max(self.num_classes), z_char_dim), constraint=constraints.positive)
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``y [..., L, B]`` (0/1 floats, plate layout) -> ``loc, scale`` of shape ``[..., L, B, d_c]``."""
-        y = y.unsqueeze(-1)
-        loc, scale = self.loc.unsqueeze(1), self.scale.unsqueeze(1)  # [L, 1, 2, d_c]
-        return (
-            loc[..., 0, :] + y * (loc[..., 1, :] - loc[..., 0, :]),
-            scale[..., 0, :] + y * (scale[..., 1, :] - scale[..., 0, :]),
-        )
+        """``y [..., L, B]`` (class indices, plate layout) -> ``loc, scale`` of shape ``[..., L, B, d_c]``."""
+        labels = torch.arange(self.loc.shape[0], device=y.device).unsqueeze(-1)  # [L, 1]
+        y = y.long()
+        return self.loc[labels, y], self.scale[labels, y]
 
 
 class CCVAEModel(PyroModule):
     """The CCVAE model ``p(x, y, z)`` with a Higgins et al. conv decoder.
 
-    :param num_labels: ``L``, the number of binary labels.
+    :param num_labels: ``L``, the number of labels.
     :param channels: image channels (1 for CheXpert, 3 for CelebA).
     :param image_size: 32 or 64.
     :param z_style_dim: ``d_s``.
     :param z_char_dim: ``d_c``, latent dims per label (default 1).
     :param likelihood: a key of :data:`pyro_ccvae.likelihoods.LIKELIHOODS`, or a
         :class:`~pyro_ccvae.likelihoods.Likelihood` to use as it is.
+    :param num_classes: ``K_i`` per label (default: every label binary).
     :param decoder: the network ``z [..., L*d_c + d_s] -> decoder output [..., C, S, S]``
         (default: the Higgins et al. :class:`~pyro_ccvae.nets.ConvDecoder`).
     """
@@ -90,25 +127,42 @@ class CCVAEModel(PyroModule):
         z_char_dim: int = 1,
         likelihood: Union[str, Likelihood] = "laplace",
         decoder: Optional[torch.nn.Module] = None,
+        num_classes: Optional[Sequence[int]] = None,
     ):
         super().__init__(name="model")
         self.num_labels, self.z_char_dim, self.z_style_dim = num_labels, z_char_dim, z_style_dim
         self.likelihood = build_likelihood(likelihood, channels) if isinstance(likelihood, str) else likelihood
         self.decoder = decoder if decoder is not None else ConvDecoder(num_labels * z_char_dim + z_style_dim, channels, image_size)
-        self.conditional_prior = ConditionalPrior(num_labels, z_char_dim)
-        # pi: set from the labelled training subset by :meth:`set_label_prior`.
-        self.register_buffer("label_probs", torch.full((num_labels,), 0.5))
+        self.num_classes = check_num_classes(num_classes, num_labels)
+        self.conditional_prior = ConditionalPrior(num_labels, z_char_dim, self.num_classes)
+        # pi [L, K]: set from the labelled training subset by :meth:`set_label_prior`.
+        present = torch.isfinite(class_padding(self.num_classes))
+        self.register_buffer("label_probs", present / present.sum(-1, keepdim=True))
 
     def set_label_prior(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
-        """Set ``pi_i`` to the frequency of ``y_i = 1`` among the points where label ``i`` is seen.
+        """Set ``pi_ik`` to the frequency of ``y_i = k`` among the points where label ``i`` is seen.
 
-        A label never seen keeps ``pi_i = 0.5``. Frequencies are clamped away from 0 and 1 so
-        ``log p(y)`` stays finite for a label that is constant in the labelled subset.
+        A label never seen keeps the uniform ``1 / K_i``. Frequencies are clamped to at least
+        ``1e-3`` (and the others shrunk to match) so ``log p(y)`` stays finite for a class that
+        the labelled subset lacks.
         """
-        mask = mask.to(labels.dtype)
-        seen = mask.sum(0)
-        freq = torch.where(seen > 0, (labels * mask).sum(0) / seen.clamp(min=1), torch.full_like(seen, 0.5))
-        self.label_probs.copy_(freq.clamp(1e-3, 1 - 1e-3).to(self.label_probs))
+        num_classes = torch.tensor(self.num_classes, dtype=labels.dtype)
+        counts = (one_hot_classes(labels, max(self.num_classes)) * mask.unsqueeze(-1)).sum(0)  # [L, K]
+        seen = counts.sum(-1, keepdim=True)
+        present = torch.isfinite(class_padding(self.num_classes))
+        uniform = present / num_classes.unsqueeze(-1)
+        freq = torch.where(seen > 0, counts / seen.clamp(min=1), uniform)
+        low, high = 1e-3, 1 - (num_classes.unsqueeze(-1) - 1) * 1e-3
+        freq = torch.where(present, torch.minimum(freq.clamp(min=low), high), torch.zeros_like(freq))
+        self.label_probs.copy_((freq / freq.sum(-1, keepdim=True)).to(self.label_probs))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Runs written before categorical labels stored p(y_i = 1) of binary labels as [L].
+        key = prefix + "label_probs"
+        value = state_dict.get(key)
+        if value is not None and value.dim() == 1:
+            state_dict[key] = torch.stack([1 - value, value], dim=-1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def decode(self, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
         """The expected image ``E[x | z]`` for ``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``."""
@@ -125,7 +179,7 @@ class CCVAEModel(PyroModule):
                 sites.Z_S, dist.Normal(x.new_zeros(()), x.new_ones(())).expand([batch, self.z_style_dim]).to_event(1)
             )
             with pyro.plate(sites.LABELS_PLATE, num_labels, dim=sites.LABELS_DIM):
-                prior_y = dist.Bernoulli(probs=self.label_probs.unsqueeze(-1).expand(num_labels, batch))
+                prior_y = dist.Categorical(probs=self.label_probs.unsqueeze(-2).expand(num_labels, batch, -1))
                 y_all = pyro.sample(sites.Y, prior_y, obs=y.T, obs_mask=mask.T)
                 loc, scale = self.conditional_prior(y_all)
                 z_c = pyro.sample(sites.Z_C, dist.Normal(loc, scale).to_event(1))

@@ -1,8 +1,9 @@
 """The CCVAE as analysis sees it: every capability of :mod:`pyro_ccvae.models.base`.
 
-Labels are binary here (``K = 2`` classes per label): class probabilities are
-``[..., B, L, 2] = (q(y_i = 0 | z_c^i), q(y_i = 1 | z_c^i))``. The importance weights of
-``log p(x)`` trace the guide (any guide) and replay the model on its samples.
+Label ``i`` has ``K_i`` classes; class probabilities are ``[..., B, L, K]`` with
+``K = max K_i`` (classes a label lacks have probability 0; for a binary label they are
+``(q(y_i = 0 | z_c^i), q(y_i = 1 | z_c^i))``). The importance weights of ``log p(x)`` trace the
+guide (any guide) and replay the model on its samples.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..base import CAPABILITIES, Representation
 
 from . import sites
 from .elbo import CCVAE_ELBO
+from .guides.base import label_probs
 from .model import fill_labels
 
 #: most images (samples x batch) pushed through the networks at once.
@@ -31,7 +33,7 @@ class CCVAERepresentation(Representation):
     capabilities = frozenset(CAPABILITIES)
 
     def __init__(self, model, guide, label_names, device: torch.device, k_samples: int = 100):
-        super().__init__("ccvae", label_names, [2] * len(label_names))
+        super().__init__("ccvae", label_names, model.num_classes)
         self.model, self.guide, self.device, self.k_samples = model, guide, torch.device(device), k_samples
 
     # --- encode, predict, decode ---------------------------------------------------------
@@ -43,9 +45,8 @@ class CCVAERepresentation(Representation):
 
     @torch.no_grad()
     def classify(self, z_c: torch.Tensor) -> torch.Tensor:
-        """``q(y_i = k | z_c^i)`` for ``z_c [..., B, L, d_c]``: ``[..., B, L, 2]``."""
-        p = torch.sigmoid(self.guide.classifier(z_c.transpose(-3, -2))).transpose(-1, -2)
-        return torch.stack([1 - p, p], dim=-1)
+        """``q(y_i = k | z_c^i)`` for ``z_c [..., B, L, d_c]``: ``[..., B, L, K]``."""
+        return label_probs(self.guide.classifier, z_c)
 
     @torch.no_grad()
     def decode(self, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
@@ -55,13 +56,12 @@ class CCVAERepresentation(Representation):
     # --- the prior ---------------------------------------------------------------------------
 
     def label_prior(self) -> torch.Tensor:
-        """``p(y_i = k)``: ``[L, 2]``."""
-        pi = self.model.label_probs
-        return torch.stack([1 - pi, pi], dim=-1)
+        """``p(y_i = k)``: ``[L, K]``."""
+        return self.model.label_probs
 
     def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
         """``[num, L]`` label vectors: ``fixed`` columns (label -> class) set, the others drawn from ``p(y)``."""
-        y = torch.bernoulli(self.model.label_probs.to(self.device).expand(num, -1))
+        y = torch.distributions.Categorical(probs=self.model.label_probs.to(self.device)).sample((num,)).float()
         for column, value in (fixed or {}).items():
             y[:, column] = float(value)
         return y
@@ -82,6 +82,9 @@ class CCVAERepresentation(Representation):
         """``z_c [..., B, L, d_c]`` with block ``label`` drawn from ``p(z_c^label | y_label = value)``
         (its mean if not ``sample``); ``value``: a class, or one per image ``[B]``."""
         value = torch.as_tensor(value, device=z_c.device, dtype=z_c.dtype)
+        classes = self.num_classes[label]
+        if ((value < 0) | (value >= classes) | (value != value.round())).any():
+            raise ValueError(f"label {self.label_names[label]!r} has classes 0..{classes - 1}; cannot set it to {value.tolist()}")
         y = torch.zeros(z_c.shape[:-1], dtype=z_c.dtype, device=z_c.device)
         y[..., label] = value
         new = self.sample_characteristic(y, sample)
@@ -90,10 +93,10 @@ class CCVAERepresentation(Representation):
         return z
 
     def class_prior(self, label: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``loc, scale [2, d_c]`` of ``p(z_c^label | y_label = k)`` for each class ``k``."""
-        prior = self.model.conditional_prior
+        """``loc, scale [K_label, d_c]`` of ``p(z_c^label | y_label = k)`` for each class ``k``."""
+        prior, k = self.model.conditional_prior, self.num_classes[label]
         with torch.no_grad():
-            return prior.loc[label].detach(), prior.scale[label].detach()
+            return prior.loc[label, :k].detach(), prior.scale[label, :k].detach()
 
     # --- likelihood ----------------------------------------------------------------------------
 
@@ -102,13 +105,14 @@ class CCVAERepresentation(Representation):
         return self.model.likelihood.is_density
 
     def log_prior_characteristic(self, z_c: torch.Tensor) -> torch.Tensor:
-        """``log p(y_i) + log p(z_c^i | y_i)`` for ``y_i = 0, 1``: ``z_c [L, N, d_c]`` -> ``[2, L, N]``."""
+        """``log p(y_i = k) + log p(z_c^i | y_i = k)`` for each class: ``z_c [L, N, d_c]`` -> ``[K, L, N]``
+        (``-inf`` for the classes a label lacks)."""
         model = self.model
-        y = torch.arange(2, dtype=z_c.dtype, device=z_c.device).reshape(2, 1, 1).expand(2, model.num_labels, 1)
-        loc, scale = model.conditional_prior(y)  # [2, L, 1, d_c]
+        classes = max(self.num_classes)
+        y = torch.arange(classes, device=z_c.device).reshape(classes, 1, 1).expand(classes, model.num_labels, 1)
+        loc, scale = model.conditional_prior(y)  # [K, L, 1, d_c]
         log_p_z = torch.distributions.Normal(loc, scale).log_prob(z_c).sum(-1)
-        pi = model.label_probs.unsqueeze(-1)  # [L, 1]
-        return log_p_z + torch.stack([torch.log1p(-pi), torch.log(pi)])
+        return log_p_z + model.label_probs.T.log().unsqueeze(-1)  # log p(y): [K, L, 1]
 
     @torch.no_grad()
     def log_weights(
@@ -124,7 +128,7 @@ class CCVAERepresentation(Representation):
         model, guide = self.model, self.guide
         batch = x.shape[0]
         y, mask = fill_labels(x, y, mask, model.num_labels)
-        y_plate, seen = y.T.bool(), mask.T  # [L, B]
+        y_plate, seen = y.T.long(), mask.T  # [L, B]
         log_w_x, log_w_xy = [], []
         per_pass = max(1, MAX_ROWS // batch)
         for start in range(0, num_samples, per_pass):
@@ -140,9 +144,9 @@ class CCVAERepresentation(Representation):
             z_c = guide_trace.nodes[sites.Z_C]["value"]  # [L, kB, d_c]
             log_q = log_prob(guide_trace, sites.Z_C).sum(0) + log_prob(guide_trace, sites.Z_S)
             log_common = log_prob(model_trace, sites.X) + log_prob(model_trace, sites.Z_S) - log_q  # [kB]
-            log_prior = self.log_prior_characteristic(z_c)  # [2, L, kB]
+            log_prior = self.log_prior_characteristic(z_c)  # [K, L, kB]
             marginal = log_prior.logsumexp(0)  # [L, kB]
-            given = torch.where(y_plate.repeat(1, k), log_prior[1], log_prior[0])
+            given = log_prior.gather(0, y_plate.repeat(1, k).unsqueeze(0)).squeeze(0)
             joint = torch.where(seen.repeat(1, k), given, marginal)
             log_w_x.append((log_common + marginal.sum(0)).reshape(k, batch))
             log_w_xy.append((log_common + joint.sum(0)).reshape(k, batch))

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
@@ -40,13 +42,33 @@ def resolve_guide(spec: str) -> Callable[..., CCVAEGuide]:
 
 
 def build_guide(spec: str, **dims) -> torch.nn.Module:
-    """Instantiate a guide with the model's dimensions (``num_labels, z_char_dim, z_style_dim,
-    channels, image_size``)."""
+    """Instantiate a guide with the model's dimensions (``num_labels, num_classes, z_char_dim,
+    z_style_dim, channels, image_size``).
+
+    A guide written before categorical labels (its factory takes no ``num_classes``) is built
+    without it, which is right only when every label is binary.
+    """
     factory = resolve_guide(spec)
+    if not _accepts(factory, "num_classes"):
+        num_classes = dims.pop("num_classes", None)
+        if num_classes is not None and any(k != 2 for k in num_classes):
+            raise GuideError(
+                f"guide {spec!r} takes no num_classes, but this data has labels with {max(num_classes)} classes; "
+                "add a num_classes argument and pass it on to CCVAEGuide.__init__"
+            )
     try:
         return factory(**dims)
     except TypeError as e:
         raise GuideError(f"guide {spec!r} cannot be built from {sorted(dims)}: {e}") from None
+
+
+def _accepts(factory: Callable, name: str) -> bool:
+    """Whether ``factory`` takes a keyword ``name`` (by name or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass everything
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
@@ -86,6 +108,14 @@ def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
     if not callable(guide_trace.nodes[sites.Y_UNOBSERVED]["infer"].get(sites.CLASSIFIER)):
         raise GuideError(
             f"guide site {sites.Y!r} carries no classifier; sample it with pyro_ccvae.guides.sample_labels"
+        )
+    classes = max(model.num_classes)
+    q_y = guide_trace.nodes[sites.Y_UNOBSERVED]["fn"]
+    if not isinstance(q_y, dist.Categorical) or q_y.logits.shape[-1] != classes:
+        got = q_y.logits.shape[-1] if isinstance(q_y, dist.Categorical) else type(q_y).__name__
+        raise GuideError(
+            f"guide site {sites.Y!r} must be a Categorical over the {classes} classes of the labels, got {got}; "
+            "build its classifier with the model's num_classes (CCVAEGuide does)"
         )
     try:
         poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y, mask)

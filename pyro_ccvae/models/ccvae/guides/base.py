@@ -6,7 +6,7 @@ Neither the model nor the ELBO changes when the guide does (DESIGN.md §3).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -15,7 +15,8 @@ from pyro import poutine
 from pyro.nn import PyroModule
 
 from .. import sites
-from ..model import fill_labels
+from ....data.base import check_num_classes
+from ..model import class_padding, fill_labels, initial_class_locations
 
 
 def labels_plate(num_labels: int):
@@ -24,33 +25,69 @@ def labels_plate(num_labels: int):
 
 
 class DiagonalClassifier(torch.nn.Module):
-    """``q_varphi(y_i | z_c^i) = Bernoulli(sigmoid(w_i . z_c^i + b_i))``: label ``i`` sees only its block."""
+    """``q_varphi(y_i | z_c^i) = Categorical(logits = F_i(z_c^i))``: label ``i`` sees only its block.
 
-    def __init__(self, num_labels: int, z_char_dim: int):
+    ``F_i`` is multinomial-logistic with class 0 as the reference: ``logit_0 = 0`` and
+    ``logit_k = w_ik . z_c^i + b_ik`` for ``k = 1..K_i - 1``, so a binary label is exactly the
+    Bernoulli classifier ``sigmoid(w_i . z_c^i + b_i)``. Labels with fewer classes than
+    ``K = max K_i`` get ``-inf`` logits for the classes they lack (probability 0), so every label
+    shares the labels plate.
+
+    :param num_classes: ``K_i`` per label (default: every label binary).
+    :param class_locations: ``[L, K, d_c]`` prior class means to start from (default: the
+        model's :func:`~pyro_ccvae.models.ccvae.model.initial_class_locations`); the weights
+        start at a quarter of the equal-variance Gaussian discriminant of those means, which for
+        a binary label is ``w = 1, b = 0``.
+    """
+
+    def __init__(
+        self,
+        num_labels: int,
+        z_char_dim: int,
+        num_classes: Optional[Sequence[int]] = None,
+        class_locations: Optional[torch.Tensor] = None,
+    ):
         super().__init__()
-        self.weight = torch.nn.Parameter(torch.ones(num_labels, z_char_dim))
-        self.bias = torch.nn.Parameter(torch.zeros(num_labels))
+        self.num_classes = check_num_classes(num_classes, num_labels)
+        if class_locations is None:
+            class_locations = initial_class_locations(self.num_classes, z_char_dim)
+        reference = class_locations[:, :1]  # [L, 1, d_c]
+        others = class_locations[:, 1:]
+        self.weight = torch.nn.Parameter((others - reference) / 4)  # [L, K - 1, d_c]
+        self.bias = torch.nn.Parameter(-(others.square().sum(-1) - reference.square().sum(-1)) / 8)  # [L, K - 1]
+        self.register_buffer("padding", class_padding(self.num_classes), persistent=False)
 
     def forward(self, z_c: torch.Tensor) -> torch.Tensor:
-        """``z_c [..., L, B, d_c]`` (plate layout) -> logits ``[..., L, B]``."""
-        return (z_c * self.weight.unsqueeze(1)).sum(-1) + self.bias.unsqueeze(-1)
+        """``z_c [..., L, B, d_c]`` (plate layout) -> class logits ``[..., L, B, K]``."""
+        logits = torch.einsum("...lbd,lkd->...lbk", z_c, self.weight) + self.bias.unsqueeze(-2)
+        logits = torch.cat([torch.zeros_like(logits[..., :1]), logits], dim=-1)
+        return logits + self.padding.unsqueeze(-2)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Runs written before categorical labels stored the binary weights as [L, d_c] and [L].
+        for name, dims in (("weight", 3), ("bias", 2)):
+            value = state_dict.get(prefix + name)
+            if value is not None and value.dim() == dims - 1:
+                state_dict[prefix + name] = value.unsqueeze(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def label_probs(classifier: torch.nn.Module, z_c: torch.Tensor) -> torch.Tensor:
-    """``q(y_i = 1 | z_c^i)`` for ``z_c [B, L, d_c]`` (data-major): ``[B, L]``."""
-    return torch.sigmoid(classifier(z_c.transpose(0, 1))).T
+    """``q(y_i = k | z_c^i)`` for ``z_c [..., B, L, d_c]`` (data-major): ``[..., B, L, K]``."""
+    return torch.softmax(classifier(z_c.transpose(-3, -2)), dim=-1).transpose(-3, -2)
 
 
 def sample_labels(classifier: torch.nn.Module, z_c: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
     """The guide's ``y`` sites, inside both plates: ``y ~ q(y | z_c)`` split by the label mask.
 
-    ``y`` and ``mask`` are in plate layout ``[L, B]``. As with Pyro's ``obs_mask``, the seen part
-    is ``y_observed`` (auxiliary: it only feeds the ELBO's supervised terms) and the unseen part
-    ``y_unobserved``, which the exact ELBO enumerates. (``pyro.sample(..., obs_mask=...)`` drops
-    ``infer``, so the split is written out.) The classifier travels in the sites' ``infer`` so the
-    ELBO can evaluate it on detached and extra ``z_c`` samples.
+    ``y`` (class indices) and ``mask`` are in plate layout ``[L, B]``. As with Pyro's
+    ``obs_mask``, the seen part is ``y_observed`` (auxiliary: it only feeds the ELBO's supervised
+    terms) and the unseen part ``y_unobserved``, which the exact ELBO enumerates over the ``K``
+    classes. (``pyro.sample(..., obs_mask=...)`` drops ``infer``, so the split is written out.)
+    The classifier travels in the sites' ``infer`` so the ELBO can evaluate it on detached and
+    extra ``z_c`` samples.
     """
-    q_y = dist.Bernoulli(logits=classifier(z_c))
+    q_y = dist.Categorical(logits=classifier(z_c))
     with poutine.mask(mask=mask):
         pyro.sample(sites.Y_OBSERVED, q_y, obs=y, infer={"is_auxiliary": True, sites.CLASSIFIER: classifier})
     with poutine.mask(mask=~mask):
@@ -60,13 +97,17 @@ def sample_labels(classifier: torch.nn.Module, z_c: torch.Tensor, y: torch.Tenso
 class CCVAEGuide(PyroModule):
     """Base class of the guides ``q(z | x) q(y | z_c)``.
 
-    :param num_labels: ``L``; :param z_char_dim: ``d_c``; :param z_style_dim: ``d_s``.
+    :param num_labels: ``L``; :param z_char_dim: ``d_c``; :param z_style_dim: ``d_s``;
+    :param num_classes: ``K_i`` per label (default: every label binary).
     """
 
-    def __init__(self, num_labels: int, z_char_dim: int, z_style_dim: int, **unused):
+    def __init__(
+        self, num_labels: int, z_char_dim: int, z_style_dim: int, num_classes: Optional[Sequence[int]] = None, **unused
+    ):
         super().__init__(name="guide")
         self.num_labels, self.z_char_dim, self.z_style_dim = num_labels, z_char_dim, z_style_dim
-        self.classifier = DiagonalClassifier(num_labels, z_char_dim)
+        self.num_classes = check_num_classes(num_classes, num_labels)
+        self.classifier = DiagonalClassifier(num_labels, z_char_dim, self.num_classes)
 
     def sample_latents(self, x: torch.Tensor, labels: pyro.plate) -> torch.Tensor:
         """Inside the data plate, sample ``z_s`` (``[B, d_s]``) and, inside the ``labels`` plate,
@@ -83,7 +124,7 @@ class CCVAEGuide(PyroModule):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """``q(y_i = 1 | x)`` evaluated at the posterior mean of ``z_c``: ``[B, L]`` probabilities."""
+        """``q(y_i = k | x)`` evaluated at the posterior mean of ``z_c``: ``[B, L, K]`` probabilities."""
         return label_probs(self.classifier, self.mean(x)[0])
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):

@@ -25,9 +25,10 @@ class LowRankGuide(CCVAEGuide):
     """
 
     def __init__(
-        self, num_labels: int, z_char_dim: int, z_style_dim: int, channels: int, image_size: int, rank: int = 4
-    ):
-        super().__init__(num_labels, z_char_dim, z_style_dim)
+        self, num_labels: int, z_char_dim: int, z_style_dim: int, channels: int, image_size: int, rank: int = 4,
+        num_classes=None,
+    ):  # fmt: skip
+        super().__init__(num_labels, z_char_dim, z_style_dim, num_classes)
         self.rank = rank
         char_dim = num_labels * z_char_dim
         # per image: mu_c, sigma_c, mu_s, D, U (d_s x rank)

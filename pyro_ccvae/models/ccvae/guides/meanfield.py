@@ -14,8 +14,10 @@ from .base import CCVAEGuide
 class MeanFieldGuide(CCVAEGuide):
     """``q(z | x) = Normal(mu(x), sigma(x))``, diagonal, with the Higgins et al. encoder."""
 
-    def __init__(self, num_labels: int, z_char_dim: int, z_style_dim: int, channels: int, image_size: int):
-        super().__init__(num_labels, z_char_dim, z_style_dim)
+    def __init__(
+        self, num_labels: int, z_char_dim: int, z_style_dim: int, channels: int, image_size: int, num_classes=None
+    ):
+        super().__init__(num_labels, z_char_dim, z_style_dim, num_classes)
         self.z_dim = num_labels * z_char_dim + z_style_dim
         self.encoder = ConvEncoder(channels, image_size, 2 * self.z_dim)
 
