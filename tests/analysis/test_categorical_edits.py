@@ -318,3 +318,15 @@ def test_nuisance_transfer_keeps_categorical_labels_with_the_z_c_image():
     result = nuisance_transfer(analysis)
     assert result["target_mae"] == 0 and result["reconstruction_mae"] == 0 and result["follow_rate"] == 1.0
     assert result["source_mae"] > 0
+
+
+def test_the_report_shows_the_judge_s_chance_beside_its_accuracy(tmp_path):
+    update_metrics(tmp_path, {"evaluation": {
+        "judge": "independent classifier", "judge_test_accuracy": {"digit": 0.6, "flag": 0.95},
+        "judge_test_chance": {"digit": 0.25, "flag": 0.5}, "unreliable_labels": ["digit"], "reliable_judge_accuracy": 0.9,
+    }})  # fmt: skip
+    html = write_report(tmp_path).read_text()
+    box = html[html.index('class="box warnings"') :]
+    assert "digit (0.6; chance 0.25)" in box
+    assert '<tr class="unreliable"><td class="key">digit</td><td>0.6</td><td>0.25</td><td>unreliable</td></tr>' in html
+    assert '<tr><td class="key">flag</td><td>0.95</td><td>0.5</td><td>ok</td></tr>' in html
