@@ -154,25 +154,38 @@ def latent_separation(analysis: Analysis) -> dict:
     ``y_i = 1``; for ``K_i > 2`` the ``K_i x K_i`` matrix of pairwise distances between its
     classes (``wasserstein_matrix``), whose off-diagonal mean is its ``wasserstein``.
 
+    With ``d_c > 1`` a label of ``K_i > 2`` classes also gets ``wasserstein_matrix_all_dims``,
+    the sum over the dimensions of these 1-D distances (a lower bound on the ``d_c``-dimensional
+    Wasserstein-1 distance under the L1 cost): class means placed around a circle can share
+    their first coordinate and still be far apart.
+
     Large: the characteristic latent separates the classes; 0: it ignores the label.
     """
-    distance, matrices = {}, {}
-    for name, classes in zip(analysis.label_names, characteristic_values(analysis)):
+    distance, matrices, all_dims = {}, {}, {}
+    dims = analysis.posterior_means[0].shape[-1]
+    first = characteristic_values(analysis)
+    others = [characteristic_values(analysis, d) for d in range(1, dims)]
+    for i, (name, classes) in enumerate(zip(analysis.label_names, first)):
         if len(classes) == 2:
             distance[name] = wasserstein_1d(*classes)
-        else:
-            matrices[name] = wasserstein_matrix(classes)
-            distance[name] = off_diagonal_mean(matrices[name])
+            continue
+        matrices[name] = wasserstein_matrix(classes)
+        distance[name] = off_diagonal_mean(matrices[name])
+        if others:
+            per_dim = [matrices[name]] + [wasserstein_matrix(values[i]) for values in others]
+            all_dims[name] = [[None if None in cells else sum(cells) for cells in zip(*rows)] for rows in zip(*per_dim)]
     out = {"wasserstein": distance, "wasserstein_mean": _mean(list(distance.values()))}
     if matrices:
         out["wasserstein_matrix"] = matrices
+    if all_dims:
+        out["wasserstein_matrix_all_dims"] = all_dims
     return out
 
 
-def characteristic_values(analysis: Analysis) -> list[tuple[np.ndarray, ...]]:
-    """Per label ``i``, the first dimension of the posterior mean of ``z_c^i`` for the seen
-    points of each class: a tuple of ``K_i`` arrays (``y_i = 0``, ``= 1``, ...)."""
-    z_c = analysis.posterior_means[0][:, :, 0].cpu().numpy()
+def characteristic_values(analysis: Analysis, dim: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """Per label ``i``, dimension ``dim`` (default the first) of the posterior mean of ``z_c^i``
+    for the seen points of each class: a tuple of ``K_i`` arrays (``y_i = 0``, ``= 1``, ...)."""
+    z_c = analysis.posterior_means[0][:, :, dim].cpu().numpy()
     labels, mask = analysis.split.labels.numpy().astype(np.int64), analysis.split.mask.numpy()
     return [
         tuple(z_c[mask[:, i] & (labels[:, i] == c), i] for c in range(k)) for i, k in enumerate(analysis.num_classes)

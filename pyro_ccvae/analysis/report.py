@@ -110,7 +110,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], marked: Sequenc
 #: what the rows and columns of a per-label matrix are, by its key.
 MATRIX_AXES = {
     "confusion": "rows: the true class; columns: the predicted class",
-    "wasserstein_matrix": "1-D Wasserstein distance between the classes of the row and the column",
+    "wasserstein_matrix": "1-D Wasserstein distance between the classes of the row and the column, first dim",
+    "wasserstein_matrix_all_dims": "sum over the dims of the 1-D Wasserstein distances between the row's and column's classes",
 }
 
 

@@ -31,7 +31,9 @@ from .likelihood import importance_weighted
 from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_name, slug
 from .report import write_report
 from .swap import swap_grid, swap_metric
-from .traversal import most_visible, path_captions, traversal_values, traverse as traverse_images, traverse_pair, traverse_simplex
+from .traversal import (
+    class_legs, most_visible, path_captions, traversal_values, traverse as traverse_images, traverse_pair, traverse_simplex,
+)  # fmt: skip
 
 #: how many test images ``traverse`` looks through for the one its 2-D traversals show.
 VISIBLE_CANDIDATES = 256
@@ -263,6 +265,32 @@ def _steps_text(run: Run, label: int, values: torch.Tensor, steps: int) -> list[
     return _value_text(values) if k == 2 else path_captions(run.label_names[label], k, steps)
 
 
+def _triangle_figure(run: Run, z_c: torch.Tensor, z_s: torch.Tensor, label: int, steps: int, path: Path) -> Path:
+    """Fig. 21 for a label of 3 classes: each image's triangle of barycentric mixes of the class
+    means, one below the other; rows and columns name the weights, the title the corners."""
+    name = run.label_names[label]
+    grid = torch.cat([traverse_simplex(run.representation, z_c[b], z_s[b], label, steps) for b in range(len(z_c))])
+    rows = [f"test {b}: w({name}=0) {1 - r / (steps - 1):.2f}" for b in range(len(z_c)) for r in range(steps)]
+    cols = [f"w({name}=2) {c / (steps - 1):.2f}" for c in range(steps)]
+    title = (
+        f"{name}: z_c^i = w0 mu({name}=0) + w1 mu({name}=1) + w2 mu({name}=2), the class means of p(z_c|y); "
+        f"corners: top {name}=0, bottom left {name}=1, bottom right {name}=2"
+    )
+    return figures.save_labelled_grid(grid, path, rows, cols, title)
+
+
+def _path_figure(run: Run, z_c: torch.Tensor, z_s: torch.Tensor, label: int, steps: int, path: Path) -> Path:
+    """Fig. 21 for a label of more than 3 classes: a row per image and leg of the path through
+    the class means (from class ``c`` to ``c + 1``)."""
+    name, k = run.label_names[label], run.num_classes[label]
+    legs = class_legs(run.representation.class_prior(label)[0], steps)  # [K-1, steps, d_c]
+    grid = torch.stack([traverse_images(run.representation, z_c, z_s, label, leg) for leg in legs], dim=1)  # [B, K-1, steps, ...]
+    rows = [f"test {b}: {name}={c} to {c + 1}" for b in range(len(z_c)) for c in range(k - 1)]
+    cols = ["from"] + [f"{t / (steps - 1):.2f}" for t in range(1, steps - 1)] + ["to"]
+    title = f"{name}: z_c^i along the path through the class means of p(z_c|y), {name}=0 to {name}={k - 1}; a row per leg"
+    return figures.save_labelled_grid(grid.flatten(0, 1), path, rows, cols, title)
+
+
 @_task(traversal.NEEDS)
 def traverse(
     run: Run,
@@ -301,33 +329,12 @@ def traverse(
         k, name = run.num_classes[i], names[i]
         if k == 2:
             grid = traverse_images(run.representation, z_c, z_s, i, values[i])
-            rows = [f"test {b}" for b in range(len(index))]
             title = f"{name}: z_c from y=0 side to y=1 side (first dim)"
-            written.figures.append(figures.save_labelled_grid(grid, path, rows, _value_text(values[i]), title))
-        elif k == 3:
-            grid = torch.cat([traverse_simplex(run.representation, z_c[b], z_s[b], i, steps) for b in range(len(index))])
-            weights = [f"{1 - r / (steps - 1):.2f}" for r in range(steps)]
-            rows = [f"test {b}: w({name}=0) {w}" for b in range(len(index)) for w in weights]
-            cols = [f"w({name}=2) {c / (steps - 1):.2f}" for c in range(steps)]
-            title = (
-                f"{name}: z_c^i = w0 mu({name}=0) + w1 mu({name}=1) + w2 mu({name}=2), the class means of p(z_c|y); "
-                f"corners: top {name}=0, bottom left {name}=1, bottom right {name}=2"
-            )
-            written.figures.append(figures.save_labelled_grid(grid, path, rows, cols, title))
+            figure = figures.save_labelled_grid(grid, path, [f"test {b}" for b in range(len(index))], _value_text(values[i]), title)
         else:
-            legs = values[i][:-1].reshape(k - 1, steps - 1, -1)
-            legs = torch.cat([legs, values[i][steps - 1 :: steps - 1].unsqueeze(1)], dim=1)  # each leg with both its ends
-            grid = torch.cat([traverse_images(run.representation, z_c, z_s, i, leg) for leg in legs], dim=0)  # leg-major
-            grid = grid.reshape(k - 1, len(index), *grid.shape[1:]).transpose(0, 1).flatten(0, 1)
-            rows = [f"test {b}: {name}={c} to {c + 1}" for b in range(len(index)) for c in range(k - 1)]
-            cols = ["from"] + [f"{t / (steps - 1):.2f}" for t in range(1, steps - 1)] + ["to"]
-            title = f"{name}: z_c^i along the path through the class means of p(z_c|y), {name}=0 to {name}={k - 1}; a row per leg"
-            written.figures.append(figures.save_labelled_grid(grid, path, rows, cols, title))
-        if k > 2:
-            categorical[name] = {
-                "figure": "triangle" if k == 3 else "path",
-                "class_means": run.representation.class_prior(i)[0].tolist(),
-            }
+            figure = (_triangle_figure if k == 3 else _path_figure)(run, z_c, z_s, i, steps, path)
+            categorical[name] = {"figure": "triangle" if k == 3 else "path", "class_means": run.representation.class_prior(i)[0].tolist()}
+        written.figures.append(figure)
         ranges[name] = [float(values[i][0, 0]), float(values[i][-1, 0])]
     pair_image = None
     if chosen_pairs:

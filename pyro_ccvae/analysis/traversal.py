@@ -54,14 +54,20 @@ def traversal_values(representation: Representation, label: int, steps: int, ext
         return start + t * (end - start)
 
 
-def class_path(locs: torch.Tensor, steps: int) -> torch.Tensor:
-    """``[(K-1)(steps-1) + 1, d_c]``: the piecewise-linear path through the class means ``locs
-    [K, d_c]`` in order, ``steps`` points per leg; point ``k (steps-1)`` is exactly ``locs[k]``."""
+def class_legs(locs: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[K-1, steps, d_c]``: leg ``k`` walks from the class mean ``locs[k]`` to ``locs[k+1]``
+    (``locs [K, d_c]``) in ``steps`` points, both means included."""
     _check_steps(steps)
     locs = locs.detach()
-    t = torch.linspace(0, 1, steps, device=locs.device)[:-1, None, None]  # [steps-1, 1, 1]
-    legs = locs[:-1] + t * (locs[1:] - locs[:-1])  # [steps-1, K-1, d_c]
-    return torch.cat([legs.transpose(0, 1).reshape(-1, locs.shape[-1]), locs[-1:]])
+    t = torch.linspace(0, 1, steps, device=locs.device)[None, :, None]  # [1, steps, 1]
+    return locs[:-1, None] + t * (locs[1:, None] - locs[:-1, None])
+
+
+def class_path(locs: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[(K-1)(steps-1) + 1, d_c]``: the piecewise-linear path through the class means ``locs
+    [K, d_c]`` in order, the :func:`class_legs` end to end; point ``k (steps-1)`` is exactly ``locs[k]``."""
+    legs = class_legs(locs, steps)
+    return torch.cat([legs[:, :-1].reshape(-1, legs.shape[-1]), legs[-1, -1:]])
 
 
 def path_captions(name: str, num_classes: int, steps: int) -> list[str]:

@@ -114,6 +114,23 @@ def test_latent_separation_per_class():
     assert [len(v) for v in values] == list(NUM_CLASSES) and all(np.all(v[1] == SPACING) for v in values)
 
 
+def test_classes_around_a_circle_separate_in_all_dims():
+    """Four digit classes at 10 (cos, sin)(pi k / 2): classes 1 and 3 share their first coordinate."""
+    analysis = _every_class_analysis()
+    angle = np.pi / 2 * analysis.split.labels[:, 1]
+    circle = 10 * torch.stack([torch.cos(angle), torch.sin(angle)], -1).round()
+    z_c = torch.zeros(len(analysis), 3, 2)
+    z_c[:, 1] = circle
+    analysis.__dict__["posterior_means"] = (z_c, torch.zeros(len(analysis), 2))
+    result = metrics.latent_separation(analysis)
+    assert result["wasserstein_matrix"]["digit"][1][3] == 0.0  # the first dim cannot tell them apart
+    l1 = (circle[:, None] - circle[None]).abs().sum(-1)  # the classes are points: W1 is the L1 distance
+    by_class = [l1[analysis.split.labels[:, 1] == a][:, analysis.split.labels[:, 1] == b][0, 0] for a in range(4) for b in range(4)]
+    assert np.allclose(result["wasserstein_matrix_all_dims"]["digit"], np.array(by_class).reshape(4, 4))
+    assert result["wasserstein_matrix_all_dims"]["digit"][1][3] == 20.0
+    assert set(result["wasserstein_matrix_all_dims"]) == {"shape", "digit"}  # labels of more than two classes only
+
+
 def test_label_vectors_take_class_indices():
     assert parse_label_vectors(["shape=2,flag=1", "digit=3"], NAMES, NUM_CLASSES) == [{0: 2, 2: 1}, {1: 3}]
 
