@@ -21,7 +21,7 @@ COLUMNS = [
     ("test accuracy (mean / min)", lambda s, m: _mean_min(s["test_accuracy"])),
     ("exact-flip (mean / min)", lambda s, m: _mean_min(m["single_interventions"]["exact_rate"])),
     ("generation accuracy (mean / min)", lambda s, m: _mean_min(m["generation_accuracy"]["accuracy"])),
-    ("requested digit generated", lambda s, m: _fmt(m["generation_accuracy"]["one_hot"]["requested_class_rate_mean"])),
+    ("requested digit generated", lambda s, m: _fmt(_requested_class_rate(m["generation_accuracy"]))),
     ("swap metric", lambda s, m: _fmt(m["characteristic_swap"]["log_prob_change_mean"])),
     ("nuisance follow rate", lambda s, m: _fmt(m["nuisance_transfer"]["follow_rate"])),
     ("recon MAE / mean-image MAE", lambda s, m: _ratio(m["health"]["reconstruction"])),
@@ -40,6 +40,15 @@ def _fmt(value) -> str:
 def _mean_min(values: dict) -> str:
     seen = [v for v in values.values() if v is not None]
     return f"{sum(seen) / len(seen):.3f} / {min(seen):.3f}" if seen else "-"
+
+
+def _requested_class_rate(generation: dict) -> float:
+    """How often the judge reads the requested class: digits as one-hot binary labels, or as one
+    label of ten classes (the mean over such labels)."""
+    if "one_hot" in generation:
+        return generation["one_hot"]["requested_class_rate_mean"]
+    means = list(generation["categorical"]["requested_class_rate_mean"].values())
+    return sum(means) / len(means)
 
 
 def _ratio(reconstruction: dict) -> str:

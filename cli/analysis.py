@@ -77,37 +77,43 @@ def evaluate(run, no_progress: bool, **options):
         f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
         f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
     )
-    click.echo(f"Wasserstein distance between z_c | y=0 and | y=1 (mean): {_show(sep['wasserstein_mean'])}")
+    click.echo(f"Wasserstein distance of z_c between classes (mean over labels): {_show(sep['wasserstein_mean'])}")
     click.echo(f"health (test split): {describe_health(m['health'])}")
     print_health_warnings(m["health"])
     if "single_interventions" in m:
         si = m["single_interventions"]
         click.echo(
             f"single interventions ({m['evaluation']['judge']}): condition number {_show(si['condition_number'])}, "
-            f"only the intended label flips in {_show(si['exact_rate_mean'])} of cases"
+            f"only the intended label changes in {_show(si['exact_rate_mean'])} of cases"
         )
     if "characteristic_swap" in m:
         click.echo(f"characteristic swap: mean |change of log-prob| {_show(m['characteristic_swap']['log_prob_change_mean'])}")
     if "generation_accuracy" in m:
         click.echo(f"conditional-generation accuracy: {_show(m['generation_accuracy']['accuracy_mean'])}")
+        requested = m["generation_accuracy"].get("categorical")
+        if requested:
+            rates = ", ".join(f"{name} {_show(rate)}" for name, rate in requested["requested_class_rate_mean"].items())
+            click.echo(f"requested class read by the judge (mean over classes): {rates}")
     return written
 
 
 @click.command()
 @click.option("--labels", help="Comma-separated labels to traverse (default: all).")
-@click.option("--steps", type=int, default=9, show_default=True, help="Images per traversal.")
+@click.option("--steps", type=int, default=9, show_default=True, help="Images per traversal (a label of more than two classes: per leg between class means, or per edge of its triangle).")
+@click.option("--extend", type=float, default=1.0, show_default=True, help="How far past each prior mean to go, in prior standard deviations (binary labels).")
 @click.option("--pairs", help="Label pairs for 2-D traversals, A:B,C:D (default: the first two labels; '' for none).")
 @click.option("--images", type=int, default=4, show_default=True, help="Test images (rows) per 1-D traversal.")
-@click.option("--extend", type=float, default=1.0, show_default=True, help="How far past each prior mean to go, in prior standard deviations.")
 @click.option("--image", type=int, help="Test image (index) of the 2-D traversals (default: the most visible reconstruction of the first 256).")
 @_run_command
 def traverse(run, **options):
-    """Latent traversals of each characteristic z_c^i from the y=0 to the y=1 prior mean (Fig. 3)."""
+    """Latent traversals of each characteristic z_c^i from the y=0 to the y=1 prior mean (Fig. 3);
+    a label of 3 classes: the triangle between its class means, more classes: the path through
+    them (Fig. 21)."""
     return run.write("traverse", **options)
 
 
 @click.command()
-@click.option("--labels", "label_specs", multiple=True, help="A label vector NAME=0|1,... (repeatable, or several separated by ';'); labels left out are drawn from p(y). Default: each label at 0 and at 1.")
+@click.option("--labels", "label_specs", multiple=True, help="A label vector NAME=CLASS,... with class indices 0..K-1 (0|1 for a binary label; repeatable, or several separated by ';'); labels left out are drawn from p(y). Default: each label at each of its classes.")
 @click.option("--samples", type=int, default=8, show_default=True, help="Images per row.")
 @click.option("--rows", type=int, default=1, show_default=True, help="Rows (styles z_s) per label vector.")
 @_run_command(needs_data=False)
@@ -117,13 +123,16 @@ def generate(run, **options):
 
 
 @click.command()
-@click.option("--labels", help="Comma-separated labels to switch (default: all).")
+@click.option("--labels", help="Comma-separated labels to intervene on (default: all).")
 @click.option("--images", type=int, default=8, show_default=True, help="Test images (rows).")
 @click.option("--samples", type=int, default=32, show_default=True, help="Draws of z_c^i per diversity map.")
+@click.option("--draws", type=int, default=8, show_default=True, help="Draws per class in the class-diversity grid of a label of more than two classes.")
 @_run_command
 def intervene(run, **options):
-    """Switch each label of test images by resampling z_c^i ~ p(z_c^i | switched y_i) (Fig. 11),
-    and diversity maps: the per-pixel variance over many such draws (Fig. 5)."""
+    """Switch each binary label of test images by resampling z_c^i ~ p(z_c^i | switched y_i), and
+    set each label of more classes to each class (Fig. 11); diversity maps: the per-pixel variance
+    over many such draws (Fig. 5); per class of a label of more classes, draws decoded with one
+    image's z_s (Fig. 22)."""
     return run.write("intervene", **options)
 
 
@@ -142,8 +151,9 @@ def swap(run, **options):
 @NO_PROGRESS
 @one_line_errors
 def train_classifier(out: Path, **options) -> None:
-    """Train the independent CNN classifier (fully supervised, BCE on the observed labels) that
-    judges edited and generated images: `evaluate RUN --classifier DIR`."""
+    """Train the independent CNN classifier (fully supervised on the observed labels: binary
+    cross-entropy for binary labels, cross-entropy for labels of more classes) that judges
+    edited and generated images: `evaluate RUN --classifier DIR`."""
     progress = prepare(options)
     summary = train_classifier_run(ClassifierConfig(**options), out, progress=progress)
     click.echo(json.dumps(summary, indent=2))

@@ -14,8 +14,8 @@
 Every method runs without gradients and with the run's own Pyro parameter store (your
 param store is left alone), asks the model for the capabilities it needs (a one-line
 :class:`~pyro_ccvae.models.CapabilityError` if it lacks one) and returns tensors on the run's
-device. Labels are named (``"red"``) or numbered (``2``); classes are indices (0/1 for a binary
-label). :meth:`Loaded.write` runs a research task (``evaluate``, ``traverse``, ...) that writes
+device. Labels are named (``"red"``) or numbered (``2``); classes are indices ``0..K_i-1`` (0/1
+for a binary label; :attr:`Loaded.num_classes`), and a class out of range is a one-line error. :meth:`Loaded.write` runs a research task (``evaluate``, ``traverse``, ...) that writes
 figures and metrics into the run directory: the ``ccvae-pyro`` analysis commands call it.
 """
 from __future__ import annotations
@@ -70,6 +70,11 @@ class Loaded:
         return self.run.label_names
 
     @property
+    def num_classes(self) -> list[int]:
+        """Classes per label (2 for a binary label)."""
+        return list(self.representation.num_classes)
+
+    @property
     def device(self) -> torch.device:
         return self.run.device
 
@@ -88,6 +93,14 @@ class Loaded:
                 raise ValueError(f"label {label} is out of range; the run has {len(self.label_names)} labels")
             return label
         return parse_label_list(label, self.label_names)[0]
+
+    def _class(self, label: int, k):
+        """``k`` (a class index, or one per image) checked against label ``label``'s classes; a
+        :class:`ValueError` names their range otherwise."""
+        count, values = self.num_classes[label], torch.as_tensor(k)
+        if (values != values.round()).any() or ((values < 0) | (values >= count)).any():
+            raise ValueError(f"class {k!r} of label {self.label_names[label]!r} is out of range; its classes are 0..{count - 1}")
+        return int(values) if values.dim() == 0 else k
 
     # --- images ------------------------------------------------------------------------------
 
@@ -124,7 +137,8 @@ class Loaded:
             if isinstance(labels, torch.Tensor):
                 y = labels.to(self.device, torch.get_default_dtype())
             else:
-                y = rep.sample_labels(count, {self._label(k): int(v) for k, v in (labels or {}).items()})
+                fixed = {self._label(k): v for k, v in (labels or {}).items()}
+                y = rep.sample_labels(count, {i: self._class(i, v) for i, v in fixed.items()})
             z_s = rep.sample_style((y.shape[0],)) if style is None else style.to(self.device)
             return rep.decode(rep.sample_characteristic(y), z_s)
 
@@ -134,6 +148,7 @@ class Loaded:
         """Images ``x`` decoded with ``z_c^label`` drawn from ``p(z_c^label | y_label = k)`` (its
         mean if not ``sample``), the rest of ``z`` at the posterior means."""
         rep, i = self.representation, self._label(label)
+        k = self._class(i, k)
 
         def run():
             z_c, z_s = rep.encode(self._x(x))
@@ -153,9 +168,10 @@ class Loaded:
         return self._call("swap", (ENCODE, SWAP, DECODE), run)
 
     def traverse(self, x: torch.Tensor, label: Label, steps: int = 9, extend: float = 1.0) -> torch.Tensor:
-        """``[B, steps, C, H, W]``: each image with ``z_c^label`` walked from beyond the first
-        class's prior mean to beyond the second's (``extend`` prior standard deviations), the rest
-        of ``z`` fixed (see :mod:`pyro_ccvae.analysis.traversal`)."""
+        """``[B, S, C, H, W]``: each image with ``z_c^label`` walked from beyond the first class's
+        prior mean to beyond the second's (``extend`` prior standard deviations; ``S = steps``), or
+        for a label of ``K > 2`` classes along the path through its class means (``steps`` per leg,
+        ``S = (K-1)(steps-1) + 1``), the rest of ``z`` fixed (see :mod:`pyro_ccvae.analysis.traversal`)."""
         rep, i = self.representation, self._label(label)
 
         def run():

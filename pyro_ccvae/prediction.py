@@ -26,6 +26,19 @@ def label_accuracy(probs: torch.Tensor, split: ImageSet) -> list[Optional[float]
     return [None if n == 0 else float(c) / float(n) for c, n in zip(correct.sum(0), seen)]
 
 
+def chance_accuracy(labels: torch.Tensor, mask: torch.Tensor) -> list[Optional[float]]:
+    """Per label, the accuracy of always answering the most frequent class of the seen labels
+    (the frequency of that class): the floor an accuracy is read against. ``None`` where none is seen.
+
+    :param labels: class indices ``[N, L]``; ``mask``: ``[N, L]``, true where the label is seen.
+    """
+    out = []
+    for column, seen in zip(labels.long().T, mask.T):
+        values = column[seen]
+        out.append(float(values.bincount().max()) / len(values) if len(values) else None)
+    return out
+
+
 def mean_of(values: Sequence[Optional[float]]) -> Optional[float]:
     """The mean of the values that are not ``None`` (``None`` if there are none)."""
     values = [v for v in values if v is not None]

@@ -2,21 +2,24 @@
 
 The paper judges edited and generated images with a classifier that shares nothing with the
 CCVAE (appendix D). Ours is a small CNN (3x3 convolutions from full resolution, batch norm,
-max-pooling; not the VAE's stride-2 encoder, which blurs a 4-pixel square into a circle) with one
-logit per label, trained with binary cross-entropy on the labels that are seen (all of them, not
-just a run's labelled subset). A judge is only as good as its accuracy: reports show it per
-label. Its directory::
+max-pooling; not the VAE's stride-2 encoder, which blurs a 4-pixel square into a circle) trained
+on the labels that are seen (all of them, not just a run's labelled subset) by maximising
+``sum_i log C(y_i | x)``. A binary label has one logit (sigmoid, binary cross-entropy; judges saved
+before categorical labels existed are of this form and still load), a label of ``K_i > 2`` classes
+``K_i`` logits (softmax, cross-entropy). Either way :meth:`LabelReader.log_probs` answers class
+log-probabilities ``[..., L, K]``. A judge is only as good as its accuracy: reports show it per
+label, beside the chance level (the most frequent class's share). Its directory::
 
     DIR/config.json      the ClassifierConfig (data options, training options, label names)
-    DIR/classifier.pt    the network's weights
-    DIR/summary.json     test accuracy per label
+    DIR/classifier.pt    the network's weights and its label spec (names, classes per label)
+    DIR/summary.json     test accuracy and chance level per label
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -25,8 +28,9 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_save, atomic_write_text, check_own_directory
 from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
+from ..data.base import check_num_classes
 from ..devices import resolve_device
-from ..prediction import label_accuracy, mean_of
+from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
 
 CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
 
@@ -82,17 +86,66 @@ def is_classifier_config(config: dict) -> bool:
     return {"dataset", "epochs", "lr"} <= config.keys() and "guide" not in config
 
 
-class IndependentClassifier(torch.nn.Module):
-    """Images ``[B, C, S, S]`` in ``[0, 1]`` -> one logit per label ``[B, L]``."""
+def output_widths(num_classes: Sequence[int]) -> list[int]:
+    """Logits per label: one for a binary label (its sigmoid is ``C(y_i = 1 | x)``), ``K_i`` for a
+    label of ``K_i > 2`` classes (their softmax)."""
+    return [1 if k == 2 else k for k in num_classes]
 
-    def __init__(self, label_names: Sequence[str], channels: int, image_size: int):
+
+def class_log_probs(outputs: torch.Tensor, num_classes: Sequence[int]) -> torch.Tensor:
+    """The judge's outputs ``[B, sum(output_widths)]`` -> class log-probabilities ``[B, L, K]``,
+    ``K = max(num_classes)``; the classes a label lacks get ``-inf`` (probability 0)."""
+    top = max(num_classes)
+    out = outputs.new_full((outputs.shape[0], len(num_classes), top), float("-inf"))
+    start = 0
+    for i, (k, width) in enumerate(zip(num_classes, output_widths(num_classes))):
+        block = outputs[:, start : start + width]
+        if k == 2:
+            out[:, i, :2] = torch.cat([F.logsigmoid(-block), F.logsigmoid(block)], dim=-1)
+        else:
+            out[:, i, :k] = F.log_softmax(block, dim=-1)
+        start += width
+    return out
+
+
+def judge_loss(outputs: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, num_classes: Sequence[int]) -> torch.Tensor:
+    """``-sum log C(y_i | x)`` over the seen labels, per seen label: binary cross-entropy for the
+    binary labels (exactly the loss of judges trained before categorical labels), cross-entropy
+    for the others. ``outputs [B, sum(output_widths)]``, ``y`` class indices and ``mask`` ``[B, L]``."""
+    widths = output_widths(num_classes)
+    starts = [sum(widths[:i]) for i in range(len(widths))]
+    binary = [i for i, k in enumerate(num_classes) if k == 2]
+    total = outputs.new_zeros(())
+    if binary:
+        logits = outputs if len(binary) == len(num_classes) else outputs[:, [starts[i] for i in binary]]
+        total = total + F.binary_cross_entropy_with_logits(logits, y[:, binary], weight=mask[:, binary].float(), reduction="sum")
+    for i, k in enumerate(num_classes):
+        if k > 2:
+            nll = F.cross_entropy(outputs[:, starts[i] : starts[i] + k], y[:, i].long(), reduction="none")
+            total = total + (nll * mask[:, i]).sum()
+    return total / mask.sum().clamp(min=1)
+
+
+class IndependentClassifier(torch.nn.Module):
+    """Images ``[B, C, S, S]`` in ``[0, 1]`` -> logits ``[B, sum(output_widths(num_classes))]``
+    (see :func:`class_log_probs` for what they mean).
+
+    :param num_classes: classes per label (default: 2 each, every label binary).
+    """
+
+    def __init__(self, label_names: Sequence[str], channels: int, image_size: int, num_classes: Optional[Sequence[int]] = None):
         super().__init__()
         self.label_names = list(label_names)
+        self.num_classes = list(check_num_classes(num_classes, len(self.label_names)))
         self.channels, self.image_size = channels, image_size
-        self.net = judge_network(channels, image_size, len(self.label_names))
+        self.net = judge_network(channels, image_size, sum(output_widths(self.num_classes)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Class log-probabilities ``[B, L, K]`` of every label the classifier knows."""
+        return class_log_probs(self(x), self.num_classes)
 
     def columns(self, label_names: Sequence[str]) -> list[int]:
         """The output columns of ``label_names``; a :class:`ValueError` names any it lacks."""
@@ -104,6 +157,16 @@ class IndependentClassifier(torch.nn.Module):
             )
         return [self.label_names.index(name) for name in label_names]
 
+    def check_classes(self, label_names: Sequence[str], num_classes: Sequence[int]) -> None:
+        """A one-line :class:`ValueError` if the classifier reads a label with another number of classes."""
+        for name, k in zip(label_names, num_classes):
+            mine = self.num_classes[self.label_names.index(name)]
+            if mine != k:
+                raise ValueError(
+                    f"the independent classifier reads label {name!r} as {mine} classes, the run has {k}; "
+                    "train one on the run's data with `ccvae-pyro train-classifier`"
+                )
+
     def check_images(self, channels: int, image_size: int) -> None:
         if (channels, image_size) != (self.channels, self.image_size):
             raise ValueError(
@@ -113,19 +176,39 @@ class IndependentClassifier(torch.nn.Module):
 
 
 class LabelReader:
-    """An :class:`IndependentClassifier` restricted to a run's labels, in the run's order."""
+    """An :class:`IndependentClassifier` restricted to a run's labels, in the run's order: per
+    label class log-probabilities, probabilities and decisions (the most probable class).
 
-    def __init__(self, classifier: IndependentClassifier, label_names: Sequence[str], channels: int, image_size: int):
+    :param num_classes: the run's classes per label (default: the classifier's); a classifier that
+        reads a label with another number of classes is refused in one line.
+    """
+
+    def __init__(
+        self, classifier: IndependentClassifier, label_names: Sequence[str], channels: int, image_size: int,
+        num_classes: Optional[Sequence[int]] = None,
+    ):  # fmt: skip
         classifier.check_images(channels, image_size)
         self.classifier = classifier
         self.index = classifier.columns(label_names)
+        if num_classes is not None:
+            classifier.check_classes(label_names, num_classes)
+        self.num_classes = [classifier.num_classes[i] for i in self.index]
 
     @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``[..., C, H, W]`` -> logits ``[..., L]`` of the run's labels."""
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., C, H, W]`` -> class log-probabilities ``[..., L, K]`` of the run's labels
+        (``K`` the most classes among them; ``-inf`` for classes a label lacks)."""
         batch_shape = x.shape[:-3]
-        out = self.classifier(x.reshape(-1, *x.shape[-3:]))[:, self.index]
-        return out.reshape(*batch_shape, len(self.index))
+        out = self.classifier.log_probs(x.reshape(-1, *x.shape[-3:]))[:, self.index, : max(self.num_classes)]
+        return out.reshape(*batch_shape, *out.shape[1:])
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[..., L, K]`` of the run's labels."""
+        return self.log_probs(x).exp()
+
+    def decisions(self, x: torch.Tensor) -> torch.Tensor:
+        """The most probable class of each label ``[..., L]`` (long; binary: logit > 0)."""
+        return predicted_classes(self.log_probs(x))
 
 
 def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = True) -> dict:
@@ -136,8 +219,11 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_options(config.seed))
-    config.info = {"label_names": list(data.label_names), "channels": data.channels, "image_size": data.image_size}
-    net = IndependentClassifier(data.label_names, data.channels, data.image_size).to(device)
+    num_classes = list(data.num_classes)
+    config.info = {
+        "label_names": list(data.label_names), "num_classes": num_classes, "channels": data.channels, "image_size": data.image_size,
+    }  # fmt: skip
+    net = IndependentClassifier(data.label_names, data.channels, data.image_size, num_classes).to(device)
     optim = torch.optim.Adam(net.parameters(), lr=config.lr)
     train = data.train
     generator = torch.Generator().manual_seed(config.seed)
@@ -148,12 +234,11 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
         for index in bar:
             x = as_float_images(train.images[index], device)
             y, mask = train.labels[index].to(device), train.mask[index].to(device)
-            loss = F.binary_cross_entropy_with_logits(net(x), y, weight=mask.float(), reduction="sum")
-            loss = loss / mask.sum().clamp(min=1)
+            loss = judge_loss(net(x), y, mask, num_classes)
             optim.zero_grad()
             loss.backward()
             optim.step()
-            bar.set_postfix(bce=f"{loss.item():.3f}")
+            bar.set_postfix(nll=f"{loss.item():.3f}")
     net.eval()
     probs = predict(net, data.test.images, device, config.batch_size)
     test_acc = label_accuracy(probs, data.test)
@@ -161,6 +246,7 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
         "epochs": config.epochs,
         "test_accuracy": dict(zip(data.label_names, test_acc)),
         "test_accuracy_mean": mean_of(test_acc),
+        "test_chance": dict(zip(data.label_names, chance_accuracy(data.test.labels, data.test.mask))),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save(out_dir / CONFIG)
@@ -171,9 +257,9 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
 
 @torch.no_grad()
 def predict(net: IndependentClassifier, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Probabilities ``[N, L]`` (CPU) for uint8 images ``[N, C, H, W]``."""
-    out = [torch.sigmoid(net(as_float_images(images[i : i + batch_size], device))).cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, len(net.label_names))
+    """Class probabilities ``[N, L, K]`` (CPU) for uint8 images ``[N, C, H, W]``."""
+    out = [net.log_probs(as_float_images(images[i : i + batch_size], device)).exp().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, len(net.label_names), max(net.num_classes))
 
 
 def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
@@ -190,7 +276,8 @@ def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
             f"{path / WEIGHTS} cannot be read ({' '.join(str(error).split()[:12])}); train it again with "
             f"`ccvae-pyro train-classifier --out {path}`"
         ) from None
-    net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"])
+    # judges saved before categorical labels carry no label spec: every label binary, one logit each
+    net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"], state.get("num_classes"))
     try:
         net.load_state_dict(state["state_dict"])
     except RuntimeError:

@@ -77,6 +77,11 @@ class Analysis:
     def num_labels(self) -> int:
         return len(self.label_names)
 
+    @property
+    def num_classes(self) -> list[int]:
+        """Classes per label, ``K_i`` (2 for a binary label), as the representation declares them."""
+        return list(self.representation.num_classes)
+
     def __len__(self) -> int:
         return len(self.split)
 

@@ -82,60 +82,71 @@ def save_labelled_grid(
     return _save(fig, path)
 
 
-_CLASS_COLOURS = ("tab:blue", "tab:orange")  # y = 0, y = 1
+def class_colours(num_classes: int) -> list:
+    """One colour per class: matplotlib's ``tab10`` cycle (class 0 blue, class 1 orange, ...),
+    ``viridis`` steps beyond 10 classes."""
+    if num_classes <= 10:
+        return [colormaps["tab10"](k) for k in range(num_classes)]
+    return [colormaps["viridis"](k / (num_classes - 1)) for k in range(num_classes)]
 
 
 def plot_densities(
-    values: Sequence[tuple[np.ndarray, np.ndarray]],
+    values: Sequence[Sequence[np.ndarray]],
     label_names: Sequence[str],
     path: Path,
-    prior_locs: Optional[np.ndarray] = None,
+    prior_locs: Optional[Sequence[np.ndarray]] = None,
     distances: Optional[Sequence[Optional[float]]] = None,
 ) -> Path:
-    """One panel per label: histogram densities of a latent for ``y = 0`` and ``y = 1``.
+    """One panel per label: histogram densities of a latent for each class ``y = 0, 1, ...``.
 
-    :param values: per label, the two samples.
-    :param prior_locs: ``[L, 2]`` conditional-prior means, drawn as dashed lines.
-    :param distances: per label, a number for the panel's title (the Wasserstein distance).
+    :param values: per label, one sample per class.
+    :param prior_locs: per label, the ``K_i`` conditional-prior means, drawn as dashed lines.
+    :param distances: per label, a number for the panel's title: the Wasserstein distance of a
+        binary label, the mean pairwise one of a label with more classes.
     """
     count = len(label_names)
     cols = min(count, 3)
     rows = -(-count // cols)
+    top = max(len(v) for v in values)
+    colours = class_colours(top)
+    alpha = 0.45 if top <= 2 else 0.3  # many overlapping classes need more transparency
     fig = _new_figure(3.2 * cols, 2.4 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, name in enumerate(label_names):
         ax = axes[i // cols][i % cols]
-        v0, v1 = values[i]
-        both = np.concatenate([v0, v1])
+        samples = values[i]
+        both = np.concatenate(samples)
         bins = np.histogram_bin_edges(both, bins=30) if both.size and np.ptp(both) > 0 else 10
-        for v, colour in ((v0, _CLASS_COLOURS[0]), (v1, _CLASS_COLOURS[1])):
+        for v, colour in zip(samples, colours):
             if v.size:
-                ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.45, color=colour)
+                ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=alpha, color=colour)
         if prior_locs is not None:
-            for loc, colour in zip(prior_locs[i], _CLASS_COLOURS):
+            for loc, colour in zip(prior_locs[i], colours):
                 ax.axvline(loc, color=colour, linestyle="--", linewidth=1)
-        title = name if distances is None or distances[i] is None else f"{name}  (W1 = {distances[i]:.2f})"
+        what = "W1" if len(samples) == 2 else "mean pairwise W1"
+        title = name if distances is None or distances[i] is None else f"{name}  ({what} = {distances[i]:.2f})"
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         if i % cols == 0:
             ax.set_ylabel("density", fontsize=8)
     for j in range(count, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    handles = [Patch(color=c, alpha=0.45, label=f"test images with y={k}") for k, c in enumerate(_CLASS_COLOURS)]
+    handles = [Patch(color=c, alpha=alpha, label=f"test images with y={k}") for k, c in enumerate(colours)]
     if prior_locs is not None:
-        handles += [Line2D([], [], color=c, linestyle="--", label=f"prior mean, y={k}") for k, c in enumerate(_CLASS_COLOURS)]
+        handles += [Line2D([], [], color=c, linestyle="--", label=f"prior mean, y={k}") for k, c in enumerate(colours)]
     fig.supxlabel("posterior mean of z_c^i (first dim)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.93 if rows == 1 else 0.96))
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    legend_rows = -(-len(handles) // 6) if top > 2 else 1
+    fig.tight_layout(rect=(0, 0, 1, (0.93 if rows == 1 else 0.96) - 0.05 * (legend_rows - 1)))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles) if top <= 2 else 6, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
 def plot_matrix(
     matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], path: Path, title: str, colour_label: str,
-    row_title: Optional[str] = None, col_title: Optional[str] = None,
+    row_title: Optional[str] = None, col_title: Optional[str] = None, value_format: str = ".2f",
 ) -> Path:  # fmt: skip
-    """A heat map of ``matrix`` with its values written in the cells, and axis titles saying what
-    the rows and columns are."""
+    """A heat map of ``matrix`` with its values written in the cells (``value_format``, e.g.
+    ``"d"`` for counts), and axis titles saying what the rows and columns are."""
     matrix = np.asarray(matrix, dtype=np.float64)
     size = 1.0 + 0.55 * max(len(col_names), 4)
     fig = _new_figure(size + 1.5, 0.55 * max(len(row_names), 4) + 1.5)
@@ -146,7 +157,8 @@ def plot_matrix(
     if matrix.size <= 400:
         top = np.nanmax(matrix) if np.isfinite(matrix).any() else 0.0
         for (r, c), value in np.ndenumerate(matrix):
-            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6, color="black" if value > 0.6 * top else "white")
+            text = format(int(value) if value_format == "d" else value, value_format)
+            ax.text(c, r, text, ha="center", va="center", fontsize=6, color="black" if value > 0.6 * top else "white")
     ax.set_title(title, fontsize=9)
     if row_title:
         ax.set_ylabel(row_title, fontsize=9)

@@ -45,12 +45,18 @@ def parse_pairs(spec: Optional[str], label_names: Sequence[str]) -> list[tuple[i
     return pairs
 
 
-def parse_label_vectors(specs: Sequence[str], label_names: Sequence[str]) -> list[dict[int, int]]:
+def parse_label_vectors(
+    specs: Sequence[str], label_names: Sequence[str], num_classes: Optional[Sequence[int]] = None
+) -> list[dict[int, int]]:
     """Label vectors for conditional generation: each spec holds one or more ``;``-separated
-    vectors ``NAME=0|1,NAME=0|1,...``; returns one ``{column: value}`` per vector.
+    vectors ``NAME=CLASS,NAME=CLASS,...`` (a class index ``0..K_i-1``: ``0|1`` for a binary
+    label); returns one ``{column: class}`` per vector.
 
     A label a vector leaves out is drawn from ``p(y)``; an empty vector (``""``) leaves out all.
+
+    :param num_classes: classes per label (default: 2 each, every label binary).
     """
+    num_classes = list(num_classes) if num_classes is not None else [2] * len(label_names)
     vectors = []
     for spec in specs:
         for vector in spec.split(";"):
@@ -59,14 +65,24 @@ def parse_label_vectors(specs: Sequence[str], label_names: Sequence[str]) -> lis
                 if not item:
                     continue
                 name, sep, value = (s.strip() for s in item.partition("="))
-                if not sep or value not in ("0", "1"):
-                    raise ValueError(f"bad label setting {item!r}: expected NAME=0 or NAME=1")
+                if not sep:
+                    raise ValueError(f"bad label setting {item!r}: expected NAME=CLASS, a class index (NAME=0 or NAME=1 for a binary label)")
                 column = _lookup(name, label_names)
+                fixed_class = _class_index(item, name, value, num_classes[column])
                 if column in fixed:
                     raise ValueError(f"label {name!r} is set twice in {vector.strip()!r}")
-                fixed[column] = int(value)
+                fixed[column] = fixed_class
             vectors.append(fixed)
     return vectors
+
+
+def _class_index(item: str, name: str, value: str, num_classes: int) -> int:
+    """The class index ``value`` of label ``name`` (``num_classes`` classes), or a one-line error."""
+    if value.isdigit() and int(value) < num_classes:
+        return int(value)
+    if num_classes == 2:
+        raise ValueError(f"bad label setting {item!r}: expected NAME=0 or NAME=1 ({name!r} is binary)")
+    raise ValueError(f"bad label setting {item!r}: label {name!r} has the classes 0..{num_classes - 1}")
 
 
 def describe_vector(fixed: dict[int, int], label_names: Sequence[str]) -> str:

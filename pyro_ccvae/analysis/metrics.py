@@ -2,8 +2,13 @@
 
 Every run-level metric has the same signature, ``metric(analysis: Analysis) -> dict``, and
 returns plain JSON values (``None`` where a value is undefined). The small functions below them
-(accuracy, AUROC, Wasserstein distance, condition number) take arrays, so tests can give them
-answers known to be best and worst.
+(accuracy, AUROC, confusion matrix, Wasserstein distances, condition number) take arrays, so
+tests can give them answers known to be best and worst.
+
+Labels are class indices; label ``i`` has ``K_i`` classes (:attr:`Analysis.num_classes`). A
+binary label (``K_i = 2``) keeps the binary forms (the AUROC of class 1, one Wasserstein
+distance); a label with more classes gets their multi-class generalisations (one-vs-rest AUROC
+per class, a ``K_i x K_i`` matrix of distances) beside them.
 """
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix, roc_auc_score
 
+from ..prediction import chance_accuracy
 from .context import Analysis
 
 #: the one signature of a run-level metric.
@@ -24,11 +30,18 @@ Metric = Callable[[Analysis], dict]
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> Optional[float]:
-    """Fraction of ``probs > 0.5`` that equal the 0/1 ``labels``; ``None`` with no points."""
+    """Fraction of points whose most probable class is the label; ``None`` with no points.
+
+    :param probs: class probabilities ``[N, K]``, or ``p(y = 1)`` ``[N]`` of a binary label
+        (then the prediction is ``p > 0.5``).
+    :param labels: class indices ``[N]``.
+    """
     probs, labels = np.asarray(probs), np.asarray(labels)
-    if probs.size == 0:
+    if probs.shape[0] == 0:
         return None
-    return float(np.mean((probs > 0.5) == (labels > 0.5)))
+    if probs.ndim == 1:
+        return float(np.mean((probs > 0.5) == (labels > 0.5)))
+    return float(np.mean(probs.argmax(-1) == labels.astype(np.int64)))
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> Optional[float]:
@@ -39,12 +52,44 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> Optional[float]:
     return float(roc_auc_score(labels, np.asarray(scores)))
 
 
+def one_vs_rest_auroc(probs: np.ndarray, labels: np.ndarray) -> list[Optional[float]]:
+    """Per class ``k`` of ``probs [N, K]``: the AUROC of ``probs[:, k]`` for telling class ``k``
+    (labels ``[N]``, class indices) from every other class; ``None`` for a class that is absent
+    or alone (sklearn's ``roc_auc_score(multi_class="ovr", average=None)`` where it is defined)."""
+    labels = np.asarray(labels).astype(np.int64)
+    return [auroc(np.asarray(probs)[:, k], labels == k) for k in range(np.asarray(probs).shape[-1])]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[K, K]`` counts: row the true class, column the predicted one (every class listed, seen or not)."""
+    labels, predicted = (np.asarray(a).astype(np.int64) for a in (labels, predicted))
+    if labels.size == 0:
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return sklearn_confusion_matrix(labels, predicted, labels=np.arange(num_classes))
+
+
 def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> Optional[float]:
     """The 1-D Wasserstein-1 distance between two samples' empirical distributions."""
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if a.size == 0 or b.size == 0:
         return None
     return float(wasserstein_distance(a, b))
+
+
+def wasserstein_matrix(samples: Sequence[np.ndarray]) -> list[list[Optional[float]]]:
+    """Pairwise :func:`wasserstein_1d` between ``K`` samples (one per class): a symmetric
+    ``K x K`` matrix, zero on the diagonal, ``None`` in the rows and columns of empty samples."""
+    k = len(samples)
+    matrix: list[list[Optional[float]]] = [[None] * k for _ in range(k)]
+    for a in range(k):
+        for b in range(a, k):
+            matrix[a][b] = matrix[b][a] = wasserstein_1d(samples[a], samples[b])
+    return matrix
+
+
+def off_diagonal_mean(matrix: Sequence[Sequence[Optional[float]]]) -> Optional[float]:
+    """The mean of a square matrix's defined off-diagonal entries (``None`` if there are none)."""
+    return _mean([v for r, row in enumerate(matrix) for c, v in enumerate(row) if r != c])
 
 
 def condition_number(matrix: np.ndarray) -> Optional[float]:
@@ -70,43 +115,80 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
 
 def classification(analysis: Analysis) -> dict:
     """The paper's Table 1: accuracy of ``q(y|x)`` (the diagonal classifier at the posterior
-    mean) per label, on the points where the label is seen, and per-label AUROC (binary labels:
-    the score is ``q(y_i = 1 | x)``)."""
-    probs = analysis.predicted_probs[..., 1].cpu().numpy()
+    mean; its most probable class) per label, on the points where the label is seen, beside
+    ``chance``, the frequency of the most frequent seen class. ``confusion[label]`` counts the
+    points by true class (rows) and predicted class (columns). ``auroc``: a binary label's AUROC
+    of ``q(y_i = 1 | x)``; for ``K_i > 2`` the mean of the one-vs-rest AUROCs of its classes,
+    which ``auroc_per_class`` lists."""
+    probs = analysis.predicted_probs.cpu().numpy()
     labels, mask = analysis.split.labels.numpy(), analysis.split.mask.numpy()
-    acc, roc, seen = {}, {}, {}
-    for i, name in enumerate(analysis.label_names):
+    chance = chance_accuracy(analysis.split.labels, analysis.split.mask)
+    acc, roc, per_class, confusion, seen = {}, {}, {}, {}, {}
+    for i, (name, k) in enumerate(zip(analysis.label_names, analysis.num_classes)):
         m = mask[:, i]
-        acc[name] = accuracy(probs[m, i], labels[m, i])
-        roc[name] = auroc(probs[m, i], labels[m, i])
+        p, y = probs[m, i, :k], labels[m, i].astype(np.int64)
+        if k == 2:
+            acc[name], roc[name] = accuracy(p[:, 1], y), auroc(p[:, 1], y)
+        else:
+            acc[name] = accuracy(p, y)
+            per_class[name] = one_vs_rest_auroc(p, y)
+            roc[name] = _mean(per_class[name])
+        confusion[name] = confusion_matrix(y, p.argmax(-1), k).tolist()
         seen[name] = int(m.sum())
-    return {
+    out = {
         "accuracy": acc,
         "accuracy_mean": _mean(list(acc.values())),
+        "chance": dict(zip(analysis.label_names, chance)),
         "auroc": roc,
         "auroc_mean": _mean(list(roc.values())),
-        "seen": seen,
-        "num_images": len(analysis),
     }
+    if per_class:
+        out["auroc_per_class"] = per_class
+    out.update({"confusion": confusion, "seen": seen, "num_images": len(analysis)})
+    return out
 
 
 def latent_separation(analysis: Analysis) -> dict:
-    """Per label, the 1-D Wasserstein distance between the posterior means of ``z_c^i`` (first
-    dimension) of images with ``y_i = 0`` and with ``y_i = 1`` (seen labels only).
+    """Per label, how far apart the classes' posterior means of ``z_c^i`` (first dimension) lie
+    (seen labels only): a binary label's 1-D Wasserstein distance between ``y_i = 0`` and
+    ``y_i = 1``; for ``K_i > 2`` the ``K_i x K_i`` matrix of pairwise distances between its
+    classes (``wasserstein_matrix``), whose off-diagonal mean is its ``wasserstein``.
+
+    With ``d_c > 1`` a label of ``K_i > 2`` classes also gets ``wasserstein_matrix_all_dims``,
+    the sum over the dimensions of these 1-D distances (a lower bound on the ``d_c``-dimensional
+    Wasserstein-1 distance under the L1 cost): class means placed around a circle can share
+    their first coordinate and still be far apart.
 
     Large: the characteristic latent separates the classes; 0: it ignores the label.
     """
-    values = characteristic_values(analysis)
-    distance = {name: wasserstein_1d(v0, v1) for name, (v0, v1) in zip(analysis.label_names, values)}
-    return {"wasserstein": distance, "wasserstein_mean": _mean(list(distance.values()))}
+    distance, matrices, all_dims = {}, {}, {}
+    dims = analysis.posterior_means[0].shape[-1]
+    first = characteristic_values(analysis)
+    others = [characteristic_values(analysis, d) for d in range(1, dims)]
+    for i, (name, classes) in enumerate(zip(analysis.label_names, first)):
+        if len(classes) == 2:
+            distance[name] = wasserstein_1d(*classes)
+            continue
+        matrices[name] = wasserstein_matrix(classes)
+        distance[name] = off_diagonal_mean(matrices[name])
+        if others:
+            per_dim = [matrices[name]] + [wasserstein_matrix(values[i]) for values in others]
+            all_dims[name] = [[None if None in cells else sum(cells) for cells in zip(*rows)] for rows in zip(*per_dim)]
+    out = {"wasserstein": distance, "wasserstein_mean": _mean(list(distance.values()))}
+    if matrices:
+        out["wasserstein_matrix"] = matrices
+    if all_dims:
+        out["wasserstein_matrix_all_dims"] = all_dims
+    return out
 
 
-def characteristic_values(analysis: Analysis) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per label, the first dimension of the posterior mean of ``z_c^i`` for seen ``y_i = 0`` and ``= 1``."""
-    z_c = analysis.posterior_means[0][:, :, 0].cpu().numpy()
-    labels, mask = analysis.split.labels.numpy() > 0.5, analysis.split.mask.numpy()
+def characteristic_values(analysis: Analysis, dim: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """Per label ``i``, dimension ``dim`` (default the first) of the posterior mean of ``z_c^i``
+    for the seen points of each class: a tuple of ``K_i`` arrays (``y_i = 0``, ``= 1``, ...)."""
+    z_c = analysis.posterior_means[0][:, :, dim].cpu().numpy()
+    labels, mask = analysis.split.labels.numpy().astype(np.int64), analysis.split.mask.numpy()
     return [
-        (z_c[mask[:, i] & ~labels[:, i], i], z_c[mask[:, i] & labels[:, i], i]) for i in range(analysis.num_labels)
+        tuple(z_c[mask[:, i] & (labels[:, i] == c), i] for c in range(k)) for i, k in enumerate(analysis.num_classes)
     ]
 
 
@@ -118,10 +200,11 @@ def mean_abs_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     return (after - before).abs().reshape(-1, before.shape[-1]).mean(0)
 
 
-def reference_log_probs(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``log q(y_j = r_j | x)`` from a classifier's ``logits`` and reference decisions ``r`` (0/1).
+def reference_log_probs(log_probs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``log C(y_j = r_j | x)`` ``[..., L]`` from a classifier's class log-probabilities
+    ``[..., L, K]`` and reference classes ``r [..., L]`` (its decisions on another image).
 
     The classifier-based metrics compare these on an edited image against the unedited one: how
     much the classifier's confidence in what it saw before moved.
     """
-    return torch.nn.functional.logsigmoid(torch.where(reference > 0.5, logits, -logits))
+    return log_probs.gather(-1, reference.long().unsqueeze(-1)).squeeze(-1)

@@ -20,18 +20,26 @@ SETTINGS = ("model", "dataset", "guide", "epochs", "sup_frac", "z_style_dim", "z
 #: figure-name prefix -> caption (the first matching prefix wins).
 CAPTIONS = {
     "reconstructions": "Test images and, below each row, their reconstructions (decoded posterior means).",
-    "latent_densities": "Posterior means of each z_c^i for test images with y_i = 0 and y_i = 1; dashed: "
-    "the conditional-prior means. W1: 1-D Wasserstein distance.",
+    "latent_densities": "Posterior means of each z_c^i for test images of each class y_i = 0, 1, ...; dashed: "
+    "the conditional-prior means. W1: 1-D Wasserstein distance (labels of more than two classes: its mean over "
+    "pairs of classes).",
+    "confusion": "Confusion matrix of q(y|x) for a label of more than two classes: test images counted by true "
+    "class (rows) and most probable predicted class (columns).",
     "intervention_matrix": "Single interventions: mean |change| of the judge's log-probability of each label "
-    "(columns: the label read by the judge) when z_c of one label (rows: the label switched) is set to the other "
-    "class's prior mean.",
+    "(columns: the label read by the judge) when z_c of one label (rows: the label intervened on) is set to "
+    "another class's prior mean (the other class of a binary label; the mean over the other classes otherwise).",
     "traverse_pair": "2-D traversal: one test image with two characteristic latents varied (rows, columns).",
-    "traverse": "1-D traversal of one characteristic latent from beyond the y=0 prior mean to beyond the y=1 "
-    "mean; the rest of z is a test image's posterior mean (one image per row).",
+    "traverse": "1-D traversal of one characteristic latent, the rest of z a test image's posterior mean: a binary "
+    "label from beyond the y=0 prior mean to beyond the y=1 mean (one image per row); a label of 3 classes over the "
+    "triangle of mixes of its three class means (corners: the classes); more classes along the path through its "
+    "class means (a row per leg).",
     "generate": "Conditional generation: z_c ~ p(z_c|y) for the row's label vector, z_s ~ N(0, I).",
-    "intervene": "Interventions: each label switched in turn, z_c^i ~ p(z_c^i | switched y_i).",
-    "diversity": "Diversity maps: per-pixel variance over draws of the switched z_c^i, painted over the reconstruction "
-    "(colour bar: the variance; opacity grows with it).",
+    "intervene": "Interventions: each binary label switched in turn, each label of more classes set to each class, "
+    "z_c^i ~ p(z_c^i | y_i = target).",
+    "diversity": "Diversity maps: per-pixel variance over draws of the intervened z_c^i, painted over the "
+    "reconstruction (colour bar: the variance; opacity grows with it).",
+    "class_draws": "Diversity within each class: draws z_c^i ~ p(z_c^i | y_i = row's class) decoded with one test "
+    "image's z_s and other characteristic latents fixed.",
     "swap": "Characteristic swaps: z_c of the row's image with z_s of the column's image (first row and column: "
     "the originals; diagonal: reconstructions).",
 }
@@ -58,11 +66,11 @@ HEADLINES = (
     ("classification", ("accuracy_mean",), "test accuracy of q(y|x), mean over labels"),
     ("classification", ("auroc_mean",), "AUROC, mean over labels"),
     ("likelihood", ("bits_per_dim_px_iwae",), "-log p(x) from the IWAE bound, bits/dim (lower is better)"),
-    ("latent_separation", ("wasserstein_mean",), "Wasserstein distance of z_c between y=0 and y=1, mean"),
+    ("latent_separation", ("wasserstein_mean",), "Wasserstein distance of z_c between classes, mean over labels"),
     ("health", ("reconstruction", "model_mae"), "reconstruction error per pixel (MAE)"),
     ("health", ("reconstruction", "mean_image_mae"), "error of the mean training image (MAE), for comparison"),
     ("single_interventions", ("condition_number",), "condition number of the single-intervention matrix (1 is best)"),
-    ("single_interventions", ("exact_rate_mean",), "fraction of single interventions that flip exactly the intended label"),
+    ("single_interventions", ("exact_rate_mean",), "fraction of single interventions that change exactly the intended label"),
     ("characteristic_swap", ("log_prob_change_mean",), "characteristic-swap metric (lower is better)"),
     ("generation_accuracy", ("accuracy_mean",), "conditional-generation accuracy"),
 )
@@ -99,12 +107,36 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], marked: Sequenc
     return f"<table><tr>{cells(header, 'th')}</tr>{body}</table>"
 
 
+#: what the rows and columns of a per-label matrix are, by its key.
+MATRIX_AXES = {
+    "confusion": "rows: the true class; columns: the predicted class",
+    "wasserstein_matrix": "1-D Wasserstein distance between the classes of the row and the column, first dim",
+    "wasserstein_matrix_all_dims": "sum over the dims of the 1-D Wasserstein distances between the row's and column's classes",
+}
+
+
+def _is_matrix(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(row, list) for row in value)
+
+
+def _class_matrix(key: str, label: str, matrix: list) -> str:
+    """A per-label matrix (classes by classes) as a table with the classes as headers."""
+    classes = [f"{label}={k}" for k in range(len(matrix))]
+    axes = MATRIX_AXES.get(key, "rows and columns: the classes")
+    return f"<p>{html.escape(key)}: {html.escape(label)} ({html.escape(axes)})</p>" + _table(
+        ["", *classes], [[c, *row] for c, row in zip(classes, matrix)]
+    )
+
+
 def _section(name: str, values: dict, label_names: Sequence[str], unreliable: Sequence[str] = (), level: int = 3) -> str:
     """A metrics section: per-label dicts as one label x metric table (labels in ``unreliable``
-    marked), a labelled matrix as a grid, nested dicts as sub-sections, the rest as a key/value
-    table. ``warnings`` lists are left out: the summary shows them."""
+    marked), per-label class-by-class matrices (confusion, distances) as one table each, a labelled
+    matrix as a grid, nested dicts as sub-sections, the rest as a key/value table. ``warnings``
+    lists are left out: the summary shows them."""
     per_label = {k: v for k, v in values.items() if isinstance(v, dict) and v and set(v) <= set(label_names)}
-    nested = {k: v for k, v in values.items() if isinstance(v, dict) and k not in per_label}
+    matrices = {k: v for k, v in per_label.items() if all(_is_matrix(m) for m in v.values())}
+    per_label = {k: v for k, v in per_label.items() if k not in matrices}
+    nested = {k: v for k, v in values.items() if isinstance(v, dict) and k not in per_label and k not in matrices}
     parts = [f"<h{level}>{html.escape(name)}</h{level}>"]
     if per_label:
         labels = [n for n in label_names if any(n in v for v in per_label.values())]
@@ -116,9 +148,11 @@ def _section(name: str, values: dict, label_names: Sequence[str], unreliable: Se
     matrix = values.get("matrix")
     if isinstance(matrix, list) and isinstance(values.get("labels"), list):
         names = [f"{n} (unreliable)" if n in unreliable else n for n in values["labels"]]
-        parts.append("<p>matrix (rows: the label switched; columns: the label read by the judge)</p>")
+        parts.append("<p>matrix (rows: the label intervened on; columns: the label read by the judge)</p>")
         parts.append(_table(["", *names], [[n, *row] for n, row in zip(names, matrix)], [n in unreliable for n in values["labels"]]))
-    skip = {*per_label, *nested, "matrix", "labels", "warnings"}
+    for key, by_label in matrices.items():
+        parts += [_class_matrix(key, label, matrix) for label, matrix in by_label.items()]
+    skip = {*per_label, *matrices, *nested, "matrix", "labels", "warnings"}
     rest = [[k, v] for k, v in values.items() if k not in skip]
     if rest:
         parts.append(_table(["metric", "value"], rest))
@@ -140,9 +174,12 @@ def _summary(metrics: dict, training: dict) -> str:
     warnings = [f"evaluate, test split: {w}" for w in metrics.get("health", {}).get("warnings", [])]
     warnings += [f"training, validation split: {w}" for w in training.get("health", {}).get("warnings", [])]
     unreliable = evaluation.get("unreliable_labels") or []
+    chance = evaluation.get("judge_test_chance") or {}
     if unreliable:
         accuracy = evaluation.get("judge_test_accuracy") or {}
-        listed = ", ".join(f"{n} ({_fmt(accuracy.get(n))})" for n in unreliable)
+        listed = ", ".join(
+            f"{n} ({_fmt(accuracy.get(n))}" + (f"; chance {_fmt(chance[n])})" if chance.get(n) is not None else ")") for n in unreliable
+        )
         warnings.append(
             f"the judge ({evaluation.get('judge')}) reads these labels of real test images with an accuracy below "
             f"{evaluation.get('reliable_judge_accuracy')}: {listed}; their judged metrics below are marked unreliable"
@@ -170,11 +207,12 @@ def _summary(metrics: dict, training: dict) -> str:
         parts.append(
             f"<p>Judged metrics are read by the {html.escape(str(evaluation['judge']))} "
             f"(<code>{html.escape(str(evaluation.get('classifier')))}</code>). Its accuracy on real test images, per "
-            f"label; below {_fmt(evaluation.get('reliable_judge_accuracy'))} a label's judged metrics are unreliable:</p>"
+            f"label; below {_fmt(evaluation.get('reliable_judge_accuracy'))} a label's judged metrics are unreliable "
+            "(chance: the share of the label's most frequent class, what always answering it scores):</p>"
         )
         accuracy = evaluation.get("judge_test_accuracy") or {}
-        rows = [[name, value, "unreliable" if name in unreliable else "ok"] for name, value in accuracy.items()]
-        parts.append(_table(["label", "judge test accuracy", "judged metrics"], rows, [r[0] in unreliable for r in rows]))
+        rows = [[name, value, chance.get(name), "unreliable" if name in unreliable else "ok"] for name, value in accuracy.items()]
+        parts.append(_table(["label", "judge test accuracy", "chance", "judged metrics"], rows, [r[0] in unreliable for r in rows]))
     return "\n".join(parts)
 def _prefix(stem: str) -> int:
     """Position of the figure's kind in :data:`CAPTIONS` (unknown kinds last)."""

@@ -9,6 +9,7 @@ import torch
 
 from ..health import random_partners
 from ..models.base import DECODE, ENCODE, SWAP, Representation
+from ..prediction import predicted_classes
 from .context import Analysis
 from .metrics import reference_log_probs
 
@@ -27,7 +28,7 @@ def swap_grid(representation: Representation, z_c: torch.Tensor, z_s: torch.Tens
 @torch.no_grad()
 def swap_metric(analysis: Analysis, partners: Optional[torch.Tensor] = None) -> dict:
     """Table 2: the mean absolute change of the independent classifier's log-probabilities
-    (of its decisions on the reconstruction) when an image's ``z_s`` is replaced by another
+    (of its decisions, the most probable classes, on the reconstruction) when an image's ``z_s`` is replaced by another
     image's. Lower is better; 0 if nothing changes (e.g. ``partners`` the identity).
 
     :param partners: ``[N]``, the image whose ``z_s`` each image receives; default
@@ -42,10 +43,10 @@ def swap_metric(analysis: Analysis, partners: Optional[torch.Tensor] = None) -> 
     for index in analysis.index_batches("swap metric"):
         where = index.to(analysis.device)
         z_c, z_s = z_c_all[where], z_s_all[where]
-        logits_ref = reader.logits(analysis.representation.decode(z_c, z_s))
-        decision = (logits_ref > 0).float()
-        logits = reader.logits(analysis.representation.decode(z_c, z_s_all[partners[where]]))
-        change = (reference_log_probs(logits, decision) - reference_log_probs(logits_ref, decision)).abs()
+        log_ref = reader.log_probs(analysis.representation.decode(z_c, z_s))
+        decision = predicted_classes(log_ref)
+        log_swapped = reader.log_probs(analysis.representation.decode(z_c, z_s_all[partners[where]]))
+        change = (reference_log_probs(log_swapped, decision) - reference_log_probs(log_ref, decision)).abs()
         total += change.sum(0).double().cpu()
     per_label = total / n
     return {

@@ -20,14 +20,20 @@ from .classifier import ClassifierConfig, LabelReader, load_classifier, train_cl
 from .context import Analysis
 from .ground_truth import has_ground_truth, nuisance_transfer
 from . import generation, interventions, likelihood, swap as swaps, traversal
-from .generation import class_generation_accuracy, generation_accuracy, is_one_hot, sample_labels, generate as generate_images
-from .interventions import diversity_maps, matrix_array, mean_variance, single_interventions, switch_grid
+from .generation import (
+    class_generation_accuracy, generation_accuracy, generate as generate_images, is_one_hot, requested_class_accuracy, sample_labels,
+)  # fmt: skip
+from .interventions import (
+    class_draws, class_variance, diversity_maps, intervention_columns, matrix_array, mean_variance, single_interventions, switch_grid,
+)  # fmt: skip
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
 from .likelihood import importance_weighted
 from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_name, slug
 from .report import write_report
 from .swap import swap_grid, swap_metric
-from .traversal import most_visible, traversal_values, traverse as traverse_images, traverse_pair
+from .traversal import (
+    class_legs, most_visible, path_captions, traversal_values, traverse as traverse_images, traverse_pair, traverse_simplex,
+)  # fmt: skip
 
 #: how many test images ``traverse`` looks through for the one its 2-D traversals show.
 VISIBLE_CANDIDATES = 256
@@ -74,7 +80,7 @@ def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
 
 def _reader(run: Run, classifier: torch.nn.Module) -> LabelReader:
     info = run.config.data.info
-    return LabelReader(classifier, run.label_names, info["channels"], info["image_size"])
+    return LabelReader(classifier, run.label_names, info["channels"], info["image_size"], run.num_classes)
 
 
 def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[Path, torch.nn.Module]:
@@ -87,7 +93,10 @@ def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[
         saved = ClassifierConfig.load(folder / "config.json")
         saved.device, saved.info = wanted.device, {}
         if saved == wanted:
-            return folder, load_classifier(folder, run.device)
+            net = load_classifier(folder, run.device)
+            # one trained before the data's labels became categorical reads them as binary: retrain it
+            if [net.num_classes[i] for i in net.columns(run.label_names)] == run.num_classes:
+                return folder, net
     train_classifier(wanted, folder, progress=progress)
     return folder, load_classifier(folder, run.device)
 
@@ -150,7 +159,7 @@ def evaluate(
     path = figure_path(run.path, "reconstructions")
     written.figures.append(figures.save_labelled_grid(torch.stack(rows), path, row_names))
     rep = run.representation
-    prior_locs = torch.stack([rep.class_prior(i)[0][:, 0] for i in range(analysis.num_labels)]).cpu().numpy()
+    prior_locs = [rep.class_prior(i)[0][:, 0].cpu().numpy() for i in range(analysis.num_labels)]
     written.figures.append(
         figures.plot_densities(
             metrics.characteristic_values(analysis),
@@ -160,13 +169,14 @@ def evaluate(
             distances=list(m["latent_separation"]["wasserstein"].values()),
         )
     )
+    written.figures += _confusion_figures(run, m["classification"], analysis.num_classes)
 
     if has_ground_truth(analysis):
         m["nuisance_transfer"] = nuisance_transfer(analysis)
     if judge is None and analysis.split.attributes is not None and attribute_epochs > 0:
         folder, net = attribute_classifier(run, attribute_epochs, progress)
         judge = ("ground-truth attribute classifier trained by evaluate", folder, _reader(run, net))
-    judge_accuracy = None if judge is None else _judge_accuracy(judge[1], analysis.label_names)
+    judge_accuracy = None if judge is None else _judge_summary(judge[1], "test_accuracy", analysis.label_names)
     # labels the judge reads badly (or of unknown accuracy): their judged metrics measure the judge
     unreliable = None if judge is None else [
         name for name, value in judge_accuracy.items() if value is None or value < RELIABLE_JUDGE_ACCURACY
@@ -178,6 +188,8 @@ def evaluate(
         "judge": None if judge is None else judge[0],
         "classifier": None if judge is None else str(judge[1]),
         "judge_test_accuracy": judge_accuracy,
+        # what always answering the most frequent class scores (judges trained before it was saved: null)
+        "judge_test_chance": None if judge is None else _judge_summary(judge[1], "test_chance", analysis.label_names),
         "unreliable_labels": unreliable,
         "reliable_judge_accuracy": RELIABLE_JUDGE_ACCURACY,
     }
@@ -192,7 +204,7 @@ def evaluate(
                 figure_path(run.path, "intervention_matrix"),
                 title=f"single interventions (condition number {_fmt(m['single_interventions']['condition_number'])})",
                 colour_label="mean |change| of the judge's log-probability",
-                row_title="label switched (z_c^i set to the other class's prior mean)",
+                row_title="label intervened on (z_c^i set to another class's prior mean)",
                 col_title="label read by the judge",
             )
         )
@@ -200,6 +212,9 @@ def evaluate(
         m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
         if is_one_hot(run.data.train.labels, run.data.train.mask):
             m["generation_accuracy"]["one_hot"] = class_generation_accuracy(analysis)
+        requested = requested_class_accuracy(analysis)
+        if requested is not None:
+            m["generation_accuracy"]["categorical"] = requested
         for name in JUDGED_SECTIONS:
             m[name]["unreliable_labels"] = unreliable
     else:  # an older matrix would sit in the report beside metrics that no longer mention it
@@ -207,10 +222,33 @@ def evaluate(
     return _finish(run, written, remove=EVALUATE_SECTIONS)
 
 
-def _judge_accuracy(folder: Path, label_names: Sequence[str]) -> dict[str, Optional[float]]:
-    """The judge's test accuracy on each of the run's labels (``None`` where its summary lacks it)."""
-    accuracy = read_summary(folder).get("test_accuracy", {})
-    return {name: accuracy.get(name) for name in label_names}
+def _judge_summary(folder: Path, key: str, label_names: Sequence[str]) -> dict[str, Optional[float]]:
+    """The judge's ``summary.json[key]`` (``test_accuracy``, ``test_chance``) for each of the run's
+    labels (``None`` where its summary lacks it)."""
+    values = read_summary(folder).get(key, {})
+    return {name: values.get(name) for name in label_names}
+
+
+def _confusion_figures(run: Run, classification: dict, num_classes: Sequence[int]) -> list[Path]:
+    """A labelled confusion matrix of ``q(y|x)`` for each label of more than two classes (a binary
+    label's four counts are in ``metrics.json``)."""
+    out = []
+    for name, k in zip(run.label_names, num_classes):
+        if k == 2:
+            continue
+        path = figure_path(run.path, figure_name("confusion", [name]))
+        classes = [f"{name}={c}" for c in range(k)]
+        title = (
+            f"{name}: q(y|x) on test images; accuracy {_fmt(classification['accuracy'][name])}, "
+            f"chance {_fmt(classification['chance'][name])}"
+        )
+        out.append(
+            figures.plot_matrix(
+                classification["confusion"][name], classes, classes, path, title, "test images",
+                row_title="true class", col_title="predicted class (most probable under q(y|x))", value_format="d",
+            )  # fmt: skip
+        )
+    return out
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -219,6 +257,38 @@ def _fmt(value: Optional[float]) -> str:
 
 def _value_text(values: torch.Tensor) -> list[str]:
     return [f"{v:.2f}".replace("-0.00", "0.00") for v in values[:, 0].tolist()]
+
+
+def _steps_text(run: Run, label: int, values: torch.Tensor, steps: int) -> list[str]:
+    """Captions of a traversal's steps: the first-dim values (binary), the classes at their means (``K > 2``)."""
+    k = run.num_classes[label]
+    return _value_text(values) if k == 2 else path_captions(run.label_names[label], k, steps)
+
+
+def _triangle_figure(run: Run, z_c: torch.Tensor, z_s: torch.Tensor, label: int, steps: int, path: Path) -> Path:
+    """Fig. 21 for a label of 3 classes: each image's triangle of barycentric mixes of the class
+    means, one below the other; rows and columns name the weights, the title the corners."""
+    name = run.label_names[label]
+    grid = torch.cat([traverse_simplex(run.representation, z_c[b], z_s[b], label, steps) for b in range(len(z_c))])
+    rows = [f"test {b}: w({name}=0) {1 - r / (steps - 1):.2f}" for b in range(len(z_c)) for r in range(steps)]
+    cols = [f"w({name}=2) {c / (steps - 1):.2f}" for c in range(steps)]
+    title = (
+        f"{name}: z_c^i = w0 mu({name}=0) + w1 mu({name}=1) + w2 mu({name}=2), the class means of p(z_c|y); "
+        f"corners: top {name}=0, bottom left {name}=1, bottom right {name}=2"
+    )
+    return figures.save_labelled_grid(grid, path, rows, cols, title)
+
+
+def _path_figure(run: Run, z_c: torch.Tensor, z_s: torch.Tensor, label: int, steps: int, path: Path) -> Path:
+    """Fig. 21 for a label of more than 3 classes: a row per image and leg of the path through
+    the class means (from class ``c`` to ``c + 1``)."""
+    name, k = run.label_names[label], run.num_classes[label]
+    legs = class_legs(run.representation.class_prior(label)[0], steps)  # [K-1, steps, d_c]
+    grid = torch.stack([traverse_images(run.representation, z_c, z_s, label, leg) for leg in legs], dim=1)  # [B, K-1, steps, ...]
+    rows = [f"test {b}: {name}={c} to {c + 1}" for b in range(len(z_c)) for c in range(k - 1)]
+    cols = ["from"] + [f"{t / (steps - 1):.2f}" for t in range(1, steps - 1)] + ["to"]
+    title = f"{name}: z_c^i along the path through the class means of p(z_c|y), {name}=0 to {name}={k - 1}; a row per leg"
+    return figures.save_labelled_grid(grid.flatten(0, 1), path, rows, cols, title)
 
 
 @_task(traversal.NEEDS)
@@ -233,7 +303,11 @@ def traverse(
 ) -> Written:
     """1-D traversals of each label in ``labels`` (``"A,B"``; default all) for the first
     ``images`` test images, and 2-D traversals of one test image for each of ``pairs``
-    (``"A:B,..."``; default the first two labels). See :mod:`.traversal`.
+    (``"A:B,..."``; default the first two labels). See :mod:`.traversal`: a binary label walks
+    from beyond one class mean to beyond the other; a label of 3 classes gets the triangle of
+    barycentric mixes of its class means (rows of each image's triangle below each other), one of
+    more classes the path through its class means (a row per leg). In a 2-D traversal a label of
+    more than two classes walks its class path.
 
     :param image: the test image of the 2-D traversals; default the one among the first
         :data:`VISIBLE_CANDIDATES` whose reconstruction shows most (:func:`~.traversal.most_visible`)."""
@@ -249,13 +323,19 @@ def traverse(
     written = Written()
     ranges = {}
     values = {i: traversal_values(run.representation, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
+    categorical = {}
     for i in chosen:
-        grid = traverse_images(run.representation, z_c, z_s, i, values[i])
         path = figure_path(run.path, f"traverse_{slug(names[i])}")
-        rows = [f"test {k}" for k in range(len(index))]
-        title = f"{names[i]}: z_c from y=0 side to y=1 side (first dim)"
-        written.figures.append(figures.save_labelled_grid(grid, path, rows, _value_text(values[i]), title))
-        ranges[names[i]] = [float(values[i][0, 0]), float(values[i][-1, 0])]
+        k, name = run.num_classes[i], names[i]
+        if k == 2:
+            grid = traverse_images(run.representation, z_c, z_s, i, values[i])
+            title = f"{name}: z_c from y=0 side to y=1 side (first dim)"
+            figure = figures.save_labelled_grid(grid, path, [f"test {b}" for b in range(len(index))], _value_text(values[i]), title)
+        else:
+            figure = (_triangle_figure if k == 3 else _path_figure)(run, z_c, z_s, i, steps, path)
+            categorical[name] = {"figure": "triangle" if k == 3 else "path", "class_means": run.representation.class_prior(i)[0].tolist()}
+        written.figures.append(figure)
+        ranges[name] = [float(values[i][0, 0]), float(values[i][-1, 0])]
     pair_image = None
     if chosen_pairs:
         if image is None:
@@ -267,22 +347,27 @@ def traverse(
     for a, b in chosen_pairs:
         grid = traverse_pair(run.representation, z_c_pair, z_s_pair, (a, b), (values[a], values[b]))
         path = figure_path(run.path, f"traverse_pair_{slug(names[a])}_{slug(names[b])}")
-        rows = [f"{names[a]} {t}" for t in _value_text(values[a])]
-        cols = _value_text(values[b])
+        rows = [f"{names[a]} {t}" if run.num_classes[a] == 2 else t for t in _steps_text(run, a, values[a], steps)]
+        cols = _steps_text(run, b, values[b], steps)
         title = f"test image {image}; rows: z_c of {names[a]}, columns: z_c of {names[b]}"
         written.figures.append(figures.save_labelled_grid(grid, path, rows, cols, title))
     written.metrics["traversal"] = {"steps": steps, "extend_prior_std": extend, "range": ranges, "pair_image": pair_image}
+    if categorical:
+        written.metrics["traversal"]["categorical"] = categorical
     return _finish(run, written)
 
 
 @_task(generation.NEEDS)
 def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: int = 1) -> Written:
     """Conditional generation (Fig. 4). Each label vector (see
-    :func:`~.labels.parse_label_vectors`; default: every label at 0 and at 1, the rest from
-    ``p(y)``) gets ``rows`` rows of ``samples`` images. Row ``r`` of every vector uses the same
-    ``z_s`` along the whole row, so rows differ only in ``y`` and ``z_c``."""
-    names = run.label_names
-    vectors = parse_label_vectors(label_specs, names) if label_specs else [{i: v} for i in range(len(names)) for v in (0, 1)]
+    :func:`~.labels.parse_label_vectors`; default: every label at each of its classes, the rest
+    from ``p(y)``) gets ``rows`` rows of ``samples`` images. Row ``r`` of every vector uses the
+    same ``z_s`` along the whole row, so rows differ only in ``y`` and ``z_c``."""
+    names, num_classes = run.label_names, run.num_classes
+    if label_specs:
+        vectors = parse_label_vectors(label_specs, names, num_classes)
+    else:
+        vectors = [{i: v} for i in range(len(names)) for v in range(num_classes[i])]
     if samples < 1 or rows < 1:
         raise ValueError(f"--samples and --rows must be at least 1, got {samples} and {rows}")
     rep = run.representation
@@ -301,18 +386,23 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
 
 
 @_task(interventions.NEEDS)
-def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: int = 32) -> Written:
-    """Switch each label in turn for the first ``images`` test images (Fig. 11), and the
-    per-pixel variance over ``samples`` switched draws as heat maps (Fig. 5)."""
+def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: int = 32, draws: int = 8) -> Written:
+    """Switch each binary label in turn, and set each label of more classes to each of its
+    classes, for the first ``images`` test images (Fig. 11); the per-pixel variance over
+    ``samples`` intervened draws as heat maps (Fig. 5); and for each label of more than two
+    classes, ``draws`` draws of ``z_c^i`` per class decoded with the first test image's ``z_s``
+    (Fig. 22, :func:`~.interventions.class_draws`)."""
     analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
     names = analysis.label_names
     chosen = parse_label_list(labels, names)
     if images < 1:
         raise ValueError(f"--images must be at least 1, got {images}")
+    if draws < 1:
+        raise ValueError(f"--draws must be at least 1, got {draws}")
     written = Written()
     grid = switch_grid(analysis, chosen, images)
     rows = [f"test {k}" for k in range(grid.shape[0])]
-    cols = ["original", "recon", *(f"switch {names[i]}" for i in chosen)]
+    cols = ["original", "recon", *(caption for _, _, caption in intervention_columns(names, analysis.num_classes, chosen))]
     requested = [names[i] for i in chosen] if labels and labels.strip() else []
     written.figures.append(figures.save_labelled_grid(grid, figure_path(run.path, figure_name("intervene", requested)), rows, cols))
     maps, recon = diversity_maps(analysis, chosen, images, samples)
@@ -326,10 +416,21 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     written.figures.append(
         figures.save_labelled_grid(
             cells, figure_path(run.path, figure_name("diversity", requested)), rows, ["recon", *(names[i] for i in chosen)],
-            f"per-pixel variance over {samples} draws of the switched z_c^i (max {vmax:.3g})",
+            f"per-pixel variance over {samples} draws of the intervened z_c^i (max {vmax:.3g})",
             colour_scale=(vmax, "per-pixel variance (opacity grows with it)"),
         )
     )
+    per_class = {}
+    for i in (i for i in chosen if analysis.num_classes[i] > 2):
+        cells = class_draws(analysis, i, 0, draws)
+        per_class[names[i]] = class_variance(cells)
+        written.figures.append(
+            figures.save_labelled_grid(
+                cells, figure_path(run.path, figure_name("class_draws", [names[i]])),
+                [f"{names[i]}={k}" for k in range(len(cells))], [f"draw {d + 1}" for d in range(draws)],
+                f"test image 0: z_c^{names[i]} ~ p(z_c | {names[i]} = row's class), z_s and the other z_c fixed",
+            )  # fmt: skip
+        )
     written.metrics["diversity"] = {
         "mean_pixel_variance": mean_variance(maps, names, chosen),
         "max_pixel_variance": vmax,
@@ -337,6 +438,9 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
         "num_images": grid.shape[0],
         "figures": [p.name for p in written.figures],
     }
+    if per_class:
+        written.metrics["diversity"]["class_pixel_variance"] = per_class
+        written.metrics["diversity"]["draws"] = draws
     return _finish(run, written)
 
 

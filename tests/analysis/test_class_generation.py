@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import torch
 
+from pyro_ccvae.analysis.classifier import class_log_probs
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.generation import class_generation_accuracy, is_one_hot
 from pyro_ccvae.data import ImageSet
@@ -23,7 +24,8 @@ def test_is_one_hot():
 
 
 def _analysis(separation: float):
-    """Prior means at +/- separation; the decoded "image" is z_c itself and the judge reads it as logits."""
+    """Prior means at +/- separation; the decoded "image" is z_c itself and the judge reads it as
+    one logit per (binary) label."""
 
     def sample_characteristic(y):  # y [B, L] -> z_c [B, L, 1]
         loc = (2 * y - 1).unsqueeze(-1) * separation
@@ -33,8 +35,9 @@ def _analysis(separation: float):
         sample_characteristic=sample_characteristic,
         sample_style=lambda shape: torch.zeros(*shape, 2),
         decode=lambda z_c, z_s: z_c[..., 0],
+        num_classes=[2] * L,
     )
-    reader = SimpleNamespace(logits=lambda x: x)
+    reader = SimpleNamespace(log_probs=lambda x: class_log_probs(x, [2] * L))
     split = ImageSet(torch.zeros(L, 1, 2, 2, dtype=torch.uint8), torch.eye(L), torch.ones(L, L, dtype=torch.bool), tuple("abcd"))
     run = SimpleNamespace(representation=representation, device=torch.device("cpu"), label_names=list("abcd"))
     return Analysis(run, split, progress=False, classifier=reader)

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from pyro_ccvae.analysis import metrics
+from pyro_ccvae.analysis.classifier import class_log_probs
 from pyro_ccvae.analysis.labels import parse_label_list, parse_label_vectors, parse_pairs
 from pyro_ccvae.analysis.outputs import json_safe, slug
 from pyro_ccvae.health import random_partners
+from pyro_ccvae.prediction import predicted_classes
 
 NAMES = ["a", "b", "c"]
 
@@ -45,9 +47,11 @@ def test_condition_number_best_worst():
 
 
 def test_reference_log_probs_and_change():
-    logits = torch.tensor([[2.0, -1.0], [-3.0, 0.5]])
-    decision = (logits > 0).float()
-    log_p = metrics.reference_log_probs(logits, decision)
+    logits = torch.tensor([[2.0, -1.0], [-3.0, 0.5]])  # a judge's one logit per binary label
+    log_probs = class_log_probs(logits, [2, 2])
+    decision = predicted_classes(log_probs)
+    assert torch.equal(decision, (logits > 0).long())  # the binary decision: logit > 0
+    log_p = metrics.reference_log_probs(log_probs, decision)
     assert (log_p <= 0).all() and (log_p >= np.log(0.5)).all()  # the decided class is the likelier one
     assert torch.allclose(log_p, torch.nn.functional.logsigmoid(logits.abs()))
     assert torch.equal(metrics.mean_abs_change(log_p, log_p), torch.zeros(2))
