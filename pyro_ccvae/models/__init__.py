@@ -25,6 +25,7 @@ def get_family(name: str) -> ModelFamily:
     return MODELS[name]
 
 
-from . import ccvae  # noqa: E402,F401  (registers "ccvae")
+from . import ccvae  # noqa: E402,F401  (registers "ccvae", the default: first in --model and --help)
+from . import m2, diva, mvae  # noqa: E402,F401  (the baselines)
 
 __all__ = ["CAPABILITIES", "MODELS", "CapabilityError", "ModelFamily", "Representation", "get_family", "register_model"]
