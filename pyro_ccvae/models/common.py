@@ -70,15 +70,21 @@ def seen_pattern(mask: torch.Tensor) -> tuple[list[bool], list[bool]]:
 
 
 def observe_label(name: str, fn, value: torch.Tensor, seen: torch.Tensor, all_seen: bool, any_seen: bool) -> torch.Tensor:
-    """The model's site(s) of one label, ``fn`` its prior: ``{name}_observed`` where it is seen,
-    the latent ``{name}_unobserved`` where not (Pyro's ``obs_mask`` split), and only the part
-    that exists when the whole batch is seen or unseen, so that a supervised batch enumerates
-    nothing. Returns the label's values, unseen entries from the latent site."""
-    if all_seen:
-        return pyro.sample(f"{name}_observed", fn, obs=value)
-    if not any_seen:
-        return pyro.sample(f"{name}_unobserved", fn)
-    return pyro.sample(name, fn, obs=value, obs_mask=seen)
+    """The model's site(s) of a label, ``fn`` its prior: ``{name}_observed`` where it is seen and
+    the latent ``{name}_unobserved`` where not, as Pyro's ``obs_mask`` splits a site (without its
+    extra deterministic site, whose float32 zero log-density breaks enumeration in float64); and
+    only the part that exists when the whole batch is seen or unseen (``all_seen``, ``any_seen``),
+    so that a supervised batch enumerates nothing. Returns the values, unseen ones from the latent."""
+    observed = unobserved = None
+    if any_seen:
+        with poutine.mask(mask=seen):
+            observed = pyro.sample(f"{name}_observed", fn, obs=value)
+    if not all_seen:
+        with poutine.mask(mask=~seen):
+            unobserved = pyro.sample(f"{name}_unobserved", fn)
+    if unobserved is None:
+        return observed
+    return unobserved if observed is None else torch.where(seen, observed.to(unobserved.dtype), unobserved)
 
 
 def guess_label(name: str, fn, value: torch.Tensor, seen: torch.Tensor, all_seen: bool, infer: Optional[dict] = None) -> torch.Tensor:

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ...likelihoods import Likelihood
 from ...nets import ConvEncoder
+from ..common import guess_label, observe_label
 from ..labels import ConditionalPrior, DiagonalClassifier, class_frequencies, class_mask, fill_labels, padded_log_probs
 from . import sites
 
@@ -73,14 +74,14 @@ class DIVAModel(PyroModule):
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         """:param x: images ``[B, C, S, S]``; :param y: class indices ``[B, L]``; :param mask: ``[B, L]`` bool."""
         y, mask = fill_labels(x, y, mask, self.num_labels)
-        batch = x.shape[0]
+        batch, all_seen, any_seen = x.shape[0], bool(mask.all()), bool(mask.any())
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
             with poutine.scale(scale=self.beta):
                 # z_s before the labels block keeps Pyro's dependency check quiet (as in the CCVAE).
                 z_s = pyro.sample(sites.Z_S, dist.Normal(x.new_zeros(()), x.new_ones(())).expand([batch, self.z_style_dim]).to_event(1))
                 with pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM):
                     prior_y = dist.Categorical(logits=self.label_log_probs().unsqueeze(1).expand(self.num_labels, batch, self.max_classes))
-                    y_all = pyro.sample(sites.Y, prior_y, obs=y.T, obs_mask=mask.T)
+                    y_all = observe_label(sites.Y, prior_y, y.T, mask.T, all_seen, any_seen)
                     loc, scale = self.conditional_prior(y_all)
                     z_c = pyro.sample(sites.Z_C, dist.Normal(loc, scale).to_event(1))
             out = self.decoder(merge_characteristic(z_c.transpose(-3, -2), z_s))
@@ -132,8 +133,8 @@ class DIVAGuide(PyroModule):
                 with poutine.scale(scale=self.beta):
                     z_c = pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), scale_c.transpose(0, 1)).to_event(1))
                 log_q = self.classifier(z_c)  # [L, B, K]
-                with poutine.scale(scale=self.beta), poutine.mask(mask=~mask.T):
-                    pyro.sample(sites.Y_UNOBSERVED, dist.Categorical(logits=log_q), infer={"enumerate": "parallel"})
+                with poutine.scale(scale=self.beta):
+                    guess_label(sites.Y, dist.Categorical(logits=log_q), y.T, mask.T, bool(mask.all()), {"enumerate": "parallel"})
                 if self.alpha > 0:
                     with poutine.mask(mask=mask.T):
                         log_q_seen = log_q.gather(-1, y.T.long().unsqueeze(-1)).squeeze(-1)

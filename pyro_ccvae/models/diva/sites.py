@@ -1,8 +1,9 @@
 """DIVA's site and plate names: the contract between its model, guide and objective.
 
 As in the CCVAE (:mod:`pyro_ccvae.models.ccvae.sites`): ``y`` and ``z_c`` live in the labels
-plate, inside the data plate, so per-label sites have batch shape ``(L, B)``; ``y`` is sampled
-with ``obs_mask`` and splits into :data:`Y_OBSERVED` and the latent :data:`Y_UNOBSERVED`.
+plate, inside the data plate, so per-label sites have batch shape ``(L, B)``; ``y`` splits into
+:data:`Y_OBSERVED` and the latent :data:`Y_UNOBSERVED` as ``obs_mask`` would
+(:func:`~pyro_ccvae.models.common.observe_label`).
 """
 
 DATA_PLATE = "data"

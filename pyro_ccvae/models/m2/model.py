@@ -97,7 +97,12 @@ class CostBaseline(torch.nn.Module):
         self.linear = torch.nn.Linear(FEATURES, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(features).squeeze(-1)
+        cost = self.linear(features).squeeze(-1)  # [B]
+        # Shaped as TraceGraph_ELBO shapes the cost it is compared with (MultiFrameTensor.sum_to
+        # drops leading size-1 dims): a batch of one image has a scalar cost.
+        while cost.dim() and cost.shape[0] == 1:
+            cost = cost.squeeze(0)
+        return cost
 
 
 class M2Guide(PyroModule):

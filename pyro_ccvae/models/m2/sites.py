@@ -2,8 +2,8 @@
 
 Each label is its own site, outside any labels plate: M2's decoder reads the whole label vector,
 so the labels are not independent given the rest, and a labels plate would let enumeration
-treat them as if they were. With ``obs_mask`` a label ``i`` splits into
-``y_<i>_observed`` and the latent ``y_<i>_unobserved``.
+treat them as if they were. A label ``i`` splits into ``y_<i>_observed`` and the latent
+``y_<i>_unobserved`` as ``obs_mask`` would (:func:`~pyro_ccvae.models.common.observe_label`).
 """
 
 DATA_PLATE = "data"
