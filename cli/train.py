@@ -33,6 +33,9 @@ def train(out: Path, resume: bool, **options) -> None:
     # Families share option names (--z-style-dim, --likelihood, ...) whose click defaults are
     # the first family's: the chosen family's own defaults apply unless an option was given.
     given = set(given_on_command_line(options))
+    foreign = sorted(given - TrainConfig.option_names(options["model"]))
+    if foreign:
+        raise ValueError(f"--{foreign[0].replace('_', '-')} is not an option of --model {options['model']}")
     own = {option_name(f) for f in dataclasses.fields(MODELS[options["model"]].config_class)} - {"model"}
     options = {
         k: v for k, v in options.items()
