@@ -44,7 +44,7 @@ def _one_thread():
 def make(enumerate: bool = True):
     """An M2 whose decoder reacts strongly to the labels (so that sums over them matter)."""
     decoder = ConvDecoder(L * K + D, CH, SIZE)
-    model = M2Model(NUM_CLASSES, D, build_likelihood("laplace", CH), decoder)
+    model = M2Model(NUM_CLASSES, D, build_likelihood("laplace", CH), decoder, enumerate=enumerate)
     guide = M2Guide(NUM_CLASSES, D, CH, SIZE, enumerate=enumerate, alpha=ALPHA)
     with torch.no_grad():
         model.label_probs.copy_(torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.4, 0.0]]))
@@ -111,16 +111,18 @@ def test_no_labels_is_the_unlabelled_bound():
     assert elbo.loss(model, conditioned, x) == pytest.approx(elbo.loss(model, conditioned, x, Y, MASKS["none_seen"]), rel=1e-12)
 
 
-def draws_by_hand(guide, x, mask):
+def draws_by_hand(guide, x, y, mask):
     """Every joint value of one data point's unseen labels with its probability under ``q(y|x)``,
-    as the values :class:`~.helpers.FixLatents` gives the guide's ``y_<i>_unobserved`` sites."""
+    as the value ``[L, 1]`` that :class:`~.helpers.FixLatents` gives the guide's ``y_unobserved``
+    (whose seen entries are a point mass at the label)."""
     logits = guide.classifier(F.relu(guide.encoder(x)))[0].reshape(L, K).detach()
     unseen = [i for i in range(L) if not mask[0, i]]
     for values in itertools.product(*(range(NUM_CLASSES[i]) for i in unseen)):
-        probability = 1.0
+        probability, value = 1.0, y.T.long().clone()
         for i, v in zip(unseen, values):
             probability *= float(td.Categorical(logits=logits[i, : NUM_CLASSES[i]]).probs[v])
-        yield probability, {f"{sites.label(i)}_unobserved": torch.tensor([v]) for i, v in zip(unseen, values)}
+            value[i] = v
+        yield probability, {f"{sites.Y}_unobserved": value}
 
 
 @pytest.mark.parametrize("case", ["none_seen", "mixed"])
@@ -132,12 +134,12 @@ def test_the_sampled_estimator_is_unbiased_in_value_and_gradient(case):
     x, z, mask = images()[:1], fixed_z()[:1], MASKS[case][2:3] if case == "mixed" else MASKS[case][:1]
     y = Y[:1]
     bias = guide.classifier.bias
-    guide.enumerate = True  # the same networks, the exact sum
+    model.enumerate = guide.enumerate = True  # the same networks, the exact sum
     exact_loss = m2_elbo("enumerate").differentiable_loss(model, FixLatents({sites.Z: z})(guide), x, y, mask)
     exact_grad = torch.autograd.grad(exact_loss, bias)[0]
-    guide.enumerate = False
+    model.enumerate = guide.enumerate = False
     loss, grad = 0.0, torch.zeros_like(bias)
-    for probability, values in draws_by_hand(guide, x, mask):
+    for probability, values in draws_by_hand(guide, x, y, mask):
         for p in [*model.parameters(), *guide.parameters()]:
             p.grad = None
         loss += probability * m2_elbo("sampled").loss_and_grads(model, FixLatents({sites.Z: z, **values})(guide), x, y, mask)

@@ -45,7 +45,7 @@ class M2Family(BaselineFamily):
             )
         likelihood = build_likelihood(config.likelihood, info["channels"])
         decoder = ConvDecoder(len(num_classes) * max(num_classes) + config.z_style_dim, info["channels"], info["image_size"])
-        model = M2Model(num_classes, config.z_style_dim, likelihood, decoder)
+        model = M2Model(num_classes, config.z_style_dim, likelihood, decoder, enumerate=config.label_sum == "enumerate")
         return model, M2Guide(
             num_classes, config.z_style_dim, info["channels"], info["image_size"],
             enumerate=config.label_sum == "enumerate", alpha=config.m2_alpha,

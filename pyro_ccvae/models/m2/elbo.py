@@ -17,8 +17,9 @@ The sum over ``y_u`` runs over ``prod_{i in u} K_i`` joint configurations, one d
 - ``enumerate``: exact, by :class:`pyro.infer.TraceEnum_ELBO` with the guide's unseen labels
   enumerated in parallel (each label its own enumeration dim, so they broadcast to the joint);
 - ``sampled``: one ``y_u ~ q(y_u|x)`` per point, by :class:`pyro.infer.TraceGraph_ELBO`: the value
-  is unbiased, the gradient of ``q(y|x)`` a score-function estimate with a learned per-point
-  baseline (:class:`~.model.CostBaseline`) to reduce its variance.
+  is unbiased, the gradient of ``q(y|x)`` a score-function estimate (each label's with only the
+  costs downstream of it) with a learned per-point, per-label baseline
+  (:class:`~.model.CostBaseline`) to reduce its variance.
 
 ``auto`` (the default) enumerates when the data's joint label space has at most
 ``max_enumerated`` configurations (one 10-class digit label: 10; six binary labels: 64) and
@@ -50,7 +51,8 @@ def m2_elbo(label_sum: str, num_particles: int = 1) -> ELBO:
     """The Pyro ELBO of M2 for a resolved ``label_sum`` (``enumerate`` or ``sampled``)."""
     if label_sum == "enumerate":
         # A fully labelled batch has nothing to enumerate: that is expected, not a mistake.
-        return TraceEnum_ELBO(num_particles=num_particles, max_plate_nesting=sites.MAX_PLATE_NESTING, strict_enumeration_warning=False)
+        # No labels plate here (see :mod:`.sites`): the enumeration dims start right left of the data plate.
+        return TraceEnum_ELBO(num_particles=num_particles, max_plate_nesting=1, strict_enumeration_warning=False)
     if label_sum == "sampled":
         return TraceGraph_ELBO(num_particles=num_particles, max_plate_nesting=sites.MAX_PLATE_NESTING)
     raise ValueError(f"label_sum must be 'enumerate' or 'sampled' (build the model first: it resolves 'auto'), got {label_sum!r}")

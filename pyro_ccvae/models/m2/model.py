@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from ...likelihoods import Likelihood
 from ...nets import ConvDecoder, ConvEncoder
 from ..common import guess_label, observe_label, seen_pattern
-from ..labels import class_frequencies, class_mask, fill_labels, one_hot, padded_log_probs
+from ..labels import PAD_LOGIT, class_frequencies, class_mask, fill_labels, one_hot, padded_log_probs
 from . import sites
 
 #: width of the encoder's features ``h(x)``, shared by ``q(y|x)`` and ``q(z|x,y)``.
@@ -53,15 +53,18 @@ class M2Model(PyroModule):
     :param z_dim: dims of ``z``.
     :param likelihood: the :class:`~pyro_ccvae.likelihoods.Likelihood` of ``x``.
     :param decoder: ``[..., L K + z_dim] -> decoder output [..., C, S, S]``.
+    :param enumerate: one site per label, for the exact sum (see :mod:`.sites`); otherwise one
+        site ``y`` in a labels plate, for the sampled estimator.
     """
 
-    def __init__(self, num_classes: Sequence[int], z_dim: int, likelihood: Likelihood, decoder: torch.nn.Module):
+    def __init__(self, num_classes: Sequence[int], z_dim: int, likelihood: Likelihood, decoder: torch.nn.Module, enumerate: bool = True):
         super().__init__(name="model")
-        self.num_classes, self.max_classes, self.z_dim = list(num_classes), max(num_classes), z_dim
+        self.num_classes, self.max_classes, self.z_dim, self.enumerate = list(num_classes), max(num_classes), z_dim, enumerate
         self.likelihood, self.decoder = likelihood, decoder
         # pi: set from the labelled training subset by :meth:`set_label_prior`.
         empty = torch.zeros(0, len(self.num_classes))
         self.register_buffer("label_probs", class_frequencies(empty, empty.bool(), self.num_classes).float())
+        self.register_buffer("valid", class_mask(self.num_classes), persistent=False)
 
     def set_label_prior(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
         """``pi_i``: the class frequencies of label ``i`` where it is seen (see :func:`~..labels.class_frequencies`)."""
@@ -76,30 +79,42 @@ class M2Model(PyroModule):
         :param mask: ``[B, L]`` bool, ``True`` where a label is seen."""
         y, mask = fill_labels(x, y, mask, len(self.num_classes))
         batch = x.shape[0]
-        all_seen, any_seen = seen_pattern(mask)
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
-            values = []
-            for i, k in enumerate(self.num_classes):
-                prior = dist.Categorical(probs=self.label_probs[i, :k].expand(batch, k))
-                values.append(observe_label(sites.label(i), prior, y[:, i], mask[:, i], all_seen[i], any_seen[i]))
+            if self.enumerate:
+                all_seen, any_seen = seen_pattern(mask)
+                values = []
+                for i, k in enumerate(self.num_classes):
+                    prior = dist.Categorical(probs=self.label_probs[i, :k].expand(batch, k))
+                    values.append(observe_label(sites.label(i), prior, y[:, i], mask[:, i], all_seen[i], any_seen[i]))
+                vectors = stack_one_hot(values, self.max_classes, x.dtype)
+            else:
+                with labels_plate(len(self.num_classes)):
+                    log_pi = padded_log_probs(self.label_probs.log(), self.valid).unsqueeze(1).expand(-1, batch, -1)
+                    values = observe_label(sites.Y, dist.Categorical(logits=log_pi), y.T, mask.T, bool(mask.all()), bool(mask.any()))
+                vectors = one_hot(values, self.max_classes, x.dtype).transpose(-3, -2)  # [B, L, K]
             z = pyro.sample(sites.Z, dist.Normal(x.new_zeros(()), x.new_ones(())).expand([batch, self.z_dim]).to_event(1))
-            out = self.decoder(decoder_input(stack_one_hot(values, self.max_classes, x.dtype), z))
+            out = self.decoder(decoder_input(vectors, z))
             pyro.sample(sites.X, self.likelihood.distribution(out), obs=x)
 
 
+def labels_plate(num_labels: int) -> pyro.plate:
+    """The labels plate of the sampled estimator, inside the data plate (``y`` has batch shape ``(L, B)``)."""
+    return pyro.plate(sites.LABELS_PLATE, num_labels, dim=sites.LABELS_DIM)
+
+
 class CostBaseline(torch.nn.Module):
-    """A learned baseline for the score-function estimator: the downstream cost of a label's
-    sample predicted from the encoder's features (Mnih & Gregor's neural baseline; Pyro's
+    """A learned baseline for the score-function estimator: each label's downstream cost
+    predicted from the encoder's features (Mnih & Gregor's neural baseline; Pyro's
     ``nn_baseline``, which trains it by least squares)."""
 
-    def __init__(self):
+    def __init__(self, num_labels: int):
         super().__init__()
-        self.linear = torch.nn.Linear(FEATURES, 1)
+        self.linear = torch.nn.Linear(FEATURES, num_labels)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        cost = self.linear(features).squeeze(-1)  # [B]
+        cost = self.linear(features).T  # [L, B], the labels plate's layout
         # Shaped as TraceGraph_ELBO shapes the cost it is compared with (MultiFrameTensor.sum_to
-        # drops leading size-1 dims): a batch of one image has a scalar cost.
+        # drops leading size-1 dims): one label and one image have a scalar cost.
         while cost.dim() and cost.shape[0] == 1:
             cost = cost.squeeze(0)
         return cost
@@ -108,9 +123,11 @@ class CostBaseline(torch.nn.Module):
 class M2Guide(PyroModule):
     """``q(y | x) q(z | x, y)`` and the alpha-weighted classification term.
 
-    :param enumerate: mark the unseen labels for parallel enumeration (the exact sum of
-        :class:`pyro.infer.TraceEnum_ELBO`); otherwise each carries a learned baseline for the
-        score-function estimator of :class:`pyro.infer.TraceGraph_ELBO`.
+    :param enumerate: one site per label, the unseen ones marked for parallel enumeration (the
+        exact sum of :class:`pyro.infer.TraceEnum_ELBO`); otherwise one site ``y`` in a labels
+        plate with a learned baseline for the score-function estimator of
+        :class:`pyro.infer.TraceGraph_ELBO` (one vectorised site: each extra site costs that
+        ELBO's dependency tracking a noticeable share of a step).
     :param alpha: Kingma et al.'s ``alpha / N``. The guide adds the factor
         ``-alpha * B / n_i * sum_{b seen} log q(y_bi | x_b)`` per label ``i`` (``n_i`` the points of
         the batch where label ``i`` is seen): a guide factor enters an ELBO with the opposite sign,
@@ -127,7 +144,7 @@ class M2Guide(PyroModule):
         self.z_net = torch.nn.Linear(FEATURES + num_labels * self.max_classes, 2 * z_dim)
         self.register_buffer("valid", class_mask(self.num_classes), persistent=False)
         if not enumerate:
-            self.baselines = torch.nn.ModuleList(CostBaseline() for _ in self.num_classes)
+            self.baseline = CostBaseline(num_labels)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``h(x)``: ``[B, FEATURES]``."""
@@ -148,22 +165,34 @@ class M2Guide(PyroModule):
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         y, mask = fill_labels(x, y, mask, len(self.num_classes))
         batch = x.shape[0]
-        all_seen, any_seen = seen_pattern(mask)
         h = self.features(x)
         log_q = self.label_log_probs(h)  # [B, L, K]
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
-            values = []
-            for i, k in enumerate(self.num_classes):
-                q_y = dist.Categorical(logits=log_q[:, i, :k])
-                if self.enumerate:
-                    infer = {"enumerate": "parallel"}
-                else:
-                    infer = {"baseline": {"nn_baseline": self.baselines[i], "nn_baseline_input": h}}
-                values.append(guess_label(sites.label(i), q_y, y[:, i], mask[:, i], all_seen[i], infer))
-            if self.alpha > 0 and any(any_seen):
+            if self.enumerate:
+                all_seen, _ = seen_pattern(mask)
+                values = []
+                for i, k in enumerate(self.num_classes):
+                    q_y = dist.Categorical(logits=log_q[:, i, :k])
+                    values.append(guess_label(sites.label(i), q_y, y[:, i], mask[:, i], all_seen[i], {"enumerate": "parallel"}))
+                vectors = stack_one_hot(values, self.max_classes, x.dtype)
+            elif bool(mask.all()):
+                vectors = one_hot(y, self.max_classes, x.dtype)
+            else:
+                # Seen labels are drawn from a point mass at their value rather than masked out:
+                # a score-function estimator does not mask the score (Pyro's ScoreParts leave it
+                # unmasked), so a masked seen label would still pick up gradient from the image's
+                # cost. A point mass has log q = 0 and no parameters, hence no score.
+                seen = mask.unsqueeze(-1)
+                point_mass = torch.where(one_hot(y, self.max_classes, torch.bool), 0.0, PAD_LOGIT).to(log_q)
+                q_y = dist.Categorical(logits=torch.where(seen, point_mass, log_q).transpose(0, 1))
+                with labels_plate(len(self.num_classes)):
+                    infer = {"baseline": {"nn_baseline": self.baseline, "nn_baseline_input": h}}
+                    values = pyro.sample(f"{sites.Y}_unobserved", q_y, infer=infer)
+                vectors = one_hot(values, self.max_classes, x.dtype).transpose(-3, -2)
+            if self.alpha > 0 and bool(mask.any()):
                 seen = mask.to(x.dtype)
                 per_label = self.alpha * batch / seen.sum(0).clamp(min=1)  # [L]
                 log_q_seen = log_q.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)  # [B, L]
                 pyro.factor(sites.CLASSIFICATION, -(per_label * seen * log_q_seen).sum(-1), has_rsample=True)
-            loc, scale = self.z_params(h, stack_one_hot(values, self.max_classes, x.dtype))
+            loc, scale = self.z_params(h, vectors)
             pyro.sample(sites.Z, dist.Normal(loc, scale).to_event(1))
