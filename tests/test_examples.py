@@ -1,4 +1,5 @@
 """Every example runs once with options that make it tiny."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,11 +9,17 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {
     "custom_guide.py": ["--epochs", "1", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3"],
+    "compare_baselines.py": [
+        "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
+        "--max-images", "16", "--set", "z_style_dim=3", "--set", "k_samples=3", "--set", "z_dim=8",
+    ],
 }
+#: what each example leaves in its --out folder.
+WRITES = {"custom_guide.py": ["checkpoint.pt"], "compare_baselines.py": ["tables.md", "tables.json"]}
 
 
 def test_every_example_has_tiny_options():
-    assert {p.name for p in EXAMPLES.glob("*.py")} == set(TINY)
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(TINY) == set(WRITES)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -24,4 +31,12 @@ def test_example_runs(name, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert all((tmp_path / "run" / name).exists() for name in WRITES[name])
+    if name == "compare_baselines.py":  # every table, for every model and supervision rate
+        written = json.loads((tmp_path / "run" / "tables.json").read_text())
+        tables = [key for key in written if key.startswith("table")]
+        assert tables == ["table1_classification", "table2_swap", "table5_generation"]
+        for table in tables:
+            assert set(written[table]) == {"ccvae", "m2", "diva", "mvae"}
+            assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in written[table].values())
+        assert (tmp_path / "run" / "tables.md").read_text().count("| mvae |") == 3
