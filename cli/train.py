@@ -1,12 +1,13 @@
 """``ccvae-pyro train``."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
-from pyro_ccvae.config import TrainConfig
+from pyro_ccvae.config import TrainConfig, option_name
 from pyro_ccvae.health import describe as describe_health
 from pyro_ccvae.models import MODELS
 from pyro_ccvae.training import train as train_run
@@ -29,7 +30,17 @@ _MODEL_SECTIONS = [family.config_class for family in MODELS.values()]
 def train(out: Path, resume: bool, **options) -> None:
     """Train a model with SVI into the run directory --out."""
     progress = prepare(options)
-    options = {k: v for k, v in options.items() if k in TrainConfig.option_names(options["model"])}
+    # Families share option names (--z-style-dim, --likelihood, ...) whose click defaults are
+    # the first family's: the chosen family's own defaults apply unless an option was given.
+    given = set(given_on_command_line(options))
+    foreign = sorted(given - TrainConfig.option_names(options["model"]))
+    if foreign:
+        raise ValueError(f"--{foreign[0].replace('_', '-')} is not an option of --model {options['model']}")
+    own = {option_name(f) for f in dataclasses.fields(MODELS[options["model"]].config_class)} - {"model"}
+    options = {
+        k: v for k, v in options.items()
+        if k in TrainConfig.option_names(options["model"]) and (k in given or k not in own)
+    }  # fmt: skip
     config = TrainConfig.from_options(**options)
     # Options set on the command line, as option name -> the flag that set it: a resumed run checks them.
     fields = config.fields_by_option()

@@ -2,8 +2,9 @@
 
 Training (at the end, on the validation split) and ``evaluate`` (on its split) both call
 :func:`check_health`; it lives here so that neither imports the other. It uses only the
-representation's capabilities (:data:`NEEDS`: ``encode``, ``decode``, ``predict``, ``sample``),
-so it works for every guide and every model family that offers them.
+representation's capabilities (:data:`NEEDS`: ``encode`` and ``decode``; prior recognition
+also :data:`RECOGNITION_NEEDS`, and is ``None`` for a model without them, such as M2), so it
+works for every guide and every model family that offers them.
 
 Three measures, each with a warning when it fails (thresholds are the constants below):
 
@@ -34,7 +35,9 @@ from .data import as_float_images
 from .models.base import DECODE, ENCODE, PREDICT, SAMPLE, TRAVERSE
 
 #: the capabilities the health checks ask of a model.
-NEEDS = (ENCODE, DECODE, PREDICT, SAMPLE, TRAVERSE)
+NEEDS = (ENCODE, DECODE)
+#: what prior recognition asks besides: a class-conditional prior of ``z_c`` and a classifier of it.
+RECOGNITION_NEEDS = (PREDICT, SAMPLE, TRAVERSE)
 
 #: ``model_mae / mean_image_mae`` at or above this: the decoder does no better than the mean image.
 COLLAPSE_RATIO = 0.9
@@ -174,7 +177,7 @@ def _warnings(reconstruction: dict, latent_use: dict, recognition: dict) -> list
     idle = [name for name, count in latent_use["z_c"]["active_units_per_label"].items() if count == 0]
     if idle:
         out.append(f"z_c unused for label(s) {', '.join(idle)}: no active dimension (posterior-mean variance > {ACTIVE_VARIANCE})")
-    weak = {name: rate for name, rate in recognition["balanced"].items() if rate < RECOGNITION}
+    weak = {} if recognition is None else {name: rate for name, rate in recognition["balanced"].items() if rate < RECOGNITION}
     if weak:
         listed = ", ".join(f"{name} ({rate:.2f})" for name, rate in weak.items())
         out.append(
@@ -195,7 +198,8 @@ def check_health(
     :param train_mean: the mean training image ``[C, H, W]`` in ``[0, 1]`` (see :func:`mean_image`).
     :param seed: seeds the swap partners and prior draws (a private generator: the global RNG is untouched).
     :param means: the posterior means of ``images``, if already computed.
-    :return: ``reconstruction``, ``latent_use``, ``prior_recognition``, ``thresholds`` and a
+    :return: ``reconstruction``, ``latent_use``, ``prior_recognition`` (``None`` without
+        :data:`RECOGNITION_NEEDS`), ``thresholds`` and a
         ``warnings`` list of one-line strings (empty when healthy).
     """
     generator = torch.Generator().manual_seed(seed)
@@ -224,7 +228,8 @@ def check_health(
             "swap_change": swaps["z_s"],
         },
     }
-    recognition = prior_recognition(representation, PRIOR_SAMPLES, generator)
+    recognises = all(need in representation.capabilities for need in RECOGNITION_NEEDS)
+    recognition = prior_recognition(representation, PRIOR_SAMPLES, generator) if recognises else None
     return {
         "num_images": len(images),
         "reconstruction": reconstruction,
@@ -244,7 +249,8 @@ def check_health(
 def describe(health: dict) -> str:
     """One line of the headline health numbers (for the CLI)."""
     rec, use = health["reconstruction"], health["latent_use"]
-    rates = [v for v in health["prior_recognition"]["balanced"].values() if v is not None]
+    recognition = health["prior_recognition"]
+    rates = [] if recognition is None else [v for v in recognition["balanced"].values() if v is not None]
 
     def number(value):
         return "n/a" if value is None else f"{value:.3g}"

@@ -10,11 +10,21 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {
     "custom_guide.py": ["--epochs", "1", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3"],
     "multiclass_accuracy.py": ["--epochs", "1", "--sup-fracs", "0.06,1", "--no-progress", "--option", "k_samples=4", "--option", "z_style_dim=3"],
+    "compare_baselines.py": [
+        "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
+        "--max-images", "16", "--set", "z_style_dim=3", "--set", "k_samples=3", "--set", "z_dim=8",
+    ],
+}
+#: what each example leaves in its --out folder.
+WRITES = {
+    "custom_guide.py": ["checkpoint.pt"],
+    "compare_baselines.py": ["tables.md", "tables.json"],
+    "multiclass_accuracy.py": ["table.md", "table.json", "sup-0.06/checkpoint.pt", "sup-1/checkpoint.pt"],
 }
 
 
 def test_every_example_has_tiny_options():
-    assert {p.name for p in EXAMPLES.glob("*.py")} == set(TINY)
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(TINY) == set(WRITES)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -26,11 +36,17 @@ def test_example_runs(name, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    if name == "multiclass_accuracy.py":  # one run per rate, and the table
-        assert sorted(p.parent.name for p in (tmp_path / "run").glob("sup-*/checkpoint.pt")) == ["sup-0.06", "sup-1"]
+    assert all((tmp_path / "run" / name).exists() for name in WRITES[name])
+    if name == "compare_baselines.py":  # every table, for every model and supervision rate
+        written = json.loads((tmp_path / "run" / "tables.json").read_text())
+        tables = [key for key in written if key.startswith("table")]
+        assert tables == ["table1_classification", "table2_swap", "table5_generation"]
+        for table in tables:
+            assert set(written[table]) == {"ccvae", "m2", "diva", "mvae"}
+            assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in written[table].values())
+        assert (tmp_path / "run" / "tables.md").read_text().count("| mvae |") == 3
+    if name == "multiclass_accuracy.py":  # one row per rate, accuracies in [0, 1]
         table = json.loads((tmp_path / "run" / "table.json").read_text())
         assert [row["sup_frac"] for row in table["rows"]] == [0.06, 1.0]
         assert all(0 <= acc <= 1 for row in table["rows"] for acc in row["accuracy"].values())
         assert "| 0.06 |" in (tmp_path / "run" / "table.md").read_text()
-    else:
-        assert (tmp_path / "run" / "checkpoint.pt").exists()

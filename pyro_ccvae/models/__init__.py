@@ -3,6 +3,16 @@
 Each family is a folder (``models/ccvae/``: its config, model, objective, sites, guides and
 representation) that registers itself here; the shared networks (:mod:`pyro_ccvae.nets`) and
 likelihoods (:mod:`pyro_ccvae.likelihoods`) are injected into its modules.
+
+=========  =====================================================================================
+``ccvae``  the CCVAE (Joy et al., 2021), the default
+``m2``     M2 (Kingma et al., 2014): labels beside ``z`` in the latent space
+``diva``   the modified DIVA of the CCVAE paper's appendix C.4 (after Ilse et al., 2019)
+``mvae``   the MVAE (Wu & Goodman, 2018): a product of experts over image and labels
+=========  =====================================================================================
+
+The baselines share :mod:`.labels` (categorical label helpers) and :mod:`.common` (what a
+family with its own guide needs).
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ def get_family(name: str) -> ModelFamily:
     return MODELS[name]
 
 
-from . import ccvae  # noqa: E402,F401  (registers "ccvae")
+from . import ccvae  # noqa: E402,F401  (registers "ccvae", the default: first in --model and --help)
+from . import m2, diva, mvae  # noqa: E402,F401  (the baselines)
 
 __all__ = ["CAPABILITIES", "MODELS", "CapabilityError", "ModelFamily", "Representation", "get_family", "register_model"]

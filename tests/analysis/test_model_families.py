@@ -18,12 +18,25 @@ from pyro_ccvae.training import train
 from pyro_ccvae_cli.main import main
 
 
+#: each family's settings for a tiny run (its own option names).
+SMALL = {
+    "ccvae": {"k_samples": 3, "z_style_dim": 3},
+    "m2": {"z_style_dim": 3},
+    "diva": {"z_style_dim": 3},
+    "mvae": {"z_dim": 8},
+}
+
+
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def family_run(request, tmp_path_factory):
     path = tmp_path_factory.mktemp(request.param) / "run"
-    config = TrainConfig.from_options(model=request.param, num_train=48, epochs=1, batch_size=16, k_samples=3, z_style_dim=3, device="cpu")
+    config = TrainConfig.from_options(model=request.param, num_train=48, epochs=1, batch_size=16, device="cpu", **SMALL[request.param])
     train(config, path, progress=False)
     return request.param, path
+
+
+def test_every_family_has_tiny_settings():
+    assert set(SMALL) == set(MODELS)
 
 
 def test_every_family_brings_its_parts():
@@ -67,6 +80,23 @@ def test_a_family_trains_saves_reloads_and_answers_its_capabilities(family_run):
         if "likelihood" in rep.capabilities:
             w_x, w_xy = rep.log_weights(x, 2)
             assert w_x.shape == w_xy.shape == (2, 5)
+
+
+def test_a_family_refuses_in_one_line_what_it_does_not_declare(family_run):
+    """Every capability a model lacks is a one-line CapabilityError from the representation,
+    and every research task that needs one refuses before doing anything."""
+    name, path = family_run
+    run = load_run(path, "cpu", load_data=False)
+    rep = run.representation
+    for capability in set(CAPABILITIES) - rep.capabilities:
+        with pytest.raises(CapabilityError) as error:
+            rep.require("a task", [capability])
+        assert "\n" not in str(error.value) and repr(name) in str(error.value)
+    for task in (tasks.evaluate, tasks.traverse, tasks.generate, tasks.intervene, tasks.swap):
+        if not set(task.needs) <= rep.capabilities:
+            with pytest.raises(CapabilityError, match=f"needs the capability .* which model {name!r} does not offer") as error:
+                task(run)
+            assert "\n" not in str(error.value)
 
 
 def without_traversals(inner: Representation) -> Representation:

@@ -1,0 +1,42 @@
+"""M2's settings: the ``model`` section of a run's config when ``model.name`` is ``m2``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ...fields import check_positive, option
+from ...likelihoods import LIKELIHOODS
+from ..ccvae.config import model_names
+
+#: how M2 sums out the labels it does not see (see :mod:`.elbo`); ``auto`` is resolved when the
+#: model is built and the run's config records the choice.
+LABEL_SUMS = ("auto", "enumerate", "sampled")
+
+
+@dataclass
+class M2Config:
+    """M2 (Kingma, Rezende, Mohamed & Welling, "Semi-supervised learning with deep generative
+    models", NeurIPS 2014), on the CCVAE's networks and likelihood.
+
+    Defaults: ``m2_alpha = 0.1`` is the paper's ``alpha = 0.1 N`` (section 3.1.2). The latent
+    ``z`` has the CCVAE's ``d_s = 27`` dims, so that it plays the part of ``z_s`` at the same
+    size (the paper used 50 on MNIST).
+    """
+
+    name: str = option("m2", flag="--model", help="The model family.", choices=model_names)
+    z_style_dim: int = option(27, help="d_s, the style latent's dims.")
+    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
+    label_sum: str = option(
+        "auto", choices=LABEL_SUMS,
+        help="M2: sum unseen labels out exactly (enumerate), by a score-function estimate (sampled), "
+        "or auto: enumerate up to --max-enumerated joint label configurations.",
+    )  # fmt: skip
+    max_enumerated: int = option(64, help="M2 with --label-sum auto: the most joint label configurations it enumerates.")
+    m2_alpha: float = option(0.1, help="M2's alpha / N, the weight of log q(y|x) on labelled points (Kingma et al.: 0.1).")
+    prior_lr_factor: float = option(10.0, help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "z_style_dim", "max_enumerated", "prior_lr_factor")
+        if self.m2_alpha < 0:
+            raise ValueError(f"--m2-alpha must be at least 0, got {self.m2_alpha}")

@@ -1,0 +1,38 @@
+"""MVAE's settings: the ``model`` section of a run's config when ``model.name`` is ``mvae``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ...fields import check_positive, option
+from ...likelihoods import LIKELIHOODS
+from ..ccvae.config import model_names
+
+
+@dataclass
+class MVAEConfig:
+    """The MVAE (Wu & Goodman, "Multimodal Generative Models for Scalable Weakly-Supervised
+    Learning", NeurIPS 2018) with the image and each label as a modality, on the CCVAE's
+    networks and likelihood.
+
+    Defaults from the authors' CelebA script with one expert per attribute
+    (``celeba19/train.py`` of github.com/mhw32/multimodal-vae-public): ``lambda_image = 1`` and
+    ``lambda_attrs = 10``, which that script applies in the joint ``ELBO(x, y)`` only (its
+    single-label ELBOs are unweighted), and ``beta = 1`` (its KL warm-up over 20 epochs is not
+    implemented). ``z_dim = None`` takes the CCVAE's total latent size ``L + 27``.
+    """
+
+    name: str = option("mvae", flag="--model", help="The model family.", choices=model_names)
+    #: None: L + 27, resolved when the model is built (the run's config records the number).
+    z_dim: Optional[int] = option(None, help="MVAE's latent dims (default: the number of labels + 27, the CCVAE's total).")
+    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
+    mvae_image_weight: float = option(1.0, help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
+    mvae_label_weight: float = option(10.0, help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")
+    mvae_beta: float = option(1.0, help="MVAE's weight of every KL term (Wu & Goodman: 1 after warm-up).")
+    prior_lr_factor: float = option(10.0, help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "mvae_image_weight", "mvae_label_weight", "mvae_beta", "prior_lr_factor")
+        if self.z_dim is not None and self.z_dim <= 0:
+            raise ValueError(f"--z-dim must be positive, got {self.z_dim}")
