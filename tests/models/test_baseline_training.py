@@ -73,10 +73,17 @@ def test_a_baseline_trains_and_answers_on_categorical_labels(name, categorical, 
         assert torch.isfinite(rep.decode(moved, z_s)).all()
 
 
-@pytest.mark.parametrize("dataset, expected", [("shapes", "enumerate"), ("digits", "sampled")])
-def test_m2_records_the_estimator_it_chose(dataset, expected, tmp_path):
-    """Six binary labels (64 joint values) are enumerated; ten one-hot digit columns (1024) sampled."""
-    config = TrainConfig.from_options(model="m2", dataset=dataset, num_train=32, epochs=1, batch_size=16, sup_frac=0.25, device="cpu", z_style_dim=3)
+@pytest.mark.parametrize(
+    "dataset, labels, expected",
+    [("shapes", None, "enumerate"), ("digits", None, "enumerate"), ("digits", tuple("0123456789"), "sampled")],
+)
+def test_m2_records_the_estimator_it_chose(dataset, labels, expected, tmp_path):
+    """Six binary labels (64 joint values) and one 10-class digit are enumerated; ten one-vs-rest
+    digit columns (1024 joint values) are sampled."""
+    config = TrainConfig.from_options(
+        model="m2", dataset=dataset, labels=labels, num_train=32, epochs=1, batch_size=16, sup_frac=0.25, device="cpu",
+        z_style_dim=3,
+    )  # fmt: skip
     summary = train(config, tmp_path / "run", progress=False)
     assert summary["test_accuracy_mean"] is not None
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["label_sum"] == expected
