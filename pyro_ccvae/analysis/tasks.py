@@ -101,7 +101,20 @@ def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[
     return folder, load_classifier(folder, run.device)
 
 
-@_task((PREDICT, RECONSTRUCT), HEALTH_NEEDS, likelihood.NEEDS, traversal.NEEDS, interventions.NEEDS, swaps.NEEDS, generation.NEEDS)
+#: what ``evaluate`` always needs; each further section needs its own (see :data:`EVALUATE_OPTIONAL`).
+EVALUATE_NEEDS = (PREDICT, RECONSTRUCT, *HEALTH_NEEDS)
+#: sections of ``evaluate`` a model may lack the capabilities for: skipped, and named in
+#: ``evaluation.skipped`` with the capability missing.
+EVALUATE_OPTIONAL = {
+    "likelihood": likelihood.NEEDS,
+    "latent_separation": traversal.NEEDS,  # the class priors' locations mark the densities
+    "single_interventions": interventions.NEEDS,
+    "characteristic_swap": swaps.NEEDS,
+    "generation_accuracy": generation.NEEDS,
+}
+
+
+@_task(EVALUATE_NEEDS)
 def evaluate(
     run: Run,
     iw_samples: int = 100,
@@ -134,9 +147,17 @@ def evaluate(
         judge = ("independent classifier", Path(classifier_dir), _reader(run, load_classifier(classifier_dir, run.device)))
     written = Written()
     m = written.metrics
+    rep = run.representation
+    skipped = {
+        section: next(need for need in needs if need not in rep.capabilities)
+        for section, needs in EVALUATE_OPTIONAL.items()
+        if not set(needs) <= rep.capabilities
+    }
     m["classification"] = metrics.classification(analysis)
-    m["likelihood"] = importance_weighted(analysis, iw_samples)
-    m["latent_separation"] = metrics.latent_separation(analysis)
+    if "likelihood" not in skipped:
+        m["likelihood"] = importance_weighted(analysis, iw_samples)
+    if "latent_separation" not in skipped:
+        m["latent_separation"] = metrics.latent_separation(analysis)
     m["health"] = {
         "split": "test",
         **check_health(
@@ -158,17 +179,17 @@ def evaluate(
             row_names.append(name)
     path = figure_path(run.path, "reconstructions")
     written.figures.append(figures.save_labelled_grid(torch.stack(rows), path, row_names))
-    rep = run.representation
-    prior_locs = [rep.class_prior(i)[0][:, 0].cpu().numpy() for i in range(analysis.num_labels)]
-    written.figures.append(
-        figures.plot_densities(
-            metrics.characteristic_values(analysis),
-            analysis.label_names,
-            figure_path(run.path, "latent_densities"),
-            prior_locs=prior_locs,
-            distances=list(m["latent_separation"]["wasserstein"].values()),
+    if "latent_separation" not in skipped:
+        prior_locs = [rep.class_prior(i)[0][:, 0].cpu().numpy() for i in range(analysis.num_labels)]
+        written.figures.append(
+            figures.plot_densities(
+                metrics.characteristic_values(analysis),
+                analysis.label_names,
+                figure_path(run.path, "latent_densities"),
+                prior_locs=prior_locs,
+                distances=list(m["latent_separation"]["wasserstein"].values()),
+            )
         )
-    )
     written.figures += _confusion_figures(run, m["classification"], analysis.num_classes)
 
     if has_ground_truth(analysis):
@@ -192,9 +213,11 @@ def evaluate(
         "judge_test_chance": None if judge is None else _judge_summary(judge[1], "test_chance", analysis.label_names),
         "unreliable_labels": unreliable,
         "reliable_judge_accuracy": RELIABLE_JUDGE_ACCURACY,
+        "skipped": {section: f"needs the capability {need!r}, which model {rep.family!r} does not offer" for section, need in skipped.items()},
     }
     if judge is not None:
         analysis.classifier = judge[2]
+    if judge is not None and "single_interventions" not in skipped:
         m["single_interventions"] = single_interventions(analysis)
         written.figures.append(
             figures.plot_matrix(
@@ -208,17 +231,22 @@ def evaluate(
                 col_title="label read by the judge",
             )
         )
+    else:  # an older matrix would sit in the report beside metrics that no longer mention it
+        figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
+    if "latent_separation" in skipped:
+        figure_path(run.path, "latent_densities").unlink(missing_ok=True)
+    if judge is not None and "characteristic_swap" not in skipped:
         m["characteristic_swap"] = swap_metric(analysis)
+    if judge is not None and "generation_accuracy" not in skipped:
         m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
         if is_one_hot(run.data.train.labels, run.data.train.mask):
             m["generation_accuracy"]["one_hot"] = class_generation_accuracy(analysis)
         requested = requested_class_accuracy(analysis)
         if requested is not None:
             m["generation_accuracy"]["categorical"] = requested
-        for name in JUDGED_SECTIONS:
+    for name in JUDGED_SECTIONS:
+        if name in m:
             m[name]["unreliable_labels"] = unreliable
-    else:  # an older matrix would sit in the report beside metrics that no longer mention it
-        figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
     return _finish(run, written, remove=EVALUATE_SECTIONS)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -97,6 +98,20 @@ def test_a_family_refuses_in_one_line_what_it_does_not_declare(family_run):
             with pytest.raises(CapabilityError, match=f"needs the capability .* which model {name!r} does not offer") as error:
                 task(run)
             assert "\n" not in str(error.value)
+
+
+def test_evaluate_runs_the_sections_a_family_offers_and_names_the_rest(family_run):
+    name, path = family_run
+    run = load_run(path, "cpu")
+    tasks.evaluate(run, iw_samples=2, max_images=8, gen_samples=4, attribute_epochs=0, progress=False)
+    written = json.loads((path / "metrics.json").read_text())
+    lacking = {s for s, needs in tasks.EVALUATE_OPTIONAL.items() if not set(needs) <= run.representation.capabilities}
+    assert set(written["evaluation"]["skipped"]) == lacking
+    assert all("does not offer" in why and "\n" not in why for why in written["evaluation"]["skipped"].values())
+    assert written["classification"]["accuracy_mean"] is not None and "health" in written
+    assert ("likelihood" in written) == ("likelihood" not in lacking)
+    assert ("latent_separation" in written) == ("latent_separation" not in lacking)
+    assert (path / "figures" / "reconstructions.png").exists()
 
 
 def without_traversals(inner: Representation) -> Representation:
