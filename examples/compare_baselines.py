@@ -9,8 +9,9 @@ on the test split with the same independent classifier (the judge) for every mod
   the label vector, see their representations);
 - **Table 5**, conditional generation: how often the judge reads back each label of ``y ~ p(y)``.
 
-It writes ``OUT/tables.md`` and ``OUT/tables.json`` (runs in ``OUT/runs``, the judge in
-``OUT/judge``)::
+It writes ``OUT/tables.md``, ``OUT/tables.json`` and one page ``OUT/tables.html`` (runs in
+``OUT/runs``, the judge in ``OUT/judge``), each with the health warnings of every run beside the
+tables (a collapsed decoder or an unused latent makes its row a measure of a broken run)::
 
     python examples/compare_baselines.py --dataset shapes --sup-fracs 0.06,0.2,1.0 --epochs 20 --out runs/compare
 
@@ -22,10 +23,12 @@ trades that for its score-function estimator.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 from dataclasses import fields
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyro_ccvae.analysis import metrics
@@ -88,10 +91,13 @@ def train_run(args, model: str, sup_frac: float, out: Path, sets: dict) -> Path:
 def score(run_dir: Path, judge: Path, args) -> dict:
     """Tables 1, 2 and 5 for one run, judged by ``judge``."""
     run = load_run(run_dir, args.device)
+    pyro.set_rng_seed(args.seed)  # generation draws y, z_c and z_s: the same numbers on a rerun
     with run.scope():
         analysis = Analysis.from_run(run, "test", max_images=args.max_images, progress=False)
         info = run.config.data.info
-        analysis.classifier = LabelReader(load_classifier(judge, run.device), run.label_names, info["channels"], info["image_size"])
+        analysis.classifier = LabelReader(
+            load_classifier(judge, run.device), run.label_names, info["channels"], info["image_size"], run.num_classes
+        )
         return {
             "accuracy": metrics.classification(analysis)["accuracy_mean"],
             "swap": swap_metric(analysis)["log_prob_change_mean"],
@@ -99,15 +105,50 @@ def score(run_dir: Path, judge: Path, args) -> dict:
         }
 
 
-def markdown(tables: dict, models: list[str], fracs: list[float], judge_accuracy) -> str:
+def health_warnings(run_dir: Path) -> list[str]:
+    """The health warnings training wrote in the run's summary."""
+    return list(read_summary(run_dir).get("health", {}).get("warnings", []))
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def markdown(tables: dict, models: list[str], fracs: list[float], judge_accuracy, warnings: dict) -> str:
     lines = [f"Judge: an independent classifier, test accuracy {judge_accuracy:.3f} (mean over labels).", ""]
     for key, (title, _) in TABLES.items():
         lines += [f"**{title}**", "", "| model | " + " | ".join(f"f = {f:g}" for f in fracs) + " |", "|---" * (len(fracs) + 1) + "|"]
         for model in models:
-            cells = [tables[key][model][str(f)] for f in fracs]
-            lines.append(f"| {model} | " + " | ".join("-" if c is None else f"{c:.3f}" for c in cells) + " |")
+            lines.append(f"| {model} | " + " | ".join(_cell(tables[key][model][str(f)]) for f in fracs) + " |")
         lines.append("")
+    lines += ["**Health warnings of the runs** (training's checks; a warned run's cells measure that run's failure):", ""]
+    for model in models:
+        for f in fracs:
+            for warning in warnings[model][str(f)]:
+                lines.append(f"- {model}, f = {f:g}: {warning}")
+    if not any(warnings[m][str(f)] for m in models for f in fracs):
+        lines.append("- none")
     return "\n".join(lines)
+
+
+def html_page(tables: dict, models: list[str], fracs: list[float], judge_accuracy, warnings: dict, dataset: str) -> str:
+    """The tables and warnings of :func:`markdown` as one HTML page."""
+    esc = html.escape
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>CCVAE and baselines on {esc(dataset)}</title></head><body>",
+        f"<h1>CCVAE and baselines on {esc(dataset)}</h1>",
+        f"<p>Judge: an independent classifier, test accuracy {judge_accuracy:.3f} (mean over labels).</p>",
+    ]
+    for key, (title, _) in TABLES.items():
+        head = "".join(f"<th>f = {f:g}</th>" for f in fracs)
+        rows = "".join(
+            f"<tr><th>{esc(model)}</th>" + "".join(f"<td>{_cell(tables[key][model][str(f)])}</td>" for f in fracs) + "</tr>"
+            for model in models
+        )
+        parts.append(f"<h2>{esc(title)}</h2><table border='1'><tr><th>model</th>{head}</tr>{rows}</table>")
+    items = [f"<li>{esc(m)}, f = {f:g}: {esc(w)}</li>" for m in models for f in fracs for w in warnings[m][str(f)]]
+    parts.append("<h2>Health warnings of the runs</h2><ul>" + ("".join(items) or "<li>none</li>") + "</ul></body></html>")
+    return "\n".join(parts)
 
 
 def main(argv=None) -> dict:
@@ -135,17 +176,23 @@ def main(argv=None) -> dict:
     judge = train_judge(args, args.out / "judge")
     judge_accuracy = read_summary(judge)["test_accuracy_mean"]
     tables = {key: {model: {} for model in models} for key in TABLES}
+    warnings = {model: {} for model in models}
     for model in models:
         for frac in fracs:
             run = train_run(args, model, frac, args.out / "runs" / f"{model}-{frac:g}", sets)
             scores = score(run, judge, args)
+            warnings[model][str(frac)] = health_warnings(run)
             for key, (_, field) in TABLES.items():
                 tables[key][model][str(frac)] = scores[field]
             print(f"{model} f={frac:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
 
-    result = {"dataset": args.dataset, "epochs": args.epochs, "num_train": args.num_train, "judge_test_accuracy": judge_accuracy, **tables}
+    result = {
+        "dataset": args.dataset, "epochs": args.epochs, "num_train": args.num_train, "judge_test_accuracy": judge_accuracy,
+        **tables, "health_warnings": warnings,
+    }  # fmt: skip
     (args.out / "tables.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "tables.md").write_text(markdown(tables, models, fracs, judge_accuracy) + "\n")
+    (args.out / "tables.md").write_text(markdown(tables, models, fracs, judge_accuracy, warnings) + "\n")
+    (args.out / "tables.html").write_text(html_page(tables, models, fracs, judge_accuracy, warnings, args.dataset) + "\n")
     print((args.out / "tables.md").read_text())
     return result
 

@@ -18,7 +18,7 @@ TINY = {
 #: what each example leaves in its --out folder.
 WRITES = {
     "custom_guide.py": ["checkpoint.pt"],
-    "compare_baselines.py": ["tables.md", "tables.json"],
+    "compare_baselines.py": ["tables.md", "tables.json", "tables.html"],
     "multiclass_accuracy.py": ["table.md", "table.json", "sup-0.06/checkpoint.pt", "sup-1/checkpoint.pt"],
 }
 
@@ -40,6 +40,8 @@ def test_example_runs(name, tmp_path):
     if name == "compare_baselines.py":  # every table, for every model and supervision rate
         written = json.loads((tmp_path / "run" / "tables.json").read_text())
         tables = [key for key in written if key.startswith("table")]
+        assert set(written["health_warnings"]) == {"ccvae", "m2", "diva", "mvae"}
+        assert "Health warnings" in (tmp_path / "run" / "tables.html").read_text()
         assert tables == ["table1_classification", "table2_swap", "table5_generation"]
         for table in tables:
             assert set(written[table]) == {"ccvae", "m2", "diva", "mvae"}
