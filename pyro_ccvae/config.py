@@ -118,7 +118,7 @@ class ExecutionConfig:
     precision: str = option(
         "fp32", choices=PRECISIONS, resume=True,
         help="bf16: the conv encoder and decoder run under bf16 autocast, the ELBO in fp32; stops if the ELBO moves "
-        "more than 1% from fp32's (README: A fast single-GPU path).",
+        "more than 0.1% from fp32's (README: A fast single-GPU path).",
     )  # fmt: skip
     compile: bool = option(False, resume=True, help="torch.compile the conv encoder and decoder.")
     noise: str = option(
