@@ -121,10 +121,10 @@ def test_two_processes_compute_one_process_s_gradient_and_training(tmp_path):
         assert result["loss"] == pytest.approx(loss, rel=1e-6)
         assert result["gradients"].keys() == gradients.keys() and len(gradients) > 10
         for name, gradient in gradients.items():
-            assert_close(result["gradients"][name], gradient, 1e-5, name)
+            assert_close(result["gradients"][name], gradient, 1e-4, name)
         assert result["last"][0] == pytest.approx(last_loss, rel=1e-6)
         for name, gradient in last_gradients.items():
-            assert_close(result["last"][1][name], gradient, 1e-5, name)
+            assert_close(result["last"][1][name], gradient, 1e-4, name)
     # After 8 Adam steps (two epochs, a one-point batch in each) the parameters and losses agree.
     two_weights, one_weights = weights(tmp_path / "two"), weights(tmp_path / "one")
     assert two_weights.keys() == one_weights.keys()
