@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.distributed import DataParallelSVI, World, rank_seed
+from pyro_ccvae.distributed import DataParallelSVI, DistributedError, World, rank_seed
 from pyro_ccvae.run import CHECKPOINT, METRICS, load_state, save_state
 from pyro_ccvae.training import Trainer, TrainingError, TrainingInterrupted, train
 
@@ -167,7 +167,7 @@ def test_world_from_torchrun_s_environment():
     assert World.from_environment({}) == World()
     world = World.from_environment({"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"})
     assert (world.rank, world.size, world.local_rank, world.is_main, world.distributed) == (2, 4, 0, False, True)
-    with pytest.raises(Exception, match="RANK is missing"):
+    with pytest.raises(DistributedError, match="RANK is missing"):
         World.from_environment({"WORLD_SIZE": "2"})
     assert rank_seed(0, 0) != rank_seed(0, 1) and rank_seed(0, 1) == rank_seed(0, 1)
 
