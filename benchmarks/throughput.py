@@ -9,11 +9,18 @@ Gaussian-prior VAE loss with the same likelihood, then prints the ratios to the 
 with one JSON line holding every figure. Each step takes turns with the floor step, round after
 round, so drift in the machine's speed touches both alike.
 
-    python benchmarks/throughput.py                 # CPU, one thread, every model
+    python benchmarks/throughput.py                 # CPU, one thread, every model (and the CUDA rows if a GPU is present)
     python benchmarks/throughput.py --models ccvae,m2 --threads 2
     python benchmarks/throughput.py --device cuda
 
 One thread is the default: two-thread timings on small VMs are erratic.
+
+**CUDA rows** (whenever a GPU is present; ``--cuda-rows off`` skips them): the training loop's own
+step (:class:`~pyro_ccvae.distributed.DataParallelSVI`, which never waits on the device) on
+device-resident uint8 images at ``--cuda-batch-sizes`` (200 and 1024), supervised and
+unsupervised, in fp32, with ``--precision bf16``, with ``--compile``, with both, and with
+``--noise keyed``: images/s over ``--cuda-steps`` steps timed between two synchronisations,
+peak GPU memory, and the minutes that 100 CelebA epochs (202,599 images) would take at that rate.
 """
 from __future__ import annotations
 
@@ -26,10 +33,26 @@ import pyro
 import torch
 from pyro.infer import SVI
 
+from pyro_ccvae.acceleration import accelerate
+from pyro_ccvae.data import as_float_images
+from pyro_ccvae.distributed import DataParallelSVI
+from pyro_ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.guides import MeanFieldGuide
+from pyro_ccvae.model import CCVAEModel
 from pyro_ccvae.models import MODELS, get_family
 from pyro_ccvae.nets import ConvDecoder, ConvEncoder
+from pyro_ccvae.noise import KeyedNoise, batch_noise
 
 LABELS, STYLE, CHANNELS, SIZE = 18, 27, 3, 64
+CELEBA_TRAIN_IMAGES = 202_599
+#: (name, --precision, --compile, --noise) of the CUDA rows.
+CUDA_VARIANTS = (
+    ("fp32", "fp32", False, "global"),
+    ("bf16", "bf16", False, "global"),
+    ("compile", "fp32", True, "global"),
+    ("bf16+compile", "bf16", True, "global"),
+    ("keyed-noise", "fp32", False, "keyed"),
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -93,6 +116,56 @@ def floor_step(batch: int, device: torch.device):
     return step
 
 
+def training_step(batch: int, device: torch.device, k_samples: int, supervised: bool, precision: str, compile: bool, noise: str):
+    """The training loop's step on device-resident uint8 images: returns a callable that takes
+    one step and returns the loss unread."""
+    pyro.clear_param_store()
+    model = CCVAEModel(LABELS, CHANNELS, SIZE, STYLE).to(device)
+    guide = MeanFieldGuide(LABELS, 1, STYLE, CHANNELS, SIZE).to(device)
+    accelerate((model, guide), device, precision=precision, compile=compile)
+    svi = DataParallelSVI(model, guide, pyro.optim.Adam({"lr": 1e-4}), CCVAE_ELBO(k_samples=k_samples))
+    keyed = KeyedNoise(0) if noise == "keyed" else None
+    images = torch.randint(0, 256, (batch, CHANNELS, SIZE, SIZE), dtype=torch.uint8, device=device)
+    y = (torch.rand(batch, LABELS, device=device) < 0.5).long()
+    mask = torch.full((batch, LABELS), supervised, dtype=torch.bool, device=device)
+    steps = iter(range(1 << 62))
+
+    def step():
+        with batch_noise(keyed, 0, next(steps), 0, batch, batch):
+            return svi.step(as_float_images(images, device), y, mask)
+
+    return step
+
+
+def cuda_rows(args, device: torch.device) -> list[dict]:
+    """Images/s and peak memory of the training step on CUDA, with and without each option."""
+    rows = []
+    print(f"{'batch':>5} {'step':>13} {'variant':>13} {'images/s':>9} {'peak MiB':>9} {'100 CelebA epochs':>18}")
+    for batch in [int(b) for b in args.cuda_batch_sizes.split(",")]:
+        for kind, supervised in (("supervised", True), ("unsupervised", False)):
+            for name, precision, compile, noise in CUDA_VARIANTS:
+                step = training_step(batch, device, args.k_samples, supervised, precision, compile, noise)
+                for _ in range(args.cuda_warmup):  # compiles, autotunes, fills the caches
+                    step()
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+                for _ in range(args.cuda_steps):
+                    loss = step()
+                float(loss)  # one read at the end, as the loop reads every few steps
+                torch.cuda.synchronize(device)
+                seconds = time.perf_counter() - start
+                images_per_s = batch * args.cuda_steps / seconds
+                row = {
+                    "batch_size": batch, "step": kind, "variant": name, "images_per_s": images_per_s,
+                    "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+                    "celeba_100_epochs_minutes": 100 * CELEBA_TRAIN_IMAGES / images_per_s / 60,
+                }  # fmt: skip
+                rows.append(row)
+                print(f"{batch:>5} {kind:>13} {name:>13} {images_per_s:9.0f} {row['peak_memory_mib']:9.0f} {row['celeba_100_epochs_minutes']:15.1f} min")
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="Each model family's SVI step throughput against a plain PyTorch VAE step")
     parser.add_argument("--device", default="cpu")
@@ -102,6 +175,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--k-samples", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--cuda-rows", choices=("auto", "on", "off"), default="auto", help="auto: when a GPU is present")
+    parser.add_argument("--cuda-batch-sizes", default="200,1024")
+    parser.add_argument("--cuda-steps", type=int, default=50)
+    parser.add_argument("--cuda-warmup", type=int, default=10)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -128,6 +205,7 @@ def main(argv=None) -> dict:
                 print(f"{name:>6} {batch:>5} {'pytorch floor':>13} {1e3 * floor:9.1f} {batch / floor:9.0f} {1.0:8.2f}")
                 print(f"{name:>6} {batch:>5} {mode:>13} {1e3 * step_seconds:9.1f} {batch / step_seconds:9.0f} {step_seconds / floor:8.2f}")
             results.append(row)
+    gpu = torch.device("cuda") if args.cuda_rows == "on" or (args.cuda_rows == "auto" and torch.cuda.is_available()) else None
     summary = {
         "benchmark": "svi_step_throughput",
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -140,7 +218,10 @@ def main(argv=None) -> dict:
         "pyro": pyro.__version__,
         "machine": platform.machine(),
         "results": results,
+        "cuda_results": cuda_rows(args, gpu) if gpu is not None else "skipped: no GPU (or --cuda-rows off)",
     }
+    if gpu is not None:
+        summary["cuda_device"] = torch.cuda.get_device_name(gpu)
     print(json.dumps(summary))
     return summary
 

@@ -7,12 +7,17 @@ import click
 
 from pyro_ccvae.checkpoint import CheckpointError, DiskFullError, is_disk_full
 from pyro_ccvae.data import DataError
+from pyro_ccvae.distributed import DistributedError, PeerFailed, World
 from pyro_ccvae.guides import GuideError
 from pyro_ccvae.run import RunError
+from pyro_ccvae.tracking import TrackingError
 from pyro_ccvae.training import TrainingError, TrainingInterrupted
 
 #: exceptions whose message already says what is wrong and how to fix it.
-USER_ERRORS = (DataError, GuideError, RunError, TrainingError, CheckpointError, DiskFullError, ValueError, FileNotFoundError)
+USER_ERRORS = (
+    DataError, GuideError, RunError, TrainingError, CheckpointError, DiskFullError, DistributedError, TrackingError,
+    ValueError, FileNotFoundError,
+)  # fmt: skip
 
 
 def one_line_errors(command):
@@ -23,8 +28,14 @@ def one_line_errors(command):
         try:
             return command(*args, **kwargs)
         except TrainingInterrupted as e:
-            click.echo(str(e), err=True)
-            raise SystemExit(130) from None
+            if World.from_environment().is_main:  # under torchrun, every process stops; rank 0 says so
+                click.echo(str(e), err=True)
+            raise SystemExit(128 + e.signal_number) from None
+        except PeerFailed as e:
+            # Another process failed and reports it itself; rank 0 also reports what every process met.
+            if not World.from_environment().is_main:
+                raise SystemExit(1) from None
+            fail(str(e))
         except USER_ERRORS as e:
             fail(str(e) or type(e).__name__)
         except OSError as e:

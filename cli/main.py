@@ -1,30 +1,55 @@
-"""The ``ccvae-pyro`` command: parses, calls the library, prints. No maths here."""
+"""The ``ccvae-pyro`` command: parses, calls the library, prints. No maths here.
+
+Each subcommand's module is imported when that subcommand runs (or ``--help`` lists them):
+``ccvae-pyro train`` does not import the analysis modules, matplotlib or torchvision, which
+cost seconds at start-up (README: Start-up time).
+"""
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 
 import click
 
-from .analysis import evaluate, generate, intervene, swap, train_classifier, traverse
-from .train import train
+#: subcommand -> (module in this package, attribute): imported on first use.
+COMMANDS = {
+    "train": ("train", "train"),
+    "evaluate": ("analysis", "evaluate"),
+    "traverse": ("analysis", "traverse"),
+    "generate": ("analysis", "generate"),
+    "intervene": ("analysis", "intervene"),
+    "swap": ("analysis", "swap"),
+    "train-classifier": ("analysis", "train_classifier"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported when asked for (:data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(f".{module}", __package__), attribute)
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun (or the only process): the one that logs progress."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @click.version_option(package_name="pyro-ccvae")
 def main(verbose: bool) -> None:
     """CCVAE (Joy et al., ICLR 2021) in Pyro: train, then evaluate and explore a run directory."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-
-
-main.add_command(train)
-main.add_command(evaluate)
-main.add_command(traverse)
-main.add_command(generate)
-main.add_command(intervene)
-main.add_command(swap)
-main.add_command(train_classifier)
+    level = logging.DEBUG if verbose else logging.INFO if _is_main_process() else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s")
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="ccvae-pyro")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pyro_ccvae.config import TrainConfig, option_name
+from pyro_ccvae.distributed import World
 from pyro_ccvae.health import describe as describe_health
 from pyro_ccvae.models import MODELS
 from pyro_ccvae.training import train as train_run
@@ -23,12 +24,15 @@ _MODEL_SECTIONS = [family.config_class for family in MODELS.values()]
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/ccvae"), show_default=True, help="The run directory.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out up to --epochs.")
-@config_options(_SECTIONS["optimisation"], *_MODEL_SECTIONS, *(_SECTIONS[name] for name in ("guide", "data", "run")))
+@config_options(_SECTIONS["optimisation"], *_MODEL_SECTIONS, *(_SECTIONS[name] for name in ("guide", "data", "run", "execution")))
 @THREADS
 @NO_PROGRESS
 @one_line_errors
 def train(out: Path, resume: bool, **options) -> None:
-    """Train a model with SVI into the run directory --out."""
+    """Train a model with SVI into the run directory --out.
+
+    Under torchrun (`torchrun --nproc_per_node N -m pyro_ccvae_cli train ...`) the N processes
+    train data-parallel; --batch-size is the global batch, and rank 0 writes --out and reports."""
     progress = prepare(options)
     # Families share option names (--z-style-dim, --likelihood, ...) whose click defaults are
     # the first family's: the chosen family's own defaults apply unless an option was given.
@@ -45,7 +49,10 @@ def train(out: Path, resume: bool, **options) -> None:
     # Options set on the command line, as option name -> the flag that set it: a resumed run checks them.
     fields = config.fields_by_option()
     explicit = {name: flag_used(fields[name][1], options[name]) for name in given_on_command_line(options)}
-    summary = train_run(config, out, resume=resume, progress=progress, explicit=explicit)
+    world = World.from_environment()
+    summary = train_run(config, out, resume=resume, progress=progress, explicit=explicit, world=world)
+    if not world.is_main:
+        return  # rank 0 reports
     health = summary["health"]
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "health"}, indent=2))
     click.echo(f"health ({health['split']} split): {describe_health(health)}")

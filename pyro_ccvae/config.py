@@ -7,6 +7,7 @@ A training run's :class:`TrainConfig` has five sections, each a dataclass::
     guide         which guide (``name``: a built-in or ``module:attr``)
     optimisation  supervision rate, epochs, batch size, learning rate
     run           seed and device
+    execution     how training executes: numerics, compilation, noise across processes, tracking
 
 Every field is declared once, with its help text and command-line flag in the field's metadata
 (:func:`option`); the CLI generates its options from these fields, and
@@ -23,9 +24,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from .acceleration import PRECISIONS
 from .data import DATASETS, DataOptions, default_image_size
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
 from .models import MODELS
+from .noise import NOISE_CHOICES
 
 
 @dataclass
@@ -106,8 +109,30 @@ class OptimisationConfig:
         check_positive(self, "epochs", "batch_size", "lr")
 
 
+@dataclass
+class ExecutionConfig:
+    """How training executes on the hardware, and what it records beside the run directory's own
+    files. Except ``noise``, these may change when a run is resumed (as ``--device`` may): they
+    change how fast a step runs, not what it estimates (bf16 within a measured tolerance)."""
+
+    precision: str = option(
+        "fp32", choices=PRECISIONS, resume=True,
+        help="bf16: the conv encoder and decoder run under bf16 autocast, the ELBO in fp32; stops if the ELBO moves "
+        "more than 0.1% from fp32's (README: A fast single-GPU path).",
+    )  # fmt: skip
+    compile: bool = option(False, resume=True, help="torch.compile the conv encoder and decoder.")
+    noise: str = option(
+        "global", choices=NOISE_CHOICES,
+        help="keyed: the latents' noise is keyed by (seed, epoch, batch, point), so N processes compute one process's "
+        "gradient (README: Training on several GPUs); global: each process's own RNG stream.",
+    )  # fmt: skip
+    tensorboard: bool = option(False, resume=True, help="Also write TensorBoard events to RUN/tensorboard (needs the tensorboard package).")
+
+
 #: the sections of a training run's config, in the order of ``config.json``.
-SECTIONS = ("model", "data", "guide", "optimisation", "run")
+SECTIONS = ("model", "data", "guide", "optimisation", "run", "execution")
+#: sections added after config version 2 was first written: a config without one ran with its defaults.
+ADDED_SECTIONS = ("execution",)
 
 
 @dataclass
@@ -119,6 +144,7 @@ class TrainConfig:
     guide: GuideConfig = field(default_factory=GuideConfig)
     optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
     run: RunSection = field(default_factory=RunSection)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     @staticmethod
     def section_classes(model: str = "ccvae") -> dict[str, type]:
@@ -126,7 +152,7 @@ class TrainConfig:
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
         return {"model": MODELS[model].config_class, "data": DataConfig, "guide": GuideConfig,
-                "optimisation": OptimisationConfig, "run": RunSection}  # fmt: skip
+                "optimisation": OptimisationConfig, "run": RunSection, "execution": ExecutionConfig}  # fmt: skip
 
     @classmethod
     def option_names(cls, model: str = "ccvae") -> set[str]:
@@ -161,6 +187,7 @@ class TrainConfig:
         and nothing else. ``ValueError`` names the first key that is unknown or missing."""
         if not isinstance(raw, dict):
             raise ValueError("the config is not a JSON object")
+        raw = {**{section: {} for section in ADDED_SECTIONS if section not in raw}, **raw}
         for section in SECTIONS:
             if not isinstance(raw.get(section), dict):
                 raise ValueError(f"section {section!r} is missing")
@@ -177,7 +204,7 @@ class TrainConfig:
             extra, missing = sorted(set(given) - names), sorted(names - set(given))
             if extra:
                 raise ValueError(f"unknown key {section}.{extra[0]}")
-            if missing:
+            if missing and not (section in ADDED_SECTIONS and not given):
                 raise ValueError(f"missing key {section}.{missing[0]}")
             sections[section] = kind(**given)
         return cls(**sections)

@@ -13,6 +13,7 @@ each other::
                      with its sha256 in checkpoint.pt.sha256.json and the previous one kept
                      as checkpoint.prev.pt
     summary.json     test accuracy per label and the health checks after the last epoch
+    tensorboard/     TensorBoard event files, with ``--tensorboard`` (:mod:`pyro_ccvae.tracking`)
     metrics.json     the analysis commands' metrics, one section per metric family
     figures/         the analysis commands' PNG figures
     report.html      every metric and figure on one page
@@ -31,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,7 @@ CONFIG, LABELLED, SPLITS, METRICS, CHECKPOINT, SUMMARY = (
     "summary.json",
 )
 ANALYSIS_METRICS, FIGURES, REPORT, ATTRIBUTE_CLASSIFIER = "metrics.json", "figures", "report.html", "attribute_classifier"
+TENSORBOARD = "tensorboard"
 #: held (flock) by the one process that writes the run.
 LOCK = ".writer.lock"
 #: ``config.json``'s ``version``: 2 is nested by section; version 0.1 wrote no version and was flat.
@@ -182,6 +185,16 @@ def check_data_matches(path: Path, data: DataSplits) -> None:
 
 def clear_epoch_metrics(path: Path) -> None:
     (Path(path) / METRICS).unlink(missing_ok=True)
+
+
+def tensorboard_dir(path: Path) -> Path:
+    """``RUN/tensorboard``, where ``--tensorboard`` writes its event files."""
+    return Path(path) / TENSORBOARD
+
+
+def clear_tensorboard(path: Path) -> None:
+    """Remove the event files of an earlier start of this run (a new run starts from step 0)."""
+    shutil.rmtree(tensorboard_dir(path), ignore_errors=True)
 
 
 def append_epoch_metrics(path: Path, record: dict) -> None:
