@@ -12,6 +12,8 @@ from pyro_ccvae.elbo import CCVAE_ELBO
 from pyro_ccvae.guides import (
     GUIDES,
     CCVAEGuide,
+    FlowGuide,
+    FullRankGuide,
     GuideError,
     LowRankGuide,
     MeanFieldGuide,
@@ -150,7 +152,9 @@ def one_line_guide_error(excinfo, *fragments):
 def test_builtins_by_name():
     assert resolve_guide("meanfield") is MeanFieldGuide
     assert resolve_guide("lowrank") is LowRankGuide
-    assert set(GUIDES) == {"meanfield", "lowrank"}
+    assert resolve_guide("fullrank") is FullRankGuide
+    assert resolve_guide("flow") is FlowGuide
+    assert set(GUIDES) == {"meanfield", "lowrank", "fullrank", "flow"}
     for name, cls in GUIDES.items():
         guide = build_guide(name, **DIMS)
         assert type(guide) is cls and guide.num_labels == L and guide.z_style_dim == DS
