@@ -57,7 +57,7 @@ class FullRankGuide(CCVAEGuide):
         (``z_c`` flattened label-major first)."""
         loc, raw_diag, lower = self.encoder(x).split(self.sizes, dim=-1)
         tril = torch.diag_embed(F.softplus(raw_diag) + 1e-4)
-        tril = tril.index_put((slice(None), self._rows, self._cols), lower * self.off_diagonal_scale)
+        tril[:, self._rows, self._cols] = lower * self.off_diagonal_scale
         return loc, tril
 
     def sample_latents(self, x, labels):
