@@ -111,6 +111,9 @@ def test_cli_guide_options_reach_the_guide_and_the_run(tmp_path):
     assert json.loads((out / "config.json").read_text())["guide"] == {"name": "lowrank", "options": {"rank": 2}}
     assert read_config(out).guide.options == {"rank": 2}
     assert load_run(out, load_data=False).guide.rank == 2  # the run rebuilds the guide with them
+    # the estimator's counts reach metrics.jsonl (64 images, every label seen: 64 weighted draws)
+    epoch = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert epoch["weighted_draws"] == 64 and 0 <= epoch["capped_weights"] <= 64
     # The same option again on resume is no change; another value is refused.
     assert run("train", "--out", out, "--resume", "--epochs", 2, "--guide-option", "rank=2", *TINY).exit_code == 0
     result = run("train", "--out", out, "--resume", "--epochs", 3, "--guide-option", "rank=3", *TINY)

@@ -99,6 +99,11 @@ class JointOverLabels(TorchDistribution):
     meaning, and that sum is all the ELBO and the analysis read. (The labels plate is then a
     layout for ``z_c``, not an independence claim; a per-label mask of ``z_c`` would be
     meaningless, and none is applied.)
+
+    Like a Pyro transform with ``cache_size=1`` it remembers its last draw: the log-density of that
+    draw is evaluated on the very tensor the joint produced, so a joint that caches its noise
+    (a :class:`~pyro.distributions.TransformedDistribution` with cached transforms) computes it
+    from that noise, not from an inverse that an ill-conditioned factor makes imprecise in float32.
     """
 
     arg_constraints: dict = {}
@@ -111,6 +116,7 @@ class JointOverLabels(TorchDistribution):
                 f"got batch {tuple(joint.batch_shape)} and event {tuple(joint.event_shape)}"
             )
         self.joint, self.num_labels = joint, num_labels
+        self._last_draw: tuple = (None, None)  # (plate layout, flat), as drawn
         (batch,), (flat,) = joint.batch_shape, joint.event_shape
         super().__init__(torch.Size([num_labels, batch]), torch.Size([flat // num_labels]), validate_args=False)
 
@@ -122,18 +128,28 @@ class JointOverLabels(TorchDistribution):
         """``[..., B, L * d_c]`` -> ``[..., L, B, d_c]``."""
         return flat.reshape(flat.shape[:-1] + (self.num_labels, -1)).transpose(-3, -2)
 
-    def _to_flat(self, value: torch.Tensor) -> torch.Tensor:
+    def flat(self, value: torch.Tensor) -> torch.Tensor:
+        """``[..., L, B, d_c]`` -> ``[..., B, L * d_c]``: for this distribution's last draw, the very
+        tensor the joint drew (so the joint's caches apply)."""
+        plate, flat = self._last_draw
+        if value is plate:
+            return flat
         return value.transpose(-3, -2).flatten(-2)
 
+    def _remember(self, flat: torch.Tensor) -> torch.Tensor:
+        plate = self._to_plate(flat)
+        self._last_draw = (plate, flat)
+        return plate
+
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        return self._to_plate(self.joint.rsample(sample_shape))
+        return self._remember(self.joint.rsample(sample_shape))
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        return self._to_plate(self.joint.sample(sample_shape))
+        return self._remember(self.joint.sample(sample_shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """``[..., L, B]``: each label's entry is ``log q(z_c | x) / L``."""
-        log_q = self.joint.log_prob(self._to_flat(value)) / self.num_labels  # [..., B]
+        log_q = self.joint.log_prob(self.flat(value)) / self.num_labels  # [..., B]
         return log_q.unsqueeze(-2).expand(log_q.shape[:-1] + self.batch_shape)
 
     @property
