@@ -10,6 +10,11 @@ after round, so drift in the machine's speed touches both alike.
     python benchmarks/throughput.py                 # CPU, one thread
     python benchmarks/throughput.py --threads 2
     python benchmarks/throughput.py --device cuda
+    python benchmarks/throughput.py --batch-sizes 64 --guides meanfield,fullrank --particles 4
+
+Then, at the first batch size, one supervised step of each guide (``--guides``, default every
+built-in) against the floor, and ``--particles`` particles per point looped against vectorised
+(the mean-field guide); they are the JSON line's ``guides`` and ``particles``.
 
 One thread is the default: two-thread timings on small VMs are erratic.
 """
@@ -25,7 +30,7 @@ import torch
 from pyro.infer import SVI
 
 from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import MeanFieldGuide
+from pyro_ccvae.guides import GUIDES, MeanFieldGuide
 from pyro_ccvae.model import CCVAEModel
 from pyro_ccvae.nets import ConvDecoder, ConvEncoder
 
@@ -87,6 +92,42 @@ def floor_step(batch: int, device: torch.device):
     return step
 
 
+# --- the guides, and looped against vectorised particles -----------------------------------------
+
+
+def guide_step(batch: int, device: torch.device, k_samples: int, guide: str, num_particles: int = 1, vectorize: bool = False):
+    """One supervised SVI step of the CCVAE with the built-in ``guide``."""
+    pyro.clear_param_store()
+    model = CCVAEModel(LABELS, CHANNELS, SIZE, STYLE).to(device)
+    guide_module = GUIDES[guide](num_labels=LABELS, z_char_dim=1, z_style_dim=STYLE, channels=CHANNELS, image_size=SIZE).to(device)
+    elbo = CCVAE_ELBO(k_samples=k_samples, num_particles=num_particles, vectorize_particles=vectorize)
+    svi = SVI(model, guide_module, pyro.optim.Adam({"lr": 1e-4}), elbo)
+    x = torch.rand(batch, CHANNELS, SIZE, SIZE, device=device)
+    y = (torch.rand(batch, LABELS, device=device) < 0.5).float()
+    mask = torch.ones(batch, LABELS, dtype=torch.bool, device=device)
+    return lambda: svi.step(x, y, mask)
+
+
+def guide_rows(batch: int, device: torch.device, args) -> tuple[list, dict]:
+    """Each guide's supervised step against the floor, and looped against vectorised particles."""
+    floor_fn = floor_step(batch, device)
+    rows = []
+    print(f"{'batch':>5} {'guide':>13} {'ms/step':>9} {'x floor':>8}")
+    for name in [g for g in args.guides.split(",") if g]:
+        seconds = time_steps({"floor": floor_fn, name: guide_step(batch, device, args.k_samples, name)}, device, args.warmup, args.repeats)
+        rows.append({"guide": name, "batch_size": batch, "ms": 1e3 * seconds[name], "floor_ms": 1e3 * seconds["floor"],
+                     "ratio": seconds[name] / seconds["floor"]})  # fmt: skip
+        print(f"{batch:>5} {name:>13} {1e3 * seconds[name]:9.1f} {seconds[name] / seconds['floor']:8.2f}")
+    particles = {"particles": args.particles, "batch_size": batch, "guide": "meanfield"}
+    for mode, vectorize in (("looped", False), ("vectorised", True)):
+        step = guide_step(batch, device, args.k_samples, "meanfield", args.particles, vectorize)
+        seconds = time_steps({"floor": floor_fn, mode: step}, device, args.warmup, args.repeats)
+        particles |= {f"{mode}_ms": 1e3 * seconds[mode], f"{mode}_ratio": seconds[mode] / seconds["floor"]}
+        print(f"{batch:>5} {f'{args.particles} {mode}':>13} {1e3 * seconds[mode]:9.1f} {seconds[mode] / seconds['floor']:8.2f}")
+    particles["vectorised_over_looped"] = particles["vectorised_ms"] / particles["looped_ms"]
+    return rows, particles
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="CCVAE SVI step throughput against a plain PyTorch VAE step")
     parser.add_argument("--device", default="cpu")
@@ -95,6 +136,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--k-samples", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--guides", default=",".join(GUIDES), help="guides to time at the first batch size")
+    parser.add_argument("--particles", type=int, default=4, help="particles per point, looped against vectorised")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -119,6 +162,7 @@ def main(argv=None) -> dict:
             print(f"{batch:>5} {'pytorch floor':>13} {1e3 * floor:9.1f} {batch / floor:9.0f} {1.0:8.2f}")
             print(f"{batch:>5} {name:>13} {1e3 * step_seconds:9.1f} {batch / step_seconds:9.0f} {step_seconds / floor:8.2f}")
         results.append(row)
+    guides, particles = guide_rows(int(args.batch_sizes.split(",")[0]), device, args)
     summary = {
         "benchmark": "ccvae_svi_step_throughput",
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -131,6 +175,8 @@ def main(argv=None) -> dict:
         "pyro": pyro.__version__,
         "machine": platform.machine(),
         "results": results,
+        "guides": guides,
+        "particles": particles,
     }
     print(json.dumps(summary))
     return summary
