@@ -12,6 +12,11 @@ round, so drift in the machine's speed touches both alike.
     python benchmarks/throughput.py                 # CPU, one thread, every model (and the CUDA rows if a GPU is present)
     python benchmarks/throughput.py --models ccvae,m2 --threads 2
     python benchmarks/throughput.py --device cuda
+    python benchmarks/throughput.py --batch-sizes 64 --guides meanfield,fullrank --particles 4
+
+Then, at the first batch size, one supervised step of each guide (``--guides``, default every
+built-in) against the floor, and ``--particles`` particles per point looped against vectorised
+(the mean-field guide); they are the JSON line's ``guides`` and ``particles``.
 
 One thread is the default: two-thread timings on small VMs are erratic.
 
@@ -37,7 +42,7 @@ from pyro_ccvae.acceleration import accelerate
 from pyro_ccvae.data import as_float_images
 from pyro_ccvae.distributed import DataParallelSVI
 from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import MeanFieldGuide
+from pyro_ccvae.guides import GUIDES, MeanFieldGuide
 from pyro_ccvae.model import CCVAEModel
 from pyro_ccvae.models import MODELS, get_family
 from pyro_ccvae.nets import ConvDecoder, ConvEncoder
@@ -166,6 +171,42 @@ def cuda_rows(args, device: torch.device) -> list[dict]:
     return rows
 
 
+# --- the guides, and looped against vectorised particles -----------------------------------------
+
+
+def guide_step(batch: int, device: torch.device, k_samples: int, guide: str, num_particles: int = 1, vectorize: bool = False):
+    """One supervised SVI step of the CCVAE with the built-in ``guide``."""
+    pyro.clear_param_store()
+    model = CCVAEModel(LABELS, CHANNELS, SIZE, STYLE).to(device)
+    guide_module = GUIDES[guide](num_labels=LABELS, z_char_dim=1, z_style_dim=STYLE, channels=CHANNELS, image_size=SIZE).to(device)
+    elbo = CCVAE_ELBO(k_samples=k_samples, num_particles=num_particles, vectorize_particles=vectorize)
+    svi = SVI(model, guide_module, pyro.optim.Adam({"lr": 1e-4}), elbo)
+    x = torch.rand(batch, CHANNELS, SIZE, SIZE, device=device)
+    y = (torch.rand(batch, LABELS, device=device) < 0.5).float()
+    mask = torch.ones(batch, LABELS, dtype=torch.bool, device=device)
+    return lambda: svi.step(x, y, mask)
+
+
+def guide_rows(batch: int, device: torch.device, args) -> tuple[list, dict]:
+    """Each guide's supervised step against the floor, and looped against vectorised particles."""
+    floor_fn = floor_step(batch, device)
+    rows = []
+    print(f"{'batch':>5} {'guide':>13} {'ms/step':>9} {'x floor':>8}")
+    for name in [g for g in args.guides.split(",") if g]:
+        seconds = time_steps({"floor": floor_fn, name: guide_step(batch, device, args.k_samples, name)}, device, args.warmup, args.repeats)
+        rows.append({"guide": name, "batch_size": batch, "ms": 1e3 * seconds[name], "floor_ms": 1e3 * seconds["floor"],
+                     "ratio": seconds[name] / seconds["floor"]})  # fmt: skip
+        print(f"{batch:>5} {name:>13} {1e3 * seconds[name]:9.1f} {seconds[name] / seconds['floor']:8.2f}")
+    particles = {"particles": args.particles, "batch_size": batch, "guide": "meanfield"}
+    for mode, vectorize in (("looped", False), ("vectorised", True)):
+        step = guide_step(batch, device, args.k_samples, "meanfield", args.particles, vectorize)
+        seconds = time_steps({"floor": floor_fn, mode: step}, device, args.warmup, args.repeats)
+        particles |= {f"{mode}_ms": 1e3 * seconds[mode], f"{mode}_ratio": seconds[mode] / seconds["floor"]}
+        print(f"{batch:>5} {f'{args.particles} {mode}':>13} {1e3 * seconds[mode]:9.1f} {seconds[mode] / seconds['floor']:8.2f}")
+    particles["vectorised_over_looped"] = particles["vectorised_ms"] / particles["looped_ms"]
+    return rows, particles
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="Each model family's SVI step throughput against a plain PyTorch VAE step")
     parser.add_argument("--device", default="cpu")
@@ -179,6 +220,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--cuda-batch-sizes", default="200,1024")
     parser.add_argument("--cuda-steps", type=int, default=50)
     parser.add_argument("--cuda-warmup", type=int, default=10)
+    parser.add_argument("--guides", default=",".join(GUIDES), help="guides to time at the first batch size")
+    parser.add_argument("--particles", type=int, default=4, help="particles per point, looped against vectorised")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -206,6 +249,7 @@ def main(argv=None) -> dict:
                 print(f"{name:>6} {batch:>5} {mode:>13} {1e3 * step_seconds:9.1f} {batch / step_seconds:9.0f} {step_seconds / floor:8.2f}")
             results.append(row)
     gpu = torch.device("cuda") if args.cuda_rows == "on" or (args.cuda_rows == "auto" and torch.cuda.is_available()) else None
+    guides, particles = guide_rows(int(args.batch_sizes.split(",")[0]), device, args)
     summary = {
         "benchmark": "svi_step_throughput",
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -219,6 +263,8 @@ def main(argv=None) -> dict:
         "machine": platform.machine(),
         "results": results,
         "cuda_results": cuda_rows(args, gpu) if gpu is not None else "skipped: no GPU (or --cuda-rows off)",
+        "guides": guides,
+        "particles": particles,
     }
     if gpu is not None:
         summary["cuda_device"] = torch.cuda.get_device_name(gpu)

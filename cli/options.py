@@ -21,6 +21,17 @@ def _label_list(ctx, param, value):
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
 
 
+def _name_values(ctx, param, values):
+    """Repeated ``NAME=VALUE`` -> ``{NAME: VALUE}`` (strings; the library types them)."""
+    pairs = {}
+    for item in values or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}")
+        pairs[name.strip()] = value
+    return pairs
+
+
 def _as_str(ctx, param, value):
     return str(value) if value is not None else None
 
@@ -49,6 +60,8 @@ def click_option(f: dataclasses.Field, kind: Any, default: Any = dataclasses.MIS
             settings.update(is_flag=True)
     elif typing.get_origin(base) is list:
         settings.update(callback=_label_list)
+    elif base is dict or typing.get_origin(base) is dict:
+        settings.update(multiple=True, callback=_name_values, metavar="NAME=VALUE")
     elif meta.get("path"):
         settings.update(type=click.Path(file_okay=False, path_type=Path), callback=_as_str)
     elif meta.get("choices") is not None:

@@ -4,7 +4,7 @@ A training run's :class:`TrainConfig` has five sections, each a dataclass::
 
     model         the model family and its settings (``name`` picks the family)
     data          which data, and how to load them (plus ``info``, filled in from the loaded data)
-    guide         which guide (``name``: a built-in or ``module:attr``)
+    guide         which guide (``name``: a built-in or ``module:attr``) and its ``options``
     optimisation  supervision rate, epochs, batch size, learning rate
     run           seed and device
     execution     how training executes: numerics, compilation, noise across processes, tracking
@@ -90,7 +90,13 @@ class RunSection:
 class GuideConfig:
     """The guide ``q(z | x) q(y | z_c)``."""
 
-    name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, or module:attr.")
+    name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, fullrank, flow, or module:attr.")
+    #: keyword arguments of the guide's constructor, typed from it when training starts
+    #: (``pyro_ccvae.guides.guide_options``): ``{"rank": 8}`` for ``--guide-option rank=8``.
+    options: dict = option(
+        flag="--guide-option", default_factory=dict,
+        help="NAME=VALUE, repeatable: an argument of the guide's constructor (e.g. --guide lowrank --guide-option rank=8).",
+    )  # fmt: skip
 
 
 @dataclass
@@ -181,10 +187,15 @@ class TrainConfig:
         """The nested form written to ``config.json`` (without its version key)."""
         return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
 
+    #: keys added since the nested format (version 2) was first written: a file without one
+    #: gets the field's default (a run from before guide options had none).
+    ADDED_KEYS = {("guide", "options")}
+
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
-        """The config of a nested ``raw`` object, strictly: every section and key must be there,
-        and nothing else. ``ValueError`` names the first key that is unknown or missing."""
+        """The config of a nested ``raw`` object, strictly: every section and key must be there
+        (but the :data:`ADDED_KEYS`, which older files lack), and nothing else. ``ValueError``
+        names the first key that is unknown or missing."""
         if not isinstance(raw, dict):
             raise ValueError("the config is not a JSON object")
         raw = {**{section: {} for section in ADDED_SECTIONS if section not in raw}, **raw}
@@ -201,7 +212,8 @@ class TrainConfig:
         for section, kind in cls.section_classes(model).items():
             names = {f.name for f in fields(kind)}
             given = raw[section]
-            extra, missing = sorted(set(given) - names), sorted(names - set(given))
+            added = {key for sec, key in cls.ADDED_KEYS if sec == section}
+            extra, missing = sorted(set(given) - names), sorted(names - set(given) - added)
             if extra:
                 raise ValueError(f"unknown key {section}.{extra[0]}")
             if missing and not (section in ADDED_SECTIONS and not given):

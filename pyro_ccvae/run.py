@@ -389,7 +389,7 @@ def load_run(
         config.data.cache_dir = str(cache_dir)
     config.data.make_paths_absolute()
     torch_device = resolve_device(device)
-    model, guide = family.build(config.model, config.guide.name, config.data.info)
+    model, guide = family.build_run(config)
     representation = family.representation(model, guide, config.data.info, torch_device, config.model)
     run = Run(path, config, model, guide, torch_device, representation)
     try:

@@ -188,6 +188,8 @@ class Trainer:
             config = self._resumed_config(config, explicit)
         elif rundir.has_checkpoint(self.run_dir):
             raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        else:  # typed from the guide's constructor ("rank=8" -> 8); a mistyped name stops here
+            config.guide.options = get_family(config.model.name).guide_options(config.guide.name, config.guide.options)
         config.data.make_paths_absolute()
         return config
 
@@ -221,7 +223,7 @@ class Trainer:
         else:
             self.images = train.images
 
-        self.model, self.guide = family.build(config.model, config.guide.name, config.data.info)
+        self.model, self.guide = family.build_run(config)
         family.prepare(self.model, train.labels[self.labelled], train.mask[self.labelled])
         self.model.to(self.device)
         self.guide.to(self.device)
@@ -269,6 +271,8 @@ class Trainer:
         except RunError as error:
             raise TrainingError(f"cannot resume: {error}") from None
         saved.optimisation.epochs, saved.run.device = config.optimisation.epochs, config.run.device
+        # Typed for the run's own guide, so that "rank=8" compares equal to the saved 8.
+        config.guide.options = get_family(saved.model.name).guide_options(saved.guide.name, config.guide.options)
         given, kept = config.fields_by_option(), saved.fields_by_option()
         for name, flag in sorted(explicit.items()):
             (section, f), (saved_section, _) = given[name], kept[name]
@@ -597,6 +601,11 @@ class Trainer:
         }
         if uses_bf16(self.networks):
             record["bf16_elbo_gap"] = self._precision_gap()
+        # An objective may count what its estimator did (the CCVAE: importance weights capped
+        # in this epoch's batches; under torchrun, those of rank 0's shards).
+        take_counts = getattr(self.elbo, "take_counts", None)
+        if callable(take_counts):
+            record.update(take_counts())
         rundir.append_epoch_metrics(self.run_dir, record)
         if self._tracker is not None:
             self._tracker.epoch(record, *self._reconstructions())

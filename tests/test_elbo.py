@@ -57,12 +57,18 @@ def effective_labels(y, mask):
     return y, torch.ones(B, L, dtype=torch.bool) if mask is None else mask
 
 
+#: options that make the new guides far from their mean-field start: strong correlations in
+#: the full-rank factor, and splines / autoregressive layers far from the identity (below).
+GUIDE_OPTIONS = {"fullrank": {"off_diagonal_scale": 20.0}}
+
+
 def make(guide_name: str, dtype=torch.float64, num_classes=None):
     """Model and guide with every symmetric default broken (prior locs/scales, pi, classifier)."""
     model = CCVAEModel(L, CH, SIZE, DS, z_char_dim=DC, num_classes=num_classes)
     guide = GUIDES[guide_name](
-        num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE, num_classes=num_classes
-    )
+        num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE, num_classes=num_classes,
+        **GUIDE_OPTIONS.get(guide_name, {}),
+    )  # fmt: skip
     classes = max(num_classes or (2,))
     g = torch.Generator().manual_seed(1234)
     with torch.no_grad():
@@ -78,6 +84,11 @@ def make(guide_name: str, dtype=torch.float64, num_classes=None):
         guide.classifier.bias.copy_(0.5 * torch.randn(L, classes - 1, generator=g))
         if hasattr(guide, "coupling"):
             guide.coupling.copy_(0.3 * torch.randn(DS, L * DC, generator=g))
+        if hasattr(guide, "char_spline"):  # knots and slopes far from the identity
+            guide.char_spline.nn.layers[-1].weight.mul_(4.0)
+            guide.char_spline.nn.layers[-1].bias.copy_(torch.randn(guide.char_spline.nn.layers[-1].bias.shape, generator=g))
+            for flow in guide.style_flows:
+                flow.nn.layers[-1].weight.mul_(4.0)
     model.conditional_prior.scale = PyroParam(
         0.5 + torch.rand(L, classes, DC, generator=g), constraint=constraints.positive
     )
@@ -103,11 +114,27 @@ class FixedNoise:
         return normal.loc + normal.scale * self.eps
 
 
+class FixedDraws:
+    """Stands in for a joint or flow guide's ``z_c`` distribution: ``rsample((K,))`` returns draws
+    made once from it (reparameterised), so the hand computation can use the very same ``z_k``.
+    That those draws follow the marginal ``q(z_c|x)`` is checked on its own (section 6)."""
+
+    def __init__(self, fn, k):
+        self.draws = fn.rsample((k,))
+
+    def rsample(self, sample_shape=torch.Size()):
+        assert tuple(sample_shape) == (self.draws.shape[0],)
+        return self.draws
+
+
 def traces(elbo, model, guide, x, y, mask, eps_k, seed=0):
     pyro.set_rng_seed(seed)
     model_trace, guide_trace = elbo._get_trace(model, guide, (x, y, mask), {})
     site = guide_trace.nodes[sites.Z_C]
-    site["fn"] = FixedNoise(site["fn"], eps_k)
+    if isinstance(site["fn"], td.Independent) and isinstance(site["fn"].base_dist, td.Normal):  # a Normal per block
+        site["fn"] = FixedNoise(site["fn"], eps_k)
+    else:
+        site["fn"] = FixedDraws(site["fn"], eps_k.shape[0])
     return model_trace, guide_trace
 
 
@@ -123,6 +150,12 @@ def hand_posterior(guide, x, z_c_value, z_s_value):
         z_c = loc_c + scale_c * ((z_c_value - loc_c) / scale_c).detach()
         z_s = loc_s + scale_s * ((z_s_value - loc_s) / scale_s).detach()
         log_q = td.Normal(loc_c, scale_c).log_prob(z_c).sum((1, 2)) + td.Normal(loc_s, scale_s).log_prob(z_s).sum(1)
+    elif type(guide).__name__ == "FullRankGuide":
+        z_c, z_s, log_q = hand_full_rank(guide, x, z_c_value, z_s_value)
+        loc_c = scale_c = None  # no per-block Normal: the K draws are given (FixedDraws)
+    elif type(guide).__name__ == "FlowGuide":
+        z_c, z_s, log_q = hand_flow(guide, x, z_c_value, z_s_value)
+        loc_c = scale_c = None
     else:  # LowRankGuide: z_s | z_c ~ N(loc_s + A (z_c - loc_c), U U^T + D), checked as a full MVN
         loc_c, scale_c, loc_s, diag, factor = guide._params(x)
         z_c = loc_c + scale_c * ((z_c_value - loc_c) / scale_c).detach()
@@ -135,13 +168,95 @@ def hand_posterior(guide, x, z_c_value, z_s_value):
     return z_c, z_s, log_q, loc_c, scale_c
 
 
+def hand_full_rank(guide, x, z_c_value, z_s_value):
+    """``z = (z_c, z_s) ~ MVN(mu, S S^T)`` as one vector: ``log q(z|x)`` by torch's MVN from the
+    covariance (its own Cholesky), ``z = mu + S eps`` with ``eps`` read back from the values."""
+    loc, tril = guide.loc_scale_tril(x)  # the encoder's output as the guide's documented (mu, S)
+    assert torch.equal(tril, tril.tril()) and (torch.diagonal(tril, dim1=-2, dim2=-1) > 0).all()
+    z_value = torch.cat([z_c_value.reshape(B, L * DC), z_s_value], dim=-1)
+    eps = torch.linalg.solve(tril, (z_value - loc).unsqueeze(-1)).squeeze(-1).detach()
+    z = loc + (tril @ eps.unsqueeze(-1)).squeeze(-1)
+    log_q = td.MultivariateNormal(loc, covariance_matrix=tril @ tril.transpose(-1, -2)).log_prob(z)
+    return z[:, : L * DC].reshape(B, L, DC), z[:, L * DC :], log_q
+
+
+def invert_monotone(f, y, low=-60.0, high=60.0, steps=200):
+    """``x`` with ``f(x) = y`` for an elementwise increasing ``f``, by bisection (float64)."""
+    low, high = torch.full_like(y, low), torch.full_like(y, high)
+    with torch.no_grad():
+        for _ in range(steps):
+            middle = (low + high) / 2
+            below = f(middle) < y
+            low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+    return (low + high) / 2
+
+
+def invert_triangular(f, y, dim, steps=None):
+    """``x`` with ``f(x) = y`` for an autoregressive ``f`` (output ``i`` increasing and affine in
+    input ``i`` given the inputs before it, in some order): Newton steps on the diagonal of the
+    Jacobian; each step makes one more coordinate exact, so ``dim`` steps suffice."""
+    x = y.clone()
+    for _ in range(steps or dim + 2):
+        diag = torch.diagonal(jacobian_rows(f, x), dim1=-2, dim2=-1)
+        x = (x - (f(x) - y) / diag).detach()
+    return x
+
+
+def jacobian_rows(f, x, create_graph=False):
+    """``d f(x)_b / d x_b`` for every row ``b`` of ``x [B, D]`` (the map acts row by row): ``[B, D, D]``
+    (``create_graph``: differentiable in ``f``'s parameters)."""
+    full = torch.autograd.functional.jacobian(f, x, create_graph=create_graph)  # [B, D, B, D]
+    return torch.stack([full[b, :, b] for b in range(x.shape[0])])
+
+
+def hand_flow(guide, x, z_c_value, z_s_value):
+    """The flow guide by the change of variables, with the guide's transforms used only as
+    functions: their inverses by bisection / Newton, their Jacobians by autograd (not Pyro's
+    log-determinants), the standard-Normal base by torch."""
+    loc_c, scale_c, context_c, loc_s, scale_s, context_s = guide._params(x)
+    spline = guide.characteristic_posterior(loc_c, scale_c, context_c).transforms[0]  # plate layout
+    def char_map(eps):  # [B, L, DC] -> the standardised z_c
+        return spline(eps.transpose(0, 1)).transpose(0, 1)
+    u_value = ((z_c_value - loc_c) / scale_c).detach()
+    eps_c = invert_monotone(char_map, u_value)
+    torch.testing.assert_close(char_map(eps_c), u_value, rtol=1e-9, atol=1e-9)
+    # elementwise: d u / d eps, differentiable in the spline's parameters (the log-density's gradient)
+    slope = torch.autograd.functional.jacobian(lambda e: char_map(e).sum(0), eps_c, create_graph=True)
+    slope = torch.stack([slope[:, :, b, :, :] for b in range(B)])  # [B, L, DC, L, DC]
+    slope = torch.einsum("blclc->blc", slope)
+    u = char_map(eps_c)  # reparameterised: carries the spline's and the encoder's gradients
+    z_c = loc_c + scale_c * u
+    log_q_c = (td.Normal(0.0, 1.0).log_prob(eps_c) - slope.log() - scale_c.log()).sum((1, 2))
+
+    def layers(standardised):  # the autoregressive layers (the affine one is applied below)
+        flow = guide.style_posterior(torch.zeros_like(loc_s), torch.ones_like(scale_s), context_s, standardised)
+        return flow.transforms[:-1]
+
+    def style_map(eps, standardised):
+        for transform in layers(standardised):
+            eps = transform(eps)
+        return eps
+
+    v_value = ((z_s_value - loc_s) / scale_s).detach()
+    context = u.flatten(1)
+    eps_s = v_value
+    for transform in reversed(layers(context.detach())):  # each layer is triangular in its own order
+        eps_s = invert_triangular(transform, eps_s, DS)
+    torch.testing.assert_close(style_map(eps_s, context.detach()), v_value, rtol=1e-9, atol=1e-9)
+    log_det = torch.linalg.slogdet(jacobian_rows(lambda e: style_map(e, context), eps_s, create_graph=True))[1]
+    z_s = loc_s + scale_s * style_map(eps_s, context)
+    log_q_s = td.Normal(0.0, 1.0).log_prob(eps_s).sum(1) - log_det - scale_s.log().sum(1)
+    return z_c, z_s, log_q_c + log_q_s
+
+
 def hand_elbo(
     model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k, detach=True, y_sampled=None,
-    detach_denominator=False, alpha=1.0,
+    detach_denominator=False, alpha=1.0, z_k=None,
 ):
     """The CCVAE bound per data point, label by label (DESIGN.md §2).
 
-    ``eps_k [K, L, B, DC]`` (plate layout, as drawn for :class:`FixedNoise`); ``y_sampled [B, L]``
+    ``eps_k [K, L, B, DC]`` (plate layout, as drawn for :class:`FixedNoise`), or the draws ``z_k``
+    themselves (plate layout, from :class:`FixedDraws`); ``y_sampled [B, L]``
     replaces the exact Jensen term by the sampled one; ``detach`` stops gradients into ``z_c``
     through the classifier in the supervised terms (eq. 8); ``detach_denominator`` stops them
     through ``q(y_o|x)`` in the weight, and ``alpha`` weighs ``log q(y_o|x)``.
@@ -192,8 +307,8 @@ def hand_elbo(
             continue
         per_k = []
         for k in range(eps_k.shape[0]):
-            z_k = loc_c[b] + scale_c[b] * eps_k[k, :, b]  # [L, DC]
-            per_k.append(sum(log_q_y(i, lab[i], z_k[i]) for i in seen))
+            z_kb = loc_c[b] + scale_c[b] * eps_k[k, :, b] if z_k is None else z_k[k, :, b]  # [L, DC]
+            per_k.append(sum(log_q_y(i, lab[i], z_kb[i]) for i in seen))
         log_q_y_x = torch.logsumexp(torch.stack(per_k), 0) - math.log(len(per_k))
         denominator = log_q_y_x.detach() if detach_denominator else log_q_y_x
         weight = torch.exp(sum(log_q_y(i, lab[i], z_cls[i]) for i in seen) - denominator)
@@ -207,7 +322,9 @@ def hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, 
     y_sampled = guide_trace.nodes[sites.Y_UNOBSERVED]["value"].T if sampled else None
     post = hand_posterior(guide, x, z_c_value, z_s_value)
     y_eff, mask_eff = effective_labels(y, mask)
-    return hand_elbo(model, guide, x, y_eff, mask_eff, *post, eps_k, detach=detach, y_sampled=y_sampled, **options)
+    fn = guide_trace.nodes[sites.Z_C]["fn"]
+    z_k = fn.draws if isinstance(fn, FixedDraws) else None
+    return hand_elbo(model, guide, x, y_eff, mask_eff, *post, eps_k, detach=detach, y_sampled=y_sampled, z_k=z_k, **options)
 
 
 def cast(y, mask, dtype=torch.float64):
@@ -219,7 +336,7 @@ def cast(y, mask, dtype=torch.float64):
 
 @pytest.mark.parametrize("jensen", ["exact", "sampled"])
 @pytest.mark.parametrize("case", list(LABEL_CASES))
-@pytest.mark.parametrize("guide_name", ["meanfield", "lowrank"])
+@pytest.mark.parametrize("guide_name", ["meanfield", "lowrank", "fullrank", "flow"])
 def test_per_datum_elbo_matches_hand_computation(guide_name, case, jensen):
     model, guide = make(guide_name)
     x = data()
@@ -506,7 +623,7 @@ def test_main_term_classifier_gives_no_gradient_to_z_c_when_detached(detach):
 
 @pytest.mark.parametrize("case", ["y_none", "all_seen", "mixed"])
 @pytest.mark.parametrize("jensen", ["exact", "sampled"])
-@pytest.mark.parametrize("guide_name", ["meanfield", "lowrank"])
+@pytest.mark.parametrize("guide_name", ["meanfield", "lowrank", "fullrank", "flow"])
 def test_loss_entry_points_agree_and_svi_steps(guide_name, jensen, case):
     model, guide = make(guide_name, dtype=torch.float32)
     x = data(torch.float32)
@@ -558,3 +675,130 @@ def _named(model, guide):
     return [("model." + n, p) for n, p in model.named_parameters()] + [
         ("guide." + n, p) for n, p in guide.named_parameters()
     ]
+
+
+# --- 6. the joint guides: gradients, and the z_c site is the marginal q(z_c|x) -------------------
+
+
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("guide_name", ["fullrank", "flow"])
+def test_joint_guide_gradients_match_the_hand_computation(guide_name, detach):
+    """Every parameter's gradient, the encoder's through the Cholesky factor or the flows included."""
+    model, guide = make(guide_name)
+    x = data()
+    y, mask = cast(*LABEL_CASES["mixed"]())
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    elbo = CCVAE_ELBO(k_samples=K, detach_classifier_input=detach)
+    model_trace, guide_trace = traces(elbo, model, guide, x, y, mask, eps_k)
+    names, params = _params(model, guide)
+    got = _grads(-elbo.per_datum_elbo(model_trace, guide_trace).sum(), params)
+    hand = hand_from_traces(model, guide, x, y, mask, model_trace, guide_trace, eps_k, detach=detach)
+    want = _grads(-hand.sum(), params)
+    for name, a, b in zip(names, got, want):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=lambda m: f"{name}: {m}")
+    encoder = [g for n, g in zip(names, got) if n.startswith("guide.") and "classifier" not in n]
+    assert all(g.abs().max() > 0 for g in encoder)  # the Cholesky factor / every flow learns
+
+
+N_DRAWS = 2000
+
+
+def test_full_rank_z_c_site_is_the_marginal_and_the_sites_the_joint():
+    """z_c's site is MVN(mu_c, Sigma_cc) with Sigma = S S^T: log-density by hand, and its draws'
+    covariance; the two sites' samples together have the joint covariance Sigma."""
+    _, guide = make("fullrank")
+    x = data()[:1].repeat(N_DRAWS, 1, 1, 1)  # draws for one image, in one pass
+    loc, tril = (t[0].detach() for t in guide.loc_scale_tril(x[:1]))
+    sigma = tril @ tril.T
+    n = L * DC
+    assert (sigma[:n, :n] - torch.diag(sigma.diagonal()[:n])).abs().max() > 0.1  # strongly correlated labels
+    guide_trace = poutine.trace(guide).get_trace(x)
+    q_z_c = guide_trace.nodes[sites.Z_C]["fn"]
+    draws = q_z_c.rsample((3,))  # [3, L, N_DRAWS, DC]
+    flat = draws[:, :, :5].transpose(-3, -2).reshape(3, 5, n)
+    marginal = td.MultivariateNormal(loc[:n], covariance_matrix=sigma[:n, :n])
+    got = q_z_c.log_prob(draws).sum(-2)[:, :5]
+    torch.testing.assert_close(got, marginal.log_prob(flat), rtol=1e-10, atol=1e-10)
+    # Monte Carlo: the K draws' covariance is Sigma_cc (a covariance's standard error is at most
+    # sqrt(2 s_ii s_jj / N): the tolerance is 6 of them)
+    many = q_z_c.rsample((1,))[0].transpose(0, 1).reshape(N_DRAWS, n).detach()
+    tol = 6 * (2 * sigma[:n, :n].diagonal().unsqueeze(0) * sigma[:n, :n].diagonal().unsqueeze(1)).sqrt() / N_DRAWS**0.5
+    assert ((torch.cov(many.T) - sigma[:n, :n]).abs() < tol).all()
+    # the main samples of (z_c, z_s) have the joint covariance
+    joint = torch.cat([guide_trace.nodes[sites.Z_C]["value"].transpose(0, 1).reshape(N_DRAWS, n), guide_trace.nodes[sites.Z_S]["value"]], -1).detach()
+    tol = 6 * (2 * sigma.diagonal().unsqueeze(0) * sigma.diagonal().unsqueeze(1)).sqrt() / N_DRAWS**0.5
+    assert ((torch.cov(joint.T) - sigma).abs() < tol).all()
+    torch.testing.assert_close(joint.mean(0), loc, rtol=0, atol=float(5 * sigma.diagonal().sqrt().max() / N_DRAWS**0.5))
+
+
+def test_flow_z_c_site_is_the_marginal():
+    """Each block's marginal is mu + sigma * Spline(eps): the site's log-density against the change
+    of variables by hand, its draws' mean against quadrature over the spline, and its median (what
+    guide.mean returns) against the draws."""
+    _, guide = make("flow")
+    x = data()
+    guide_trace = poutine.trace(guide).get_trace(x)
+    q_z_c = guide_trace.nodes[sites.Z_C]["fn"]
+    loc_c, scale_c, context_c, _, _, _ = (t.detach() for t in guide._params(x))
+    spline = guide.characteristic_posterior(loc_c, scale_c, context_c).transforms[0]
+
+    def standardised(eps):  # [B, L, DC] -> [B, L, DC]
+        return spline(eps.transpose(0, 1)).transpose(0, 1).detach()
+
+    draws = q_z_c.rsample((4,)).detach()  # [4, L, B, DC]
+    for draw in draws:
+        u = ((draw.transpose(0, 1) - loc_c) / scale_c)
+        eps = invert_monotone(standardised, u)
+        step = 1e-6
+        slope = (standardised(eps + step) - standardised(eps - step)) / (2 * step)  # elementwise
+        hand = (td.Normal(0.0, 1.0).log_prob(eps) - slope.log() - scale_c.log()).sum(-1).T  # [L, B]
+        torch.testing.assert_close(q_z_c.log_prob(draw), hand, rtol=1e-6, atol=1e-6)
+    # mean of the marginal by Gauss-Hermite quadrature over the spline, against 20000 draws
+    nodes, weights = np.polynomial.hermite.hermgauss(80)
+    nodes = torch.from_numpy(nodes * math.sqrt(2))
+    weights = torch.from_numpy(weights / math.sqrt(math.pi))
+    values = torch.stack([standardised(torch.full_like(loc_c, float(v))) for v in nodes])  # [80, B, L, DC]
+    mean_u = (weights.reshape(-1, 1, 1, 1) * values).sum(0)
+    second_u = (weights.reshape(-1, 1, 1, 1) * values.square()).sum(0)
+    want_mean = loc_c + scale_c * mean_u
+    want_sd = scale_c * (second_u - mean_u.square()).sqrt()
+    assert (mean_u.abs() > 0.05).any()  # the spline really moves the mean off mu_c
+    many = q_z_c.rsample((20000,)).detach().transpose(1, 2)  # [N, B, L, DC]
+    assert ((many.mean(0) - want_mean).abs() < 5 * want_sd / 20000**0.5).all()
+    # the median: half the draws below guide.mean's z_c
+    median, _ = guide.mean(x)
+    torch.testing.assert_close(median.detach(), loc_c + scale_c * standardised(torch.zeros_like(loc_c)))
+    below = (many < median.detach()).double().mean(0)
+    assert ((below - 0.5).abs() < 5 * 0.5 / 20000**0.5).all()
+
+
+def test_full_rank_log_density_of_its_own_draw_survives_an_ill_conditioned_factor_in_float32():
+    """Training can drive the Cholesky factor to condition numbers of 1e8 (seen on digits): a
+    re-solved S^{-1}(z - mu) then loses every digit in float32. The guide's log q of its own draw
+    is log N(eps) - log|det S| for the noise eps that made it (read from the transforms' cache),
+    and the two sites' noises do make the draw."""
+    _, guide = make("fullrank", dtype=torch.float32)
+    x = data(torch.float32)
+    g = torch.Generator().manual_seed(5)
+    dim, n = L * DC + DS, L * DC
+    tril = torch.eye(dim).expand(B, dim, dim).clone() + torch.randn(B, dim, dim, generator=g).tril(-1)
+    tril[:, 2, 2] = tril[:, 7, 7] = 1e-4  # two nearly deterministic directions
+    loc = torch.randn(B, dim, generator=g)
+    assert torch.linalg.cond(tril).min() > 1e6
+    guide.loc_scale_tril = lambda images: (loc, tril)
+    trace = poutine.trace(guide).get_trace(x)
+    trace.compute_log_prob()
+    eps = []
+    for name in (sites.Z_C, sites.Z_S):
+        fn = trace.nodes[name]["fn"]
+        (affine,) = (fn.joint if name == sites.Z_C else fn).transforms
+        eps.append(affine._cached_x_y[0])
+    eps = torch.cat(eps, -1).double()
+    got = trace.nodes[sites.Z_C]["log_prob"].sum(0) + trace.nodes[sites.Z_S]["log_prob"]
+    want = td.Normal(0.0, 1.0).log_prob(eps).sum(-1) - torch.diagonal(tril, dim1=-2, dim2=-1).double().log().sum(-1)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-3)
+    z = torch.cat([trace.nodes[sites.Z_C]["value"].transpose(0, 1).reshape(B, n), trace.nodes[sites.Z_S]["value"]], -1)
+    made = loc.double() + (tril.double() @ eps.unsqueeze(-1)).squeeze(-1)  # the joint's z = mu + S eps
+    torch.testing.assert_close(z.double(), made, rtol=0, atol=1e-5)
+    resolved = td.MultivariateNormal(loc, scale_tril=tril).log_prob(z)  # what re-solving would give
+    assert (resolved.double() - want).abs().max() > 1.0  # the test has teeth

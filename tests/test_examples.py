@@ -9,6 +9,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {
     "custom_guide.py": ["--epochs", "1", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3"],
+    "gradient_variance.py": ["--draws", "3", "--batch-size", "8", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3", "--train-epochs", "1"],
     "multiclass_accuracy.py": ["--epochs", "1", "--sup-fracs", "0.06,1", "--no-progress", "--option", "k_samples=4", "--option", "z_style_dim=3"],
     "compare_baselines.py": [
         "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
@@ -20,6 +21,7 @@ WRITES = {
     "custom_guide.py": ["checkpoint.pt"],
     "compare_baselines.py": ["tables.md", "tables.json", "tables.html"],
     "multiclass_accuracy.py": ["table.md", "table.json", "sup-0.06/checkpoint.pt", "sup-1/checkpoint.pt"],
+    "gradient_variance.py": ["gradient_variance.json", "gradient_variance.png"],
 }
 
 
@@ -52,3 +54,11 @@ def test_example_runs(name, tmp_path):
         assert [row["sup_frac"] for row in table["rows"]] == [0.06, 1.0]
         assert all(0 <= acc <= 1 for row in table["rows"] for acc in row["accuracy"].values())
         assert "| 0.06 |" in (tmp_path / "run" / "table.md").read_text()
+    if name == "gradient_variance.py":  # both models, both comparisons, and the figure
+        report = json.loads((tmp_path / "run" / "gradient_variance.json").read_text())
+        assert set(report["results"]) == {"initial", "trained"} and (tmp_path / "run" / "trained" / "checkpoint.pt").exists()
+        for result in report["results"].values():
+            assert set(result["classifier_input"]) == {"detached", "reparameterised"}
+            assert set(result["jensen"]) == {"exact", "sampled"}
+            assert all(v["norm_variance"] >= 0 for mode in result["jensen"].values() for v in mode.values())
+        assert (tmp_path / "run" / "gradient_variance.png").stat().st_size > 0

@@ -12,6 +12,8 @@ from pyro_ccvae.elbo import CCVAE_ELBO
 from pyro_ccvae.guides import (
     GUIDES,
     CCVAEGuide,
+    FlowGuide,
+    FullRankGuide,
     GuideError,
     LowRankGuide,
     MeanFieldGuide,
@@ -150,7 +152,9 @@ def one_line_guide_error(excinfo, *fragments):
 def test_builtins_by_name():
     assert resolve_guide("meanfield") is MeanFieldGuide
     assert resolve_guide("lowrank") is LowRankGuide
-    assert set(GUIDES) == {"meanfield", "lowrank"}
+    assert resolve_guide("fullrank") is FullRankGuide
+    assert resolve_guide("flow") is FlowGuide
+    assert set(GUIDES) == {"meanfield", "lowrank", "fullrank", "flow"}
     for name, cls in GUIDES.items():
         guide = build_guide(name, **DIMS)
         assert type(guide) is cls and guide.num_labels == L and guide.z_style_dim == DS
@@ -252,3 +256,138 @@ def test_model_and_guide_parameters_never_overlap(name):
     assert not model_ids & guide_ids
     assert {id(store.get_param(n).unconstrained()) for n in model_names} == model_ids
     assert {id(store.get_param(n).unconstrained()) for n in guide_names} == guide_ids
+
+
+# --- the z_c site must carry the marginal q(z_c | x) ------------------------------------------
+
+
+class AutoContinuousStyleGuide(TinyGuide):
+    """The pattern of Pyro's AutoContinuous guides: one joint Gaussian over the whole z drawn at an
+    auxiliary site, then z_c and z_s exposed as Deltas of its blocks (with their log-density, 0
+    here as the transform is the identity). The z_c site's "distribution" is a point mass: its K
+    samples for q(y|x) would all equal the main sample."""
+
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        loc = torch.cat([loc_c.flatten(1), loc_s], dim=-1)
+        latent = pyro.sample("_AutoContinuousStyle_latent", dist.Normal(loc, 1.0).to_event(1), infer={"is_auxiliary": True})
+        n_c = self.num_labels * self.z_char_dim
+        z_c = latent[:, :n_c].reshape(loc_c.shape).transpose(0, 1)
+        pyro.sample(sites.Z_S, dist.Delta(latent[:, n_c:], event_dim=1))
+        with labels:
+            return pyro.sample(sites.Z_C, dist.Delta(z_c, event_dim=1))
+
+
+class NoRsampleCharacteristic(dist.Normal):
+    has_rsample = False
+
+
+class NoRsampleGuide(TinyGuide):
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0).to_event(1))
+        with labels:
+            return pyro.sample(sites.Z_C, NoRsampleCharacteristic(loc_c.transpose(0, 1), 1.0).to_event(1))
+
+
+class PointMassCharacteristic(dist.Normal):
+    """Claims rsample but returns the mean: K identical draws without being a Delta."""
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self.loc.expand(torch.Size(sample_shape) + self.loc.shape)
+
+
+class IdenticalDrawsGuide(TinyGuide):
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0).to_event(1))
+        with labels:
+            return pyro.sample(sites.Z_C, PointMassCharacteristic(loc_c.transpose(0, 1), 1.0).to_event(1))
+
+
+class ConditionalCharacteristicGuide(TinyGuide):
+    """z_c given an earlier latent u: its site holds q(z_c | u, x), not the marginal q(z_c | x)."""
+
+    def sample_latents(self, x, labels):
+        loc_c, loc_s = self.mean(x)
+        u = pyro.sample("u", dist.Normal(torch.zeros_like(loc_s[:, 0]), 1.0))
+        pyro.sample(sites.Z_S, dist.Normal(loc_s, 1.0).to_event(1))
+        with labels:
+            return pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1) + u.unsqueeze(-1), 1.0).to_event(1))
+
+
+class ExtraLatentGuide(TinyGuide):
+    """A further latent site per data point, independent of z (auxiliary: the model lacks it, as
+    AutoContinuous's base sample): it belongs to q and must be counted, as Pyro's ELBOs count it."""
+
+    def sample_latents(self, x, labels):
+        z_c = super().sample_latents(x, labels)
+        pyro.sample("extra", dist.Normal(torch.zeros(x.shape[0]), 2.0), infer={"is_auxiliary": True})
+        return z_c
+
+
+class GlobalLatentGuide(TinyGuide):
+    """A latent outside the data plate has no per-datum log-density to put in log q(z|x)."""
+
+    def forward(self, x, y=None, mask=None):
+        pyro.sample("global", dist.Normal(0.0, 1.0))
+        return super().forward(x, y, mask)
+
+
+@pytest.mark.parametrize(
+    "guide_cls, fragments",
+    [
+        (AutoContinuousStyleGuide, ["'z_c'", "Delta", "marginal q(z_c|x)"]),
+        (NoRsampleGuide, ["'z_c'", "without rsample"]),
+        (IdenticalDrawsGuide, ["'z_c'", "identical draws"]),
+        (ConditionalCharacteristicGuide, ["'z_c'", "depends on the latent site 'u'"]),
+        (GlobalLatentGuide, ["'global'", "data plate"]),
+    ],
+)
+def test_check_guide_rejects_a_z_c_that_is_not_the_marginal(guide_cls, fragments):
+    x, y, mask = batch()
+    with pytest.raises(GuideError) as e:
+        check_guide(model(), guide_cls(**DIMS), x, y, mask)
+    one_line_guide_error(e, *fragments)
+
+
+def test_the_elbo_refuses_identical_k_samples_with_validation_on():
+    """Used without check_guide, the Delta guide would silently give w = 1; validation stops it."""
+    x, y, mask = batch()
+    with pytest.raises(ValueError, match="identical") as e:
+        CCVAE_ELBO(k_samples=4).loss(model(), AutoContinuousStyleGuide(**DIMS), x, y, mask)
+    assert "\n" not in str(e.value)
+
+
+def test_an_extra_latent_site_is_counted_in_log_q():
+    """The per-datum bound with the extra site is the bound without it minus w * log q(extra)."""
+    m, guide = model(), ExtraLatentGuide(**DIMS)
+    x, y, mask = batch()
+    check_guide(m, guide, x, y, mask)
+    elbo = CCVAE_ELBO(k_samples=1000)
+    model_trace, guide_trace = elbo._get_trace(m, guide, (x, y, mask), {})
+    pyro.set_rng_seed(1)
+    with_extra = elbo.per_datum_elbo(model_trace, guide_trace)
+    log_q_extra = guide_trace.nodes["extra"]["unscaled_log_prob"]
+    del guide_trace.nodes["extra"]
+    pyro.set_rng_seed(1)  # the same K samples
+    without = elbo.per_datum_elbo(model_trace, guide_trace)
+    none_seen = ~mask.any(1)
+    assert none_seen.any() and (~none_seen).any()
+    # unsupervised points: w = 1
+    torch.testing.assert_close(with_extra[none_seen], without[none_seen] - log_q_extra[none_seen])
+    # supervised points: the weight multiplies it
+    assert (with_extra[~none_seen] != without[~none_seen]).all()
+
+
+@pytest.mark.parametrize("name", ["meanfield", "lowrank", "fullrank", "flow"])
+def test_k_samples_of_every_builtin_differ_from_each_other_and_from_the_main_sample(name):
+    x, y, mask = batch()
+    guide_trace = pyro.poutine.trace(build_guide(name, **DIMS)).get_trace(x, y, mask)
+    site = guide_trace.nodes[sites.Z_C]
+    draws = site["fn"].rsample((6,))
+    assert draws.shape == (6, L, B, DC) and draws.requires_grad  # reparameterised
+    flat = draws.reshape(6, -1)
+    distinct = (flat.unsqueeze(0) != flat.unsqueeze(1)).all(-1)  # every coordinate differs
+    assert distinct.sum() == 6 * 5
+    assert (draws != site["value"]).all()

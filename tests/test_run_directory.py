@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
 def test_config_is_nested_and_round_trips(trained):
     raw = json.loads((trained / CONFIG).read_text())
     assert list(raw) == ["version", *SECTIONS]
-    assert raw["model"]["name"] == "ccvae" and raw["guide"] == {"name": "meanfield"}
+    assert raw["model"]["name"] == "ccvae" and raw["guide"] == {"name": "meanfield", "options": {}}
     assert raw["data"]["info"]["label_names"][0] == "square" and raw["run"]["device"] == "cpu"
     config = read_config(trained)
     assert config.to_dict() == {k: v for k, v in raw.items() if k != "version"}

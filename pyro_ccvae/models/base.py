@@ -144,6 +144,23 @@ class ModelFamily:
         the data's ``info`` (label names, channels, image size)."""
         raise NotImplementedError
 
+    def guide_options(self, guide: str, options: dict) -> dict:
+        """``options`` (``--guide-option NAME=VALUE``) for the guide ``guide``, typed and checked;
+        a one-line ``ValueError`` for a name the guide does not take. A family whose guides take
+        none (the default) refuses any."""
+        if options:
+            raise ValueError(f"model {self.name!r} takes no --guide-option (got {', '.join(sorted(options))})")
+        return {}
+
+    def build_run(self, config) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The model and guide of a run's config (a :class:`~pyro_ccvae.config.TrainConfig`):
+        :meth:`build`, with ``guide_options=`` only when the config has guide options (so a
+        family whose ``build`` takes none keeps working)."""
+        options = dict(config.guide.options or {})
+        if not options:
+            return self.build(config.model, config.guide.name, config.data.info)
+        return self.build(config.model, config.guide.name, config.data.info, guide_options=options)
+
     def prepare(self, model: torch.nn.Module, labels: torch.Tensor, mask: torch.Tensor) -> None:
         """Set what the model learns from the labelled training subset before training (e.g. ``p(y)``)."""
 

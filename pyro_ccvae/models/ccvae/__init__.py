@@ -15,6 +15,8 @@ their encoder (:class:`pyro_ccvae.nets.ConvEncoder`) from the same dimensions.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ...config import info_num_classes
@@ -24,7 +26,7 @@ from .. import register_model
 from ..base import ModelFamily
 from .config import CCVAEConfig
 from .elbo import CCVAE_ELBO
-from .guides import GUIDES, build_guide, check_guide
+from .guides import GUIDES, build_guide, check_guide, guide_options
 from .model import CCVAEModel
 from .representation import CCVAERepresentation
 
@@ -46,7 +48,10 @@ class CCVAEFamily(ModelFamily):
     def builtin_guides(self):
         return tuple(GUIDES)
 
-    def build(self, config: CCVAEConfig, guide: str, info: dict):
+    def guide_options(self, guide: str, options: dict) -> dict:
+        return guide_options(guide, options)
+
+    def build(self, config: CCVAEConfig, guide: str, info: dict, guide_options: Optional[dict] = None):
         dims = dict(
             num_labels=len(info["label_names"]),
             num_classes=info_num_classes(info),
@@ -63,7 +68,7 @@ class CCVAEFamily(ModelFamily):
             dims["num_labels"], dims["channels"], dims["image_size"], config.z_style_dim, config.z_char_dim,
             likelihood=likelihood, decoder=decoder, num_classes=dims["num_classes"],
         )  # fmt: skip
-        return model, build_guide(guide, **dims)
+        return model, build_guide(guide, guide_options, **dims)
 
     def prepare(self, model: CCVAEModel, labels: torch.Tensor, mask: torch.Tensor) -> None:
         model.set_label_prior(labels, mask)

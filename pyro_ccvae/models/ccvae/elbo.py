@@ -15,10 +15,16 @@ All labels seen gives the paper's eq. (4); none seen gives ``w = 1`` and eq. (5)
 Two training options change the gradient of the supervised part, not the bound at
 ``classifier_weight = 1`` (see :class:`CCVAE_ELBO`): ``detach_weight_denominator`` and
 ``classifier_weight``, which trains ``L + (alpha - 1) log q(y_o|x)``.
+
+``log q(z|x)`` is the sum over every latent site of the guide but ``y_unobserved`` (so a guide
+with an auxiliary base sample, or any further latent, is counted as Pyro's own ELBOs count it);
+``q(z_c|x)`` for the ``K`` samples is the ``z_c`` site's distribution, which the guide contract
+(:mod:`.guides.base`) makes the marginal.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable, Iterator, Optional
 
 import pyro.distributions as dist
 import torch
@@ -26,6 +32,8 @@ from pyro import poutine
 from pyro.infer.elbo import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.poutine import Trace
+from pyro.poutine.util import site_is_subsample
 from pyro.util import warn_if_nan
 
 from . import sites
@@ -63,6 +71,26 @@ class CCVAE_ELBO(ELBO):
         bound itself, ``alpha > 1`` adds ``(alpha - 1) log q(y_o|x)`` as an auxiliary
         classification term (as M2's alpha does). The loss is then the negative of this
         objective, not of the bound.
+    :param max_log_weight: the cap on ``log w``. A draw whose ``z_c`` classifies the seen labels
+        far better than the ``K`` samples of ``q(y_o|x)`` did gets ``w = exp(hundreds)``, which is
+        ``inf`` in float32 (and ``w * main``, ``main`` being thousands of nats, overflows long
+        before); such draws are rare but reachable with a sharp classifier and many labels.
+        ``log w`` above the cap is set to it (with no gradient through ``w`` for that draw), and
+        the capped draws are counted (:meth:`take_counts`). The default ``20`` (``w <= 4.9e8``)
+        is far above the weights of ordinary draws (``E[w] = 1``); ``None`` removes the cap.
+    :param num_particles: particles per data point; the loss averages them.
+    :param vectorize_particles: draw the particles in one pass: the batch (every tensor
+        argument) is repeated ``num_particles`` times along the data plate, so any guide works
+        unchanged. A per-datum ``poutine.scale`` or ``poutine.mask`` outside the model cannot
+        follow the repeated batch and is then a one-line error (use looped particles).
+
+    **Scales and masks.** Each data point's term is multiplied by the scale of the model's ``x``
+    site: the data plate's subsampling scale, or an outer ``poutine.scale`` (a number, or one per
+    data point ``[B]``); scale the model and the guide alike (checked with validation on). An
+    outer ``poutine.mask`` (a bool, or one per data point ``[B]``) drops the masked data points'
+    whole terms, ``w * main + alpha log q(y_o|x) + log p(y_o)``: they add 0 to the loss and
+    nothing to any gradient, as a masked site does in Pyro's ELBOs. The labels' own mask (which
+    labels are seen) is the ``mask`` argument of the model and guide, not a ``poutine.mask``.
     """
 
     def __init__(
@@ -72,27 +100,69 @@ class CCVAE_ELBO(ELBO):
         detach_classifier_input: bool = True,
         detach_weight_denominator: bool = False,
         classifier_weight: float = 1.0,
+        max_log_weight: Optional[float] = 20.0,
         num_particles: int = 1,
+        vectorize_particles: bool = False,
         **kwargs,
     ):
         if jensen not in JENSEN_ESTIMATORS:
             raise ValueError(f"jensen must be one of {JENSEN_ESTIMATORS}, got {jensen!r}")
         if k_samples < 1:
             raise ValueError(f"k_samples must be at least 1, got {k_samples}")
-        super().__init__(num_particles=num_particles, max_plate_nesting=sites.MAX_PLATE_NESTING, **kwargs)
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=sites.MAX_PLATE_NESTING,
+            vectorize_particles=vectorize_particles,
+            **kwargs,
+        )
+        # Pyro adds a plate dim for vectorised particles; ours repeat the batch instead, so the
+        # plates (and the dim where y_unobserved is enumerated) stay where the model puts them.
+        self.max_plate_nesting = sites.MAX_PLATE_NESTING
         self.k_samples = k_samples
         self.jensen = jensen
         self.detach_classifier_input = detach_classifier_input
         self.detach_weight_denominator = detach_weight_denominator
         self.classifier_weight = classifier_weight
+        self.max_log_weight = max_log_weight
+        self._capped_draws = self._weighted_draws = 0
 
     def _get_trace(self, model, guide, args, kwargs):
         if self.jensen == "exact":
             guide = poutine.enum(guide, first_available_dim=-1 - self.max_plate_nesting)
         return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
 
+    def _get_traces(self, model, guide, args, kwargs) -> Iterator[tuple[Trace, Trace]]:
+        if not (self.vectorize_particles and self.num_particles > 1):
+            for _ in range(self.num_particles):
+                yield self._get_trace(model, guide, args, kwargs)
+            return
+        repeated_args, repeated_kwargs = repeat_batch(args, kwargs, self.num_particles)
+        try:
+            traces = self._get_trace(model, guide, repeated_args, repeated_kwargs)
+        except (RuntimeError, ValueError) as error:
+            self._get_trace(model, guide, args, kwargs)  # fails too if the cause is not the repetition
+            raise ValueError(
+                f"vectorize_particles repeats the batch {self.num_particles} times along the data plate, and a "
+                "per-datum poutine.scale or poutine.mask around the model or guide cannot follow it; "
+                "use vectorize_particles=False (looped particles)"
+            ) from error
+        yield traces
+
+    def take_counts(self) -> dict[str, int]:
+        """Since the last call: ``weighted_draws``, the data points with a seen label (each draw of
+        each particle), and ``capped_weights``, those whose ``log w`` hit ``max_log_weight``.
+        Reading them syncs a GPU once; training calls this once an epoch (``metrics.jsonl``)."""
+        counts = {"capped_weights": int(self._capped_draws), "weighted_draws": int(self._weighted_draws)}
+        self._capped_draws = self._weighted_draws = 0
+        return counts
+
     def per_datum_elbo(self, model_trace, guide_trace) -> torch.Tensor:
-        """The single-sample estimate of ``L(x_b, y_o)`` for every data point ``b``: shape ``[B]``."""
+        """The single-sample estimate of ``L(x_b, y_o)`` for every data point ``b``: shape ``[B]``
+        (whatever scale or mask surrounds the model: see :meth:`_differentiable_loss_particle`)."""
+        return self._per_datum(model_trace, guide_trace)[0]
+
+    def _per_datum(self, model_trace, guide_trace) -> tuple[torch.Tensor, torch.Tensor]:
+        """``L(x_b, y_o)`` ``[B]``, and where ``log w`` was capped ``[B]`` (bool)."""
         g_unseen, g_seen = guide_trace.nodes[sites.Y_UNOBSERVED], guide_trace.nodes[sites.Y_OBSERVED]
         classifier = g_unseen["infer"][sites.CLASSIFIER]
         y, seen = g_seen["value"], g_seen["mask"]  # [L, B]
@@ -102,7 +172,7 @@ class CCVAE_ELBO(ELBO):
         log_p_x = model_trace.nodes[sites.X]["unscaled_log_prob"]
         log_p_zs = model_trace.nodes[sites.Z_S]["unscaled_log_prob"]
         log_p_y_seen = model_trace.nodes[sites.Y_OBSERVED]["unscaled_log_prob"]
-        log_q_z = z_c_site["unscaled_log_prob"].sum(0) + guide_trace.nodes[sites.Z_S]["unscaled_log_prob"]
+        log_q_z = log_q_latents(guide_trace, log_p_x.shape[-1])
         # Over the guide's values of y_unobserved: [K, L, B] when enumerated, else one sample.
         log_p_zc = model_trace.nodes[sites.Z_C]["unscaled_log_prob"]
         log_p_y = model_trace.nodes[sites.Y_UNOBSERVED]["unscaled_log_prob"]
@@ -120,7 +190,12 @@ class CCVAE_ELBO(ELBO):
         log_q_y_seen = dist.Categorical(logits=classifier(z_main)).log_prob(y)
         log_q_y_given_x = log_q_labels(classifier, z_c_site["fn"], y, seen, self.k_samples)
         denominator = log_q_y_given_x.detach() if self.detach_weight_denominator else log_q_y_given_x
-        w = (_masked_sum(log_q_y_seen, seen) - denominator).exp()
+        log_w = _masked_sum(log_q_y_seen, seen) - denominator
+        capped = torch.zeros_like(log_w, dtype=torch.bool)
+        if self.max_log_weight is not None:
+            capped = log_w > self.max_log_weight
+            log_w = log_w.clamp(max=self.max_log_weight)
+        w = log_w.exp()
 
         main = (
             log_p_x
@@ -129,11 +204,31 @@ class CCVAE_ELBO(ELBO):
             + _masked_sum(log_p_zc[0] - log_q_y_seen, seen)
             + _masked_sum(jensen, ~seen)
         )
-        return w * main + self.classifier_weight * log_q_y_given_x + _masked_sum(log_p_y_seen, seen)
+        elbo = w * main + self.classifier_weight * log_q_y_given_x + _masked_sum(log_p_y_seen, seen)
+        return elbo, capped
 
     def _differentiable_loss_particle(self, model_trace, guide_trace) -> torch.Tensor:
-        scale = model_trace.nodes[sites.X]["scale"]  # the data plate's subsampling scale
-        return -scale * self.per_datum_elbo(model_trace, guide_trace).sum()
+        """``-sum_b s_b * L(x_b, y_o)`` over the data points ``b`` an outer mask keeps, with
+        ``s_b`` the scale of the model's ``x`` site (see the class doc)."""
+        elbo, capped = self._per_datum(model_trace, guide_trace)
+        x_site = model_trace.nodes[sites.X]
+        scale, keep = _per_datum_factor(x_site["scale"], elbo, "scale"), x_site["mask"]
+        if is_validation_enabled():
+            guide_scale = guide_trace.nodes[sites.Z_S]["scale"]
+            if not torch.equal(torch.as_tensor(guide_scale, dtype=elbo.dtype, device=elbo.device).expand_as(scale), scale):
+                raise ValueError(
+                    "the model and the guide carry different poutine.scale factors; CCVAE_ELBO scales each data "
+                    "point's whole term by the model's, so scale the model and the guide alike"
+                )
+        weighted = g_seen_any(guide_trace)
+        if keep is not None:
+            keep = _per_datum_factor(keep, elbo, "mask").bool()
+            # where, not a product: a dropped point's term may be inf or NaN, and must not leak.
+            elbo = torch.where(keep, elbo, torch.zeros_like(elbo))
+            capped, weighted = capped & keep, weighted & keep
+        self._capped_draws = self._capped_draws + capped.sum().detach()
+        self._weighted_draws = self._weighted_draws + weighted.sum().detach()
+        return -(scale * elbo).sum()
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         loss = 0.0
@@ -162,8 +257,60 @@ def log_q_labels(classifier, q_z_c, y: torch.Tensor, seen: torch.Tensor, k_sampl
     Returns ``[B]``; exactly 0 for a point with no seen label.
     """
     z_k = q_z_c.rsample((k_samples,))  # [K, L, B, d_c]
+    if is_validation_enabled() and k_samples > 1 and seen.any() and (z_k == z_k[:1]).all():
+        raise ValueError(
+            f"the {k_samples} samples of the guide's z_c site are identical (a Delta?), so q(y|x) would be wrong; "
+            "the z_c site must carry the marginal q(z_c|x) (see pyro_ccvae.guides.check_guide)"
+        )
     log_q_y_k = _masked_sum(dist.Categorical(logits=classifier(z_k)).log_prob(y), seen)  # [K, B]
     return log_q_y_k.logsumexp(0) - math.log(k_samples)
+
+
+def log_q_latents(guide_trace: Trace, batch: int, log_prob: Optional[Callable[[dict], torch.Tensor]] = None) -> torch.Tensor:
+    """``log q(z | x)`` per data point ``[batch]``: the sum over every latent sample site of the
+    guide but the enumerated ``y_unobserved`` (sites in the labels plate summed over labels).
+
+    :param log_prob: site -> its log-density (default: the trace's ``unscaled_log_prob``, which
+        the ELBO reads because the classifier's sites carry the labels' own masks).
+    """
+    total = 0.0
+    for name, site in guide_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or name == sites.Y_UNOBSERVED or site_is_subsample(site):
+            continue
+        value = site["unscaled_log_prob"] if log_prob is None else log_prob(site)
+        total = total + value.sum_to_size(batch)
+    return total
+
+
+def repeat_batch(args: tuple, kwargs: dict, times: int) -> tuple[tuple, dict]:
+    """Every tensor argument repeated ``times`` times along its first (data) dim, sample-major:
+    row ``p * B + b`` is data point ``b`` of particle ``p``."""
+
+    def repeat(value):
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.repeat(times, *([1] * (value.dim() - 1)))
+        return value
+
+    return tuple(repeat(a) for a in args), {k: repeat(v) for k, v in kwargs.items()}
+
+
+def g_seen_any(guide_trace: Trace) -> torch.Tensor:
+    """``[B]``: data points with at least one seen label (those that carry the weight ``w``)."""
+    return guide_trace.nodes[sites.Y_OBSERVED]["mask"].any(-2)
+
+
+def _per_datum_factor(value, elbo: torch.Tensor, what: str) -> torch.Tensor:
+    """An outer scale or mask as a tensor ``[B]`` (one number broadcast); a one-line error for
+    any other shape (a factor per label has no meaning for the weighted per-datum term)."""
+    value = torch.as_tensor(value, device=elbo.device)
+    if value.numel() == 1:
+        return value.reshape(()).expand_as(elbo) if what == "mask" else value.reshape(()).to(elbo.dtype).expand_as(elbo)
+    if tuple(value.shape) != tuple(elbo.shape):
+        raise ValueError(
+            f"an outer poutine.{what} around the CCVAE must be one number or one per data point {tuple(elbo.shape)}, "
+            f"got shape {tuple(value.shape)}; to choose which labels are seen, pass the mask argument"
+        )
+    return value.to(elbo.dtype) if what == "scale" else value
 
 
 def _masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pyro import poutine
 from ..base import CAPABILITIES, Representation
 
 from . import sites
-from .elbo import CCVAE_ELBO
+from .elbo import CCVAE_ELBO, log_q_latents
 from .guides.base import label_probs
 from .model import fill_labels
 
@@ -142,7 +142,7 @@ class CCVAERepresentation(Representation):
                 return site["fn"].log_prob(site["value"])
 
             z_c = guide_trace.nodes[sites.Z_C]["value"]  # [L, kB, d_c]
-            log_q = log_prob(guide_trace, sites.Z_C).sum(0) + log_prob(guide_trace, sites.Z_S)
+            log_q = log_q_latents(guide_trace, k * batch, lambda site: site["fn"].log_prob(site["value"]))  # every latent site
             log_common = log_prob(model_trace, sites.X) + log_prob(model_trace, sites.Z_S) - log_q  # [kB]
             log_prior = self.log_prior_characteristic(z_c)  # [K, L, kB]
             marginal = log_prior.logsumexp(0)  # [L, kB]

@@ -3,6 +3,20 @@
 A guide subclasses :class:`CCVAEGuide` and implements :meth:`CCVAEGuide.sample_latents`
 (sample ``z_s`` and ``z_c``, the latter inside the labels plate it is given) and :meth:`CCVAEGuide.mean`.
 Neither the model nor the ELBO changes when the guide does (DESIGN.md §3).
+
+The guide contract, which :func:`~pyro_ccvae.models.ccvae.guides.check_guide` enforces:
+
+- The ``z_c`` site's distribution **is the marginal** ``q(z_c | x)``: the ELBO draws its ``K``
+  extra samples for ``q(y_o | x)`` from it with ``rsample((K,))``. So it must have ``rsample``,
+  its draws must differ (not a ``Delta``, as Pyro's ``AutoContinuous`` guides and a flow sampled
+  jointly would expose), and it may depend on no latent site sampled before it (sample ``z_c``
+  first, then ``z_s | z_c``).
+- ``log q(z | x)`` is the sum of the log-densities of **every latent site** of the guide but
+  the enumerated ``y_unobserved``, per data point (auxiliary latent sites included, as in Pyro's
+  own ELBOs). Every latent site lies inside the data plate.
+- A guide that correlates the labels' blocks of ``z_c`` (a joint Gaussian, a flow over all of
+  ``z_c``) samples it from :class:`JointOverLabels`, which lays a joint distribution over
+  ``[B, L * d_c]`` out in the labels plate.
 """
 from __future__ import annotations
 
@@ -12,6 +26,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions import TorchDistribution, constraints
 from pyro.nn import PyroModule
 
 from .. import sites
@@ -72,6 +87,83 @@ class DiagonalClassifier(torch.nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class JointOverLabels(TorchDistribution):
+    """A joint ``q(z_c | x)`` over all labels' blocks, laid out in the labels plate.
+
+    ``joint`` is any distribution with batch shape ``(B,)`` and event shape ``(L * d_c,)``, block
+    ``i`` being dims ``i*d_c .. (i+1)*d_c - 1`` (e.g. a full-covariance
+    :class:`~pyro.distributions.MultivariateNormal`, or a flow over all of ``z_c``). This
+    distribution has batch shape ``(L, B)`` and event shape ``(d_c,)``, as the model's ``z_c``;
+    ``rsample`` draws jointly. The joint does not factorise over labels, so each label's entry of
+    :meth:`log_prob` holds an equal share, ``log q(z_c | x) / L``: only the sum over labels has a
+    meaning, and that sum is all the ELBO and the analysis read. (The labels plate is then a
+    layout for ``z_c``, not an independence claim; a per-label mask of ``z_c`` would be
+    meaningless, and none is applied.)
+
+    Like a Pyro transform with ``cache_size=1`` it remembers its last draw: the log-density of that
+    draw is evaluated on the very tensor the joint produced, so a joint that caches its noise
+    (a :class:`~pyro.distributions.TransformedDistribution` with cached transforms) computes it
+    from that noise, not from an inverse that an ill-conditioned factor makes imprecise in float32.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.independent(constraints.real, 1)
+
+    def __init__(self, joint: dist.Distribution, num_labels: int, validate_args=None):
+        if len(joint.batch_shape) != 1 or len(joint.event_shape) != 1 or joint.event_shape[0] % num_labels:
+            raise ValueError(
+                f"JointOverLabels needs a joint of batch shape (B,) and event shape (L * d_c,) with L = {num_labels}, "
+                f"got batch {tuple(joint.batch_shape)} and event {tuple(joint.event_shape)}"
+            )
+        self.joint, self.num_labels = joint, num_labels
+        self._last_draw: tuple = (None, None)  # (plate layout, flat), as drawn
+        (batch,), (flat,) = joint.batch_shape, joint.event_shape
+        super().__init__(torch.Size([num_labels, batch]), torch.Size([flat // num_labels]), validate_args=False)
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.joint.has_rsample
+
+    def _to_plate(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[..., B, L * d_c]`` -> ``[..., L, B, d_c]``."""
+        return flat.reshape(flat.shape[:-1] + (self.num_labels, -1)).transpose(-3, -2)
+
+    def flat(self, value: torch.Tensor) -> torch.Tensor:
+        """``[..., L, B, d_c]`` -> ``[..., B, L * d_c]``: for this distribution's last draw, the very
+        tensor the joint drew (so the joint's caches apply)."""
+        plate, flat = self._last_draw
+        if value is plate:
+            return flat
+        return value.transpose(-3, -2).flatten(-2)
+
+    def _remember(self, flat: torch.Tensor) -> torch.Tensor:
+        plate = self._to_plate(flat)
+        self._last_draw = (plate, flat)
+        return plate
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self._remember(self.joint.rsample(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self._remember(self.joint.sample(sample_shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``[..., L, B]``: each label's entry is ``log q(z_c | x) / L``."""
+        log_q = self.joint.log_prob(self.flat(value)) / self.num_labels  # [..., B]
+        return log_q.unsqueeze(-2).expand(log_q.shape[:-1] + self.batch_shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self._to_plate(self.joint.mean)
+
+    def expand(self, batch_shape, _instance=None):
+        if tuple(batch_shape) == tuple(self.batch_shape):
+            return self
+        raise NotImplementedError(
+            f"JointOverLabels has batch shape {tuple(self.batch_shape)} and cannot be broadcast to {tuple(batch_shape)}"
+        )
+
+
 def label_probs(classifier: torch.nn.Module, z_c: torch.Tensor) -> torch.Tensor:
     """``q(y_i = k | z_c^i)`` for ``z_c [..., B, L, d_c]`` (data-major): ``[..., B, L, K]``."""
     return torch.softmax(classifier(z_c.transpose(-3, -2)), dim=-1).transpose(-3, -2)
@@ -113,8 +205,9 @@ class CCVAEGuide(PyroModule):
         """Inside the data plate, sample ``z_s`` (``[B, d_s]``) and, inside the ``labels`` plate,
         ``z_c`` (``[L, B, d_c]``); return ``z_c``.
 
-        The ``z_c`` site's distribution must be the marginal ``q(z_c | x)``: the ELBO draws its
-        K extra samples for ``q(y | x)`` from it. Sample ``z_c`` first if ``z_s`` depends on it.
+        The ``z_c`` site's distribution must be the marginal ``q(z_c | x)`` (see the module doc):
+        the ELBO draws its K extra samples for ``q(y | x)`` from it. Sample ``z_c`` first if
+        ``z_s`` depends on it.
         """
         raise NotImplementedError
 
