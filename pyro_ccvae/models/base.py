@@ -122,6 +122,22 @@ class Representation:
         self._lacks(LIKELIHOOD)
 
 
+class LabelPriorFromModel:
+    """``label_prior`` and ``sample_labels`` of a representation whose ``self.model`` holds the
+    labelled class frequencies as ``label_probs [L, K]`` (every built-in family)."""
+
+    def label_prior(self) -> torch.Tensor:
+        """``p(y_i = k)`` (for a family without ``p(y)``, the labelled class frequencies): ``[L, K]``."""
+        return self.model.label_probs
+
+    def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
+        """``[num, L]`` class indices: ``fixed`` columns (label -> class) set, the others drawn from :meth:`label_prior`."""
+        y = torch.distributions.Categorical(probs=self.model.label_probs.to(self.device)).sample((num,)).float()
+        for column, value in (fixed or {}).items():
+            y[:, column] = float(value)
+        return y
+
+
 class ModelFamily:
     """A model family: what training needs to build, fit and save it, and its representation.
 

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from pyro import poutine
 
-from ..base import CAPABILITIES, Representation
+from ..base import CAPABILITIES, LabelPriorFromModel, Representation
 
 from . import sites
 from .elbo import CCVAE_ELBO, log_q_latents
@@ -23,7 +23,7 @@ from .model import fill_labels
 MAX_ROWS = 4096
 
 
-class CCVAERepresentation(Representation):
+class CCVAERepresentation(LabelPriorFromModel, Representation):
     """The capabilities of a CCVAE ``model`` and ``guide`` (anything with ``guide.mean``,
     ``guide.classifier``, ``model.decode``, ``model.conditional_prior`` and ``model.label_probs``).
 
@@ -53,18 +53,7 @@ class CCVAERepresentation(Representation):
         """The expected image ``E[x | z]`` for ``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``."""
         return self.model.decode(z_c, z_s)
 
-    # --- the prior ---------------------------------------------------------------------------
-
-    def label_prior(self) -> torch.Tensor:
-        """``p(y_i = k)``: ``[L, K]``."""
-        return self.model.label_probs
-
-    def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
-        """``[num, L]`` label vectors: ``fixed`` columns (label -> class) set, the others drawn from ``p(y)``."""
-        y = torch.distributions.Categorical(probs=self.model.label_probs.to(self.device)).sample((num,)).float()
-        for column, value in (fixed or {}).items():
-            y[:, column] = float(value)
-        return y
+    # --- the prior (p(y) from LabelPriorFromModel) ---------------------------------------------
 
     @torch.no_grad()
     def sample_characteristic(self, y: torch.Tensor, sample: bool = True) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from pyro import poutine
 
-from ..base import CAPABILITIES, Representation
+from ..base import CAPABILITIES, LabelPriorFromModel, Representation
 from ..labels import fill_labels
 from . import sites
 from .elbo import diva_elbo
@@ -21,7 +21,7 @@ from .elbo import diva_elbo
 MAX_ROWS = 4096
 
 
-class DIVARepresentation(Representation):
+class DIVARepresentation(LabelPriorFromModel, Representation):
     """The capabilities of a DIVA ``model`` (:class:`~.model.DIVAModel`) and ``guide`` (:class:`~.model.DIVAGuide`)."""
 
     capabilities = frozenset(CAPABILITIES)
@@ -44,16 +44,6 @@ class DIVARepresentation(Representation):
     def decode(self, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z_c, z_s)
 
-    def label_prior(self) -> torch.Tensor:
-        """``p(y_i = k)``: ``[L, K]``."""
-        return self.model.label_probs
-
-    def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
-        """``[num, L]`` class indices: ``fixed`` columns (label -> class) set, the others from ``p(y)``."""
-        y = torch.distributions.Categorical(probs=self.model.label_probs.to(self.device)).sample((num,)).float()
-        for column, value in (fixed or {}).items():
-            y[:, column] = float(value)
-        return y
 
     @torch.no_grad()
     def sample_characteristic(self, y: torch.Tensor, sample: bool = True) -> torch.Tensor:

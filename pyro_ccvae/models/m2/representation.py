@@ -17,15 +17,13 @@ simplex it never trained on. No **likelihood** either (not implemented).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
-from ..base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, Representation
+from ..base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, LabelPriorFromModel, Representation
 from ..labels import one_hot
 
 
-class M2Representation(Representation):
+class M2Representation(LabelPriorFromModel, Representation):
     """The capabilities of an M2 ``model`` (:class:`~.model.M2Model`) and ``guide`` (:class:`~.model.M2Guide`)."""
 
     capabilities = frozenset({ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP})
@@ -51,16 +49,6 @@ class M2Representation(Representation):
     def decode(self, z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z_c, z_s)
 
-    def label_prior(self) -> torch.Tensor:
-        """``p(y_i = k)``: ``[L, K]``."""
-        return self.model.label_probs
-
-    def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
-        """``[num, L]`` class indices: ``fixed`` columns (label -> class) set, the others from ``p(y)``."""
-        y = torch.distributions.Categorical(probs=self.model.label_probs.to(self.device)).sample((num,)).float()
-        for column, value in (fixed or {}).items():
-            y[:, column] = float(value)
-        return y
 
     def sample_characteristic(self, y: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """``onehot(y)`` for class indices ``y [..., B, L]``: ``[..., B, L, K]`` (deterministic)."""

@@ -23,16 +23,14 @@ implemented).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
-from ..base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, Representation
+from ..base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, LabelPriorFromModel, Representation
 from ..labels import one_hot
 from .model import product_of_experts
 
 
-class MVAERepresentation(Representation):
+class MVAERepresentation(LabelPriorFromModel, Representation):
     """The capabilities of an MVAE ``model`` (:class:`~.model.MVAEModel`) and ``guide`` (:class:`~.model.MVAEGuide`)."""
 
     capabilities = frozenset({ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP})
@@ -64,16 +62,6 @@ class MVAERepresentation(Representation):
         loc, scale = product_of_experts(eta_x + eta_y, lambda_x + lambda_y)
         return self.model.decode(loc + scale * eps)
 
-    def label_prior(self) -> torch.Tensor:
-        """The labelled class frequencies ``[L, K]`` (MVAE's model has no ``p(y)``)."""
-        return self.model.label_probs
-
-    def sample_labels(self, num: int, fixed: Optional[dict[int, int]] = None) -> torch.Tensor:
-        """``[num, L]`` class indices: ``fixed`` columns (label -> class) set, the others from :meth:`label_prior`."""
-        y = torch.distributions.Categorical(probs=self.model.label_probs.to(self.device)).sample((num,)).float()
-        for column, value in (fixed or {}).items():
-            y[:, column] = float(value)
-        return y
 
     def sample_characteristic(self, y: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """``onehot(y)`` for class indices ``y [..., B, L]``: each label's class expert."""
