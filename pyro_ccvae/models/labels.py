@@ -25,11 +25,6 @@ PAD_LOGIT = -1e4
 MIN_FREQUENCY = 1e-3
 
 
-def label_spec(info: dict) -> list[int]:
-    """Classes per label from a run's ``data.info`` (2 each where the run predates categorical labels)."""
-    return [int(k) for k in info.get("num_classes") or [2] * len(info["label_names"])]
-
-
 def class_mask(num_classes: Sequence[int], device=None) -> torch.Tensor:
     """``[L, K]`` bool: ``True`` where label ``i`` has class ``k``."""
     return torch.arange(max(num_classes), device=device) < torch.tensor(num_classes, device=device).unsqueeze(-1)

@@ -28,34 +28,13 @@ from pyro.nn import PyroModule, PyroParam
 from . import sites
 from ...data.base import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
+from ..labels import class_mask, fill_labels, one_hot
 from ...nets import ConvDecoder
-
-
-def fill_labels(x: torch.Tensor, y: Optional[torch.Tensor], mask: Optional[torch.Tensor], num_labels: int):
-    """``(y, mask)`` as a filled ``[B, L]`` float tensor of class indices and a ``[B, L]`` bool mask.
-
-    No ``y`` means no label is seen; ``y`` without ``mask`` means every label is seen.
-    """
-    batch = x.shape[0]
-    if y is None:
-        y = x.new_zeros(batch, num_labels)
-        mask = torch.zeros(batch, num_labels, dtype=torch.bool, device=x.device)
-    elif mask is None:
-        mask = torch.ones(batch, num_labels, dtype=torch.bool, device=x.device)
-    # Unobserved entries must still hold a valid class (Pyro validates the whole tensor).
-    return torch.where(mask, y, torch.zeros_like(y)), mask
-
-
-def one_hot_classes(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Class indices ``[...]`` (float or long) -> one-hot floats ``[..., num_classes]``."""
-    dtype = labels.dtype if labels.is_floating_point() else torch.get_default_dtype()
-    return torch.nn.functional.one_hot(labels.long(), num_classes).to(dtype)
 
 
 def class_padding(num_classes: Sequence[int]) -> torch.Tensor:
     """``[L, K]``: 0 for the classes each label has, ``-inf`` for those it lacks (``K = max K_i``)."""
-    classes = torch.arange(max(num_classes))
-    return torch.where(classes < torch.tensor(num_classes).unsqueeze(-1), 0.0, float("-inf"))
+    return torch.where(class_mask(num_classes), 0.0, float("-inf"))
 
 
 def merge_characteristic(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
@@ -136,7 +115,7 @@ class CCVAEModel(PyroModule):
         self.num_classes = check_num_classes(num_classes, num_labels)
         self.conditional_prior = ConditionalPrior(num_labels, z_char_dim, self.num_classes)
         # pi [L, K]: set from the labelled training subset by :meth:`set_label_prior`.
-        present = torch.isfinite(class_padding(self.num_classes))
+        present = class_mask(self.num_classes)
         self.register_buffer("label_probs", present / present.sum(-1, keepdim=True))
 
     def set_label_prior(self, labels: torch.Tensor, mask: torch.Tensor) -> None:
@@ -147,9 +126,9 @@ class CCVAEModel(PyroModule):
         the labelled subset lacks.
         """
         num_classes = torch.tensor(self.num_classes, dtype=labels.dtype)
-        counts = (one_hot_classes(labels, max(self.num_classes)) * mask.unsqueeze(-1)).sum(0)  # [L, K]
+        counts = (one_hot(labels, max(self.num_classes), labels.dtype) * mask.unsqueeze(-1)).sum(0)  # [L, K]
         seen = counts.sum(-1, keepdim=True)
-        present = torch.isfinite(class_padding(self.num_classes))
+        present = class_mask(self.num_classes)
         uniform = present / num_classes.unsqueeze(-1)
         freq = torch.where(seen > 0, counts / seen.clamp(min=1), uniform)
         low, high = 1e-3, 1 - (num_classes.unsqueeze(-1) - 1) * 1e-3

@@ -20,7 +20,7 @@ from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
 from .. import register_model
 from ..common import BaselineFamily
-from ..labels import label_spec
+from ...config import info_num_classes
 from .config import DIVAConfig
 from .elbo import diva_elbo
 from .model import DIVAGuide, DIVAModel
@@ -36,7 +36,7 @@ class DIVAFamily(BaselineFamily):
 
     def build(self, config: DIVAConfig, guide: str, info: dict):
         self.check_guide_name(guide)
-        num_classes = label_spec(info)
+        num_classes = info_num_classes(info)
         likelihood = build_likelihood(config.likelihood, info["channels"])
         decoder = ConvDecoder(len(num_classes) * config.z_char_dim + config.z_style_dim, info["channels"], info["image_size"])
         model = DIVAModel(num_classes, config.z_char_dim, config.z_style_dim, likelihood, decoder, beta=config.diva_beta)
@@ -52,7 +52,7 @@ class DIVAFamily(BaselineFamily):
         return diva_elbo()
 
     def representation(self, model, guide, info: dict, device: torch.device, config: DIVAConfig = None) -> DIVARepresentation:
-        return DIVARepresentation(model, guide, info["label_names"], label_spec(info), device)
+        return DIVARepresentation(model, guide, info["label_names"], info_num_classes(info), device)
 
 
 register_model(DIVAFamily())

@@ -24,15 +24,10 @@ from torch.nn import functional as F
 
 from ...likelihoods import Likelihood
 from ...nets import ConvEncoder
+from ..ccvae.model import merge_characteristic
 from ..common import guess_label, observe_label
 from ..labels import ConditionalPrior, DiagonalClassifier, class_frequencies, class_mask, fill_labels, padded_log_probs
 from . import sites
-
-
-def merge_characteristic(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
-    """``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]`` -> the decoder's input ``[..., B, L*d_c + d_s]``."""
-    z_s = z_s.expand(z_c.shape[:-2] + z_s.shape[-1:])
-    return torch.cat([z_c.flatten(-2), z_s], dim=-1)
 
 
 class DIVAModel(PyroModule):

@@ -19,7 +19,7 @@ from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
 from .. import register_model
 from ..common import BaselineFamily
-from ..labels import label_spec
+from ...config import info_num_classes
 from .config import M2Config
 from .elbo import joint_configurations, m2_elbo, resolve_label_sum
 from .model import M2Guide, M2Model
@@ -36,7 +36,7 @@ class M2Family(BaselineFamily):
         """The model and guide for the data's label spec. ``label_sum = "auto"`` is resolved here
         and written back into ``config``, so the run's ``config.json`` records the estimator."""
         self.check_guide_name(guide)
-        num_classes = label_spec(info)
+        num_classes = info_num_classes(info)
         config.label_sum = resolve_label_sum(config.label_sum, num_classes, config.max_enumerated)
         if config.label_sum == "enumerate" and joint_configurations(num_classes) > 4096:
             raise ValueError(
@@ -58,7 +58,7 @@ class M2Family(BaselineFamily):
         return m2_elbo(config.label_sum)  # resolved by :meth:`build`
 
     def representation(self, model, guide, info: dict, device: torch.device, config: M2Config = None) -> M2Representation:
-        return M2Representation(model, guide, info["label_names"], label_spec(info), device)
+        return M2Representation(model, guide, info["label_names"], info_num_classes(info), device)
 
 
 register_model(M2Family())

@@ -19,7 +19,7 @@ from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
 from .. import register_model
 from ..common import BaselineFamily
-from ..labels import label_spec
+from ...config import info_num_classes
 from .config import MVAEConfig
 from .elbo import mvae_elbo
 from .model import MVAEGuide, MVAEModel
@@ -39,7 +39,7 @@ class MVAEFamily(BaselineFamily):
         """The model and guide; ``z_dim = None`` is resolved here (``L + 27``) and written back
         into ``config``, so the run's ``config.json`` records it."""
         self.check_guide_name(guide)
-        num_classes = label_spec(info)
+        num_classes = info_num_classes(info)
         if config.z_dim is None:
             config.z_dim = len(num_classes) + CCVAE_STYLE_DIM
         likelihood = build_likelihood(config.likelihood, info["channels"])
@@ -57,7 +57,7 @@ class MVAEFamily(BaselineFamily):
         return mvae_elbo()
 
     def representation(self, model, guide, info: dict, device: torch.device, config: MVAEConfig = None) -> MVAERepresentation:
-        return MVAERepresentation(model, guide, info["label_names"], label_spec(info), device)
+        return MVAERepresentation(model, guide, info["label_names"], info_num_classes(info), device)
 
 
 register_model(MVAEFamily())
