@@ -10,6 +10,7 @@ import torch
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.likelihood import importance_weighted, iwae
 from pyro_ccvae.models.ccvae import representation as ccvae_representation
+from pyro_ccvae.models.ccvae.guides import GUIDES, build_guide
 from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
 
 
@@ -110,3 +111,27 @@ def test_log_prior_characteristic_is_the_hand_computed_joint():
         ]
     )
     assert torch.allclose(log_prior_characteristic(model, z_c), expected)
+
+
+@pytest.mark.parametrize("spec", sorted(GUIDES))
+def test_weights_encode_each_image_once_and_match_encoding_every_copy(run, batch, spec):
+    """Every guide: in evaluation mode the encoder sees the 24 images once (not K = 7 copies), and
+    the weights equal those from encoding every copy (a guide in training mode) under one seed."""
+    x, y, mask = batch
+    model = run.model
+    guide = build_guide(
+        spec, num_labels=model.num_labels, num_classes=model.num_classes, z_char_dim=model.z_char_dim,
+        z_style_dim=model.z_style_dim, channels=x.shape[1], image_size=x.shape[-1],
+    )  # fmt: skip
+    rows = []
+    first_layer = next(m for m in guide.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    first_layer.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    weights = {}
+    for training in (False, True):
+        guide.train(training)
+        rows.clear()
+        pyro.set_rng_seed(5)
+        weights[training] = log_weights(model, guide, x, 7, y, mask)
+        assert rows == ([7 * 24] if training else [24])
+    for once, every in zip(weights[False], weights[True]):
+        torch.testing.assert_close(once, every, rtol=1e-5, atol=1e-3)

@@ -13,6 +13,7 @@ import torch
 from pyro import poutine
 
 from ..base import CAPABILITIES, LabelPriorFromModel, Representation
+from ..encode_once import repeated_batch
 
 from . import sites
 from .elbo import CCVAE_ELBO, log_q_latents
@@ -20,7 +21,7 @@ from .guides.base import label_probs
 from .model import fill_labels
 
 #: most images (samples x batch) pushed through the networks at once.
-MAX_ROWS = 4096
+MAX_ROWS = 1024
 
 
 class CCVAERepresentation(LabelPriorFromModel, Representation):
@@ -111,7 +112,8 @@ class CCVAERepresentation(LabelPriorFromModel, Representation):
         ``x [B, C, H, W]`` (labels ``y [B, L]`` seen where ``mask``; none seen when ``y`` is None).
 
         The samples come from ``poutine.trace(guide)`` on ``x`` repeated ``k`` times along the data
-        plate (vectorised without assuming anything of the guide but its sites); ``log p(x|z)`` and
+        plate (vectorised without assuming anything of the guide but its sites; its networks see
+        each image once, :mod:`~pyro_ccvae.models.encode_once`); ``log p(x|z)`` and
         ``log p(z_s)`` come from the model replayed on them, so the model's likelihood is used.
         """
         model, guide = self.model, self.guide
@@ -122,8 +124,8 @@ class CCVAERepresentation(LabelPriorFromModel, Representation):
         per_pass = max(1, MAX_ROWS // batch)
         for start in range(0, num_samples, per_pass):
             k = min(per_pass, num_samples - start)
-            x_k = x.repeat(k, *([1] * (x.dim() - 1)))  # sample-major: row s * B + b
-            guide_trace = poutine.trace(guide).get_trace(x_k)
+            with repeated_batch(guide, x, k) as x_k:  # sample-major: row s * B + b; encoded once
+                guide_trace = poutine.trace(guide).get_trace(x_k)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x_k)
 
             def log_prob(trace, name):

@@ -13,12 +13,13 @@ import torch
 from pyro import poutine
 
 from ..base import CAPABILITIES, LabelPriorFromModel, Representation
+from ..encode_once import repeated_batch
 from ..labels import fill_labels
 from . import sites
 from .elbo import diva_elbo
 
 #: most images (samples x batch) pushed through the networks at once.
-MAX_ROWS = 4096
+MAX_ROWS = 1024
 
 
 class DIVARepresentation(LabelPriorFromModel, Representation):
@@ -101,8 +102,7 @@ class DIVARepresentation(LabelPriorFromModel, Representation):
         per_pass = max(1, MAX_ROWS // batch)
         for start in range(0, num_samples, per_pass):
             k = min(per_pass, num_samples - start)
-            x_k = x.repeat(k, *([1] * (x.dim() - 1)))  # sample-major: row s * B + b
-            with poutine.block(hide=[sites.CLASSIFICATION]):
+            with repeated_batch(self.guide, x, k) as x_k, poutine.block(hide=[sites.CLASSIFICATION]):  # encoded once
                 guide_trace = poutine.trace(self.guide).get_trace(x_k)
             model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x_k)
 
