@@ -215,13 +215,13 @@ def digest(*tensors: torch.Tensor) -> str:
 @pytest.mark.parametrize(
     "size, num_train, seed, expected",
     [
-        (32, 500, 0, ["691dee3a84720f63", "eee36aca34775e5d", "9d90c25319a8a7cc"]),
-        (64, 100, 3, ["d3aaa102f83cd37c", "8ab5ebf06f87b14b", "5ce9dfb3a997bf7f"]),
+        (32, 500, 0, ["f178c6d77e705cb3", "f3c2796423a7e006", "04061216964ebc00"]),
+        (64, 100, 3, ["0d2c4797becd7fdc", "fccf3702d9e40611", "65f22b93ebd95d22"]),
     ],
 )
 def test_default_data_are_unchanged(size, num_train, seed, expected):
-    """Images, labels and factors of the default labels hash as before categorical labels existed
-    (commit ade1beb): the README's figures come from these data."""
+    """Images, labels and factors of the default labels hash as when the objects grew (small
+    half-sides 0.135-0.165, large 0.195-0.235): the README's figures come from these data."""
     d = load_dataset("shapes", DataOptions(image_size=size, num_train=num_train, seed=seed))
     assert d.label_names == shapes.LABEL_NAMES and d.num_classes == (2,) * L and "classes" not in d.source
     assert d.attribute_names == shapes.ATTRIBUTE_NAMES
