@@ -431,6 +431,7 @@ class Trainer:
         """One optimiser step on batch ``number`` (this process's shard of it); the batch's loss, unread."""
         shard, shard_on_device, offset = self._shard(batch, batch_on_device)
         self.svi.stop_requested = self._stop_signal is not None
+        self.family.before_step(self.model, self.guide, self.config.model, self._global_step() + 1, self._batches_per_epoch())
         with batch_noise(self.noise, epoch, number, offset, len(shard), len(batch)):
             if len(shard) == 0:
                 return self.svi.step_without_data()

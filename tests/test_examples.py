@@ -12,7 +12,7 @@ TINY = {
     "gradient_variance.py": ["--draws", "3", "--batch-size", "8", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3", "--train-epochs", "1"],
     "multiclass_accuracy.py": ["--epochs", "1", "--sup-fracs", "0.06,1", "--no-progress", "--option", "k_samples=4", "--option", "z_style_dim=3"],
     "compare_baselines.py": [
-        "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
+        "--datasets", "shapes,digits", "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
         "--max-images", "16", "--set", "z_style_dim=3", "--set", "k_samples=3", "--set", "z_dim=8",
     ],
 }
@@ -39,16 +39,20 @@ def test_example_runs(name, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert all((tmp_path / "run" / name).exists() for name in WRITES[name])
-    if name == "compare_baselines.py":  # every table, for every model and supervision rate
-        written = json.loads((tmp_path / "run" / "tables.json").read_text())
-        tables = [key for key in written if key.startswith("table")]
-        assert set(written["health_warnings"]) == {"ccvae", "m2", "diva", "mvae"}
-        assert "Health warnings" in (tmp_path / "run" / "tables.html").read_text()
-        assert tables == ["table1_classification", "table2_swap", "table5_generation"]
-        for table in tables:
-            assert set(written[table]) == {"ccvae", "m2", "diva", "mvae"}
-            assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in written[table].values())
-        assert (tmp_path / "run" / "tables.md").read_text().count("| mvae |") == 3
+    if name == "compare_baselines.py":  # every table, for every data set, model and supervision rate
+        written = json.loads((tmp_path / "run" / "tables.json").read_text())["datasets"]
+        assert set(written) == {"shapes", "digits"}
+        assert [written[d]["multiclass"] for d in ("shapes", "digits")] == [False, True]
+        page, md = (tmp_path / "run" / "tables.html").read_text(), (tmp_path / "run" / "tables.md").read_text()
+        assert page.count("Health warnings") == 2 and "the paper's Table 6" in md
+        for result in written.values():
+            tables = [key for key in result if key.startswith("table")]
+            assert set(result["health_warnings"]) == {"ccvae", "m2", "diva", "mvae"}
+            assert tables == ["table1_classification", "table2_swap", "table5_generation"]
+            for table in tables:
+                assert set(result[table]) == {"ccvae", "m2", "diva", "mvae"}
+                assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in result[table].values())
+        assert md.count("| mvae |") == 6
     if name == "multiclass_accuracy.py":  # one row per rate, accuracies in [0, 1]
         table = json.loads((tmp_path / "run" / "table.json").read_text())
         assert [row["sup_frac"] for row in table["rows"]] == [0.06, 1.0]

@@ -180,6 +180,11 @@ class ModelFamily:
     def prepare(self, model: torch.nn.Module, labels: torch.Tensor, mask: torch.Tensor) -> None:
         """Set what the model learns from the labelled training subset before training (e.g. ``p(y)``)."""
 
+    def before_step(self, model, guide, config: Any, step: int, steps_per_epoch: int) -> None:
+        """Set what changes over training (e.g. a KL warm-up) before optimiser step ``step``
+        (counted from 1 over the whole run; an epoch has ``steps_per_epoch``). It must depend on
+        these numbers alone, so that a resumed run continues exactly."""
+
     def check(self, model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
         """Check once, on a small batch, that the guide fits the model; a one-line error if not."""
 

@@ -17,7 +17,8 @@ from torch import distributions as td
 from torch.nn import functional as F
 
 from pyro_ccvae.likelihoods import build_likelihood
-from pyro_ccvae.models.mvae import MVAEGuide, MVAEModel, MVAERepresentation, sites
+from pyro_ccvae.models import get_family
+from pyro_ccvae.models.mvae import MVAEConfig, MVAEGuide, MVAEModel, MVAERepresentation, sites
 from pyro_ccvae.models.mvae.elbo import mvae_elbo
 from pyro_ccvae.nets import ConvDecoder
 
@@ -79,7 +80,7 @@ def label_log_probs(model, z, i):
 
 
 @torch.no_grad()
-def objective_by_hand(model, guide, x, y, mask, z) -> torch.Tensor:
+def objective_by_hand(model, guide, x, y, mask, z, beta=BETA) -> torch.Tensor:
     standard = td.Normal(torch.zeros(D, dtype=torch.float64), 1.0)
     total = torch.zeros((), dtype=torch.float64)
     for b in range(B):
@@ -91,16 +92,16 @@ def objective_by_hand(model, guide, x, y, mask, z) -> torch.Tensor:
             return td.Laplace(model.decoder(latent.unsqueeze(0))[0], 1.0).log_prob(x[b]).sum()
 
         q = expert_product([image])  # ELBO(x)
-        total += IMAGE_WEIGHT * log_p_x(z[sites.Z_IMAGE][b]) - BETA * td.kl_divergence(q, standard).sum()
+        total += IMAGE_WEIGHT * log_p_x(z[sites.Z_IMAGE][b]) - beta * td.kl_divergence(q, standard).sum()
         if not labels:
             continue
         q = expert_product([image, *labels.values()])  # ELBO(x, y_o)
         z_joint = z[sites.Z_JOINT][b]
         label_terms = sum(label_log_probs(model, z_joint, i).log_prob(y[b, i].long()) for i in labels)
-        total += IMAGE_WEIGHT * log_p_x(z_joint) + LABEL_WEIGHT * label_terms - BETA * td.kl_divergence(q, standard).sum()
+        total += IMAGE_WEIGHT * log_p_x(z_joint) + LABEL_WEIGHT * label_terms - beta * td.kl_divergence(q, standard).sum()
         for i, expert in labels.items():  # ELBO(y_i)
             q = expert_product([expert])
-            total += label_log_probs(model, z[sites.Z_LABEL][i, b], i).log_prob(y[b, i].long()) - BETA * td.kl_divergence(q, standard).sum()
+            total += label_log_probs(model, z[sites.Z_LABEL][i, b], i).log_prob(y[b, i].long()) - beta * td.kl_divergence(q, standard).sum()
     return total
 
 
@@ -110,6 +111,20 @@ def test_subsampled_objective_matches_hand_computation(case):
     x, z, mask = images(), fixed_latents(), MASKS[case]
     loss = mvae_elbo().loss(model, FixLatents(z)(guide), x, Y, mask)
     assert loss == pytest.approx(-objective_by_hand(model, guide, x, Y, mask, z).item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("step, factor", [(1, 1 / 60), (30, 0.5), (60, 1.0), (500, 1.0)])
+def test_kl_warmup_weights_every_kl_term(step, factor):
+    """The family's warm-up (20 epochs of 3 steps here) scales every KL term by min(1, t / T)."""
+    model, guide = make()
+    family = get_family("mvae")
+    family.before_step(model, guide, MVAEConfig(mvae_kl_warmup_epochs=20), step, steps_per_epoch=3)
+    assert model.kl_annealing == guide.kl_annealing == pytest.approx(factor)
+    x, z, mask = images(), fixed_latents(), MASKS["mixed"]
+    loss = mvae_elbo().loss(model, FixLatents(z)(guide), x, Y, mask)
+    assert loss == pytest.approx(-objective_by_hand(model, guide, x, Y, mask, z, beta=BETA * factor).item(), rel=1e-10)
+    family.before_step(model, guide, MVAEConfig(mvae_kl_warmup_epochs=0), step, steps_per_epoch=3)
+    assert model.kl_annealing == guide.kl_annealing == 1.0
 
 
 def test_no_labels_is_the_image_elbo():

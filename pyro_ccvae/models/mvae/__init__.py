@@ -53,6 +53,11 @@ class MVAEFamily(BaselineFamily):
     def prepare(self, model: MVAEModel, labels: torch.Tensor, mask: torch.Tensor) -> None:
         model.set_label_prior(labels, mask)
 
+    def before_step(self, model: MVAEModel, guide: MVAEGuide, config: MVAEConfig, step: int, steps_per_epoch: int) -> None:
+        """The KL warm-up: ``beta`` times ``min(1, step / (warm-up epochs x steps per epoch))``."""
+        steps = config.mvae_kl_warmup_epochs * steps_per_epoch
+        model.kl_annealing = guide.kl_annealing = min(1.0, step / steps) if steps > 0 else 1.0
+
     def objective(self, config: MVAEConfig):
         return mvae_elbo()
 

@@ -18,8 +18,9 @@ class MVAEConfig:
     Defaults from the authors' CelebA script with one expert per attribute
     (``celeba19/train.py`` of github.com/mhw32/multimodal-vae-public): ``lambda_image = 1`` and
     ``lambda_attrs = 10``, which that script applies in the joint ``ELBO(x, y)`` only (its
-    single-label ELBOs are unweighted), and ``beta = 1`` (its KL warm-up over 20 epochs is not
-    implemented). ``z_dim = None`` takes the CCVAE's total latent size ``L + 27``.
+    single-label ELBOs are unweighted), ``beta = 1``, and its KL warm-up: every KL term weighted
+    by ``min(1, t / T)`` at optimiser step ``t`` (counted from 1) of ``T`` = 20 epochs' steps.
+    ``z_dim = None`` takes the CCVAE's total latent size ``L + 27``.
     """
 
     name: str = option("mvae", flag="--model", help="The model family.", choices=model_names)
@@ -30,9 +31,12 @@ class MVAEConfig:
     mvae_image_weight: float = option(1.0, help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
     mvae_label_weight: float = option(10.0, help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")
     mvae_beta: float = option(1.0, help="MVAE's weight of every KL term (Wu & Goodman: 1 after warm-up).")
+    mvae_kl_warmup_epochs: float = option(20.0, help="Epochs over which MVAE's KL weight rises linearly from 0 to beta (Wu & Goodman's CelebA: 20; 0: none).")
     prior_lr_factor: float = option(10.0, help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
 
     def __post_init__(self) -> None:
         check_positive(self, "mvae_image_weight", "mvae_label_weight", "mvae_beta", "prior_lr_factor")
+        if self.mvae_kl_warmup_epochs < 0:
+            raise ValueError(f"--mvae-kl-warmup-epochs must be at least 0, got {self.mvae_kl_warmup_epochs}")
         if self.z_dim is not None and self.z_dim <= 0:
             raise ValueError(f"--z-dim must be positive, got {self.z_dim}")

@@ -81,7 +81,7 @@ class MVAEModel(PyroModule):
     :param num_classes: ``K_i`` per label; :param z_dim: dims of ``z``.
     :param likelihood: the :class:`~pyro_ccvae.likelihoods.Likelihood` of ``x``.
     :param decoder: ``[..., z_dim] -> decoder output [..., C, S, S]``.
-    :param beta: the weight of every KL term; :param image_weight: ``lambda_x`` of ``log p(x|z)``;
+    :param beta: the weight of every KL term (times :attr:`kl_annealing`, the warm-up's factor); :param image_weight: ``lambda_x`` of ``log p(x|z)``;
         :param label_weight: ``lambda_y`` of ``log p(y|z)`` in ``ELBO(x, y_o)``.
     """
 
@@ -92,6 +92,8 @@ class MVAEModel(PyroModule):
         super().__init__(name="model")
         self.num_classes, self.max_classes, self.num_labels, self.z_dim = list(num_classes), max(num_classes), len(num_classes), z_dim
         self.beta, self.image_weight, self.label_weight = beta, image_weight, label_weight
+        #: the KL warm-up's factor on ``beta`` (set before each training step; 1 otherwise)
+        self.kl_annealing = 1.0
         self.likelihood, self.decoder = likelihood, decoder
         self.label_decoder = LabelDecoder(num_classes, z_dim)
         # MVAE's model has no p(y); generation draws labels from the labelled frequencies, as every family does.
@@ -114,7 +116,7 @@ class MVAEModel(PyroModule):
         has_label = mask.any(-1)
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
             # ELBO(x), for every point
-            with poutine.scale(scale=self.beta):
+            with poutine.scale(scale=self.beta * self.kl_annealing):
                 z_image = pyro.sample(sites.Z_IMAGE, prior)
             with poutine.scale(scale=self.image_weight):
                 pyro.sample(sites.X_IMAGE, self.likelihood.distribution(self.decoder(z_image)), obs=x)
@@ -123,7 +125,7 @@ class MVAEModel(PyroModule):
             labels = pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM)
             # ELBO(x, y_o), for the points with a seen label
             with poutine.mask(mask=has_label):
-                with poutine.scale(scale=self.beta):
+                with poutine.scale(scale=self.beta * self.kl_annealing):
                     z_joint = pyro.sample(sites.Z_JOINT, prior)
                 with poutine.scale(scale=self.image_weight):
                     pyro.sample(sites.X_JOINT, self.likelihood.distribution(self.decoder(z_joint)), obs=x)
@@ -132,7 +134,7 @@ class MVAEModel(PyroModule):
                     pyro.sample(sites.Y_JOINT, dist.Categorical(logits=log_p), obs=y.T)
             # ELBO(y_i), for each seen label alone
             with labels, poutine.mask(mask=mask.T):
-                with poutine.scale(scale=self.beta):
+                with poutine.scale(scale=self.beta * self.kl_annealing):
                     z_label = pyro.sample(sites.Z_LABEL, prior.expand([self.num_labels, batch]))
                 pyro.sample(sites.Y_LABEL, dist.Categorical(logits=self.label_decoder.own_label(z_label)), obs=y.T)
 
@@ -146,6 +148,7 @@ class MVAEGuide(PyroModule):
     def __init__(self, num_classes: Sequence[int], z_dim: int, channels: int, image_size: int, beta: float = 1.0):
         super().__init__(name="guide")
         self.num_classes, self.num_labels, self.max_classes, self.z_dim, self.beta = list(num_classes), len(num_classes), max(num_classes), z_dim, beta
+        self.kl_annealing = 1.0  # as the model's
         self.encoder = ConvEncoder(channels, image_size, 2 * z_dim)
         # q(z | y_i = k): start as the prior (no information), learn apart.
         self.label_loc = torch.nn.Parameter(torch.zeros(self.num_labels, self.max_classes, z_dim))
@@ -166,7 +169,7 @@ class MVAEGuide(PyroModule):
         eta_x, lambda_x = self.image_expert(x)
         has_label = mask.any(-1)
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
-            with poutine.scale(scale=self.beta):
+            with poutine.scale(scale=self.beta * self.kl_annealing):
                 pyro.sample(sites.Z_IMAGE, dist.Normal(*product_of_experts(eta_x, lambda_x)).to_event(1))
             if not bool(has_label.any()):
                 return
@@ -174,9 +177,9 @@ class MVAEGuide(PyroModule):
             label = torch.arange(self.num_labels, device=x.device)
             seen = mask.unsqueeze(-1).to(x.dtype)  # an unseen label has no expert
             eta_y, lambda_y = eta[label, y.long()] * seen, precision[label, y.long()] * seen  # [B, L, d]
-            with poutine.mask(mask=has_label), poutine.scale(scale=self.beta):
+            with poutine.mask(mask=has_label), poutine.scale(scale=self.beta * self.kl_annealing):
                 joint = product_of_experts(eta_x + eta_y.sum(1), lambda_x + lambda_y.sum(1))
                 pyro.sample(sites.Z_JOINT, dist.Normal(*joint).to_event(1))
-            with pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM), poutine.mask(mask=mask.T), poutine.scale(scale=self.beta):
+            with pyro.plate(sites.LABELS_PLATE, self.num_labels, dim=sites.LABELS_DIM), poutine.mask(mask=mask.T), poutine.scale(scale=self.beta * self.kl_annealing):
                 single = product_of_experts(eta_y.transpose(0, 1), lambda_y.transpose(0, 1))
                 pyro.sample(sites.Z_LABEL, dist.Normal(*single).to_event(1))
