@@ -6,7 +6,9 @@ defaults otherwise (so M2, with 2^18 joint label values, uses its score-function
 each model and batch size it times one supervised SVI step (every label seen), one unsupervised
 step (no label seen), and a hand-written PyTorch step of the same encoder/decoder computing a
 Gaussian-prior VAE loss with the same likelihood, then prints the ratios to the floor and ends
-with one JSON line holding every figure. Each step takes turns with the floor step, round after
+with one JSON line holding every figure. Where a family's objective does more than one VAE's work
+(MVAE's supervised step decodes the image twice), a plain-PyTorch step of that objective on the
+same networks is timed too (``*_matched_ratio``: the cost of writing it in Pyro). Each step takes turns with the floor step, round after
 round, so drift in the machine's speed touches both alike.
 
     python benchmarks/throughput.py                 # CPU, one thread, every model (and the CUDA rows if a GPU is present)
@@ -119,6 +121,58 @@ def floor_step(batch: int, device: torch.device):
         return loss.item()
 
     return step
+
+
+def mvae_floor_step(batch: int, device: torch.device):
+    """MVAE's supervised objective written in plain PyTorch on the same networks: the floor of a
+    step whose ``ELBO(x, y) + ELBO(x) + sum_i ELBO(y_i)`` decodes the image twice (from
+    ``q(z|x, y)`` and from ``q(z|x)``) and every label from ``q(z|x, y)`` and from ``q(z|y_i)``."""
+    z_dim, hidden = LABELS + STYLE, 256
+    encoder = ConvEncoder(CHANNELS, SIZE, 2 * z_dim).to(device)
+    decoder = ConvDecoder(z_dim, CHANNELS, SIZE).to(device)
+    label_decoder = torch.nn.Sequential(torch.nn.Linear(z_dim, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2 * LABELS)).to(device)
+    label_loc = torch.zeros(LABELS, 2, z_dim, device=device, requires_grad=True)
+    label_raw_scale = torch.zeros(LABELS, 2, z_dim, device=device, requires_grad=True)
+    params = [*encoder.parameters(), *decoder.parameters(), *label_decoder.parameters(), label_loc, label_raw_scale]
+    optim = torch.optim.Adam(params, lr=1e-4)
+    x = torch.rand(batch, CHANNELS, SIZE, SIZE, device=device)
+    y = (torch.rand(batch, LABELS, device=device) < 0.5).long()
+    standard = torch.distributions.Normal(0.0, 1.0)
+
+    def product(eta, precision):  # with the prior expert
+        precision = 1.0 + precision
+        return torch.distributions.Normal(eta / precision, precision.rsqrt())
+
+
+    def step():
+        loc, raw_scale = encoder(x).chunk(2, dim=-1)
+        precision_x = (torch.nn.functional.softplus(raw_scale) + 1e-4).pow(-2)
+        eta_x = loc * precision_x
+        precision_y = torch.nn.functional.softplus(label_raw_scale).pow(-2)[torch.arange(LABELS), y]  # [B, L, d]
+        eta_y = label_loc[torch.arange(LABELS), y] * precision_y
+        q_image, q_joint = product(eta_x, precision_x), product(eta_x + eta_y.sum(1), precision_x + precision_y.sum(1))
+        q_labels = product(eta_y, precision_y)
+        loss = 0.0
+        for q in (q_image, q_joint):
+            z = q.rsample()
+            log_px = torch.distributions.Laplace(decoder(z), 1.0).log_prob(x).sum((1, 2, 3))
+            loss = loss + (torch.distributions.kl_divergence(q, standard).sum(-1) - log_px).sum()
+        z_joint, z_labels = q_joint.rsample(), q_labels.rsample()  # [B, d], [B, L, d]
+        loss = loss - 10.0 * torch.distributions.Categorical(logits=label_decoder(z_joint).reshape(batch, LABELS, 2)).log_prob(y).sum()
+        own = label_decoder(z_labels).reshape(batch, LABELS, LABELS, 2).diagonal(dim1=1, dim2=2).transpose(1, 2)  # [B, L, 2]
+        loss = loss - torch.distributions.Categorical(logits=own).log_prob(y).sum()
+        loss = loss + torch.distributions.kl_divergence(q_labels, standard).sum()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        return loss.item()
+
+    return step
+
+
+#: per model and step kind, a plain-PyTorch floor that does the objective's own work, where it
+#: does more than one plain VAE step (MVAE's supervised step decodes the image twice).
+MATCHED_FLOORS = {("mvae", "supervised"): mvae_floor_step}
 
 
 def training_step(batch: int, device: torch.device, k_samples: int, supervised: bool, precision: str, compile: bool, noise: str):
@@ -237,6 +291,9 @@ def main(argv=None) -> dict:
             # One model at a time: they would register the same parameter names in Pyro's store.
             for mode, supervised in (("supervised", True), ("unsupervised", False)):
                 steps = {"floor": floor_fn, mode: model_step(name, batch, device, args.k_samples, supervised)}
+                matched = MATCHED_FLOORS.get((name, mode))
+                if matched is not None:
+                    steps["matched"] = matched(batch, device)
                 seconds = time_steps(steps, device, args.warmup, args.repeats)
                 floor, step_seconds = seconds["floor"], seconds[mode]
                 row |= {
@@ -246,6 +303,9 @@ def main(argv=None) -> dict:
                     f"{mode}_ratio": step_seconds / floor,
                 }
                 print(f"{name:>6} {batch:>5} {'pytorch floor':>13} {1e3 * floor:9.1f} {batch / floor:9.0f} {1.0:8.2f}")
+                if matched is not None:
+                    row |= {f"{mode}_matched_floor_ms": 1e3 * seconds["matched"], f"{mode}_matched_ratio": step_seconds / seconds["matched"]}
+                    print(f"{name:>6} {batch:>5} {'plain ' + name:>13} {1e3 * seconds['matched']:9.1f} {batch / seconds['matched']:9.0f} {seconds['matched'] / floor:8.2f}")
                 print(f"{name:>6} {batch:>5} {mode:>13} {1e3 * step_seconds:9.1f} {batch / step_seconds:9.0f} {step_seconds / floor:8.2f}")
             results.append(row)
     gpu = torch.device("cuda") if args.cuda_rows == "on" or (args.cuda_rows == "auto" and torch.cuda.is_available()) else None
