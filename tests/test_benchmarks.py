@@ -11,6 +11,7 @@ TINY = {
     "throughput.py": ["--batch-sizes", "2", "--repeats", "1", "--warmup", "0", "--k-samples", "2"],
     "data_cache.py": ["--n", "8", "--batch", "4", "--read-batches", "2", "--decode-batches", "1"],
     "end_to_end.py": ["--n", "40", "--repeats", "1"],
+    "evaluation.py": ["--max-images", "16", "--iw-samples", "3", "--repeats", "1", "--num-train", "64"],
     "research_targets.py": [
         "--datasets", "digits", "--digits-epochs", "1", "--judge-epochs", "1", "--num-train", "64", "--iw-samples", "2",
         "--train-option=--k-samples=4",
