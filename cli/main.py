@@ -6,6 +6,7 @@ cost seconds at start-up (README: Start-up time).
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import os
@@ -37,6 +38,20 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(f".{module}", __package__), attribute)
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed blocks for reuse instead of returning each one over 128 KB to the
+    system: on the CPU a training step of the 64-px networks otherwise maps its activations anew
+    every step (16,000-19,000 page faults a step, about a fifth of its time). The 32 MB mmap and
+    128 MB trim thresholds cost 20-70 MB of resident memory. Nothing happens without glibc."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 128 << 20)
+
+
 def _is_main_process() -> bool:
     """Rank 0 under torchrun (or the only process): the one that logs progress."""
     return os.environ.get("RANK", "0") == "0"
@@ -47,6 +62,7 @@ def _is_main_process() -> bool:
 @click.version_option(package_name="pyro-ccvae")
 def main(verbose: bool) -> None:
     """CCVAE (Joy et al., ICLR 2021) in Pyro: train, then evaluate and explore a run directory."""
+    _keep_freed_memory()
     level = logging.DEBUG if verbose else logging.INFO if _is_main_process() else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
 
