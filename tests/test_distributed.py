@@ -129,7 +129,9 @@ def test_two_processes_compute_one_process_s_gradient_and_training(tmp_path):
     two_weights, one_weights = weights(tmp_path / "two"), weights(tmp_path / "one")
     assert two_weights.keys() == one_weights.keys()
     for name in one_weights:
-        assert_close(two_weights[name], one_weights[name], 1e-4, name)
+        # Adam divides by the root of the squared gradient: an entry whose gradient is near zero
+        # turns summation-order differences into steps of up to lr, hence the looser bound.
+        assert_close(two_weights[name], one_weights[name], 1e-3, name)
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
     assert torch.load(tmp_path / "two" / CHECKPOINT, weights_only=True)["world_size"] == 2
 
