@@ -1,4 +1,4 @@
-"""Compare the CCVAE with M2, DIVA and MVAE as the paper does, on one data set and one judge.
+"""Compare the CCVAE with M2, DIVA and MVAE as the paper does: on each data set, one judge for every model.
 
 For every data set, model and supervision rate it trains a run (or reuses a finished one), then
 scores it on the test split with the same independent classifier (the judge) for every model:
@@ -13,8 +13,8 @@ scores it on the test split with the same independent classifier (the judge) for
 It writes ``OUT/tables.md``, ``OUT/tables.json`` and one page ``OUT/tables.html`` (runs in
 ``OUT/DATASET/runs``, the judge in ``OUT/DATASET/judge``), each with the health warnings of every
 run beside the tables (a collapsed decoder or an unused latent makes its row a measure of a broken
-run). The default, ``shapes`` and ``digits`` at 0.06, 0.2 and 1, takes about 25 minutes on one
-CPU thread::
+run). The default, ``shapes`` and ``digits`` at 0.06, 0.2 and 1, took about 20 minutes on one
+thread of a 2-core VM::
 
     python examples/compare_baselines.py --out runs/compare
 
