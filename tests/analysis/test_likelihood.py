@@ -9,7 +9,7 @@ import torch
 
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.likelihood import importance_weighted, iwae
-from pyro_ccvae.models.ccvae import representation as ccvae_representation
+from pyro_ccvae.models import encode_once
 from pyro_ccvae.models.ccvae.guides import GUIDES, build_guide
 from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
 
@@ -59,7 +59,7 @@ def test_chunked_samples_match_one_pass(run, batch, monkeypatch):
     x = batch[0][:4]
     pyro.set_rng_seed(3)
     whole = log_weights(run.model, run.guide, x, 6)[0]
-    monkeypatch.setattr(ccvae_representation, "MAX_ROWS", 8)  # 2 samples of 4 images per pass
+    monkeypatch.setattr(encode_once, "MAX_ROWS", 8)  # 2 samples of 4 images per pass
     pyro.set_rng_seed(3)
     chunked = log_weights(run.model, run.guide, x, 6)[0]
     assert chunked.shape == whole.shape == (6, 4)

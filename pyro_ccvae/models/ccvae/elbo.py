@@ -36,6 +36,7 @@ from pyro.poutine import Trace
 from pyro.poutine.util import site_is_subsample
 from pyro.util import warn_if_nan
 
+from ..encode_once import repeat_rows
 from . import sites
 
 JENSEN_ESTIMATORS = ("exact", "sampled")
@@ -287,9 +288,7 @@ def repeat_batch(args: tuple, kwargs: dict, times: int) -> tuple[tuple, dict]:
     row ``p * B + b`` is data point ``b`` of particle ``p``."""
 
     def repeat(value):
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return value.repeat(times, *([1] * (value.dim() - 1)))
-        return value
+        return repeat_rows(value, times) if isinstance(value, torch.Tensor) and value.dim() > 0 else value
 
     return tuple(repeat(a) for a in args), {k: repeat(v) for k, v in kwargs.items()}
 

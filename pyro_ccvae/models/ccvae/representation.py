@@ -10,19 +10,14 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from pyro import poutine
 
 from ..base import CAPABILITIES, LabelPriorFromModel, Representation
-from ..encode_once import repeated_batch
+from ..encode_once import importance_log_weights
 
 from . import sites
 from .elbo import CCVAE_ELBO, log_q_latents
 from .guides.base import label_probs
 from .model import fill_labels
-
-#: most images (samples x batch) pushed through the networks at once.
-MAX_ROWS = 1024
-
 
 class CCVAERepresentation(LabelPriorFromModel, Representation):
     """The capabilities of a CCVAE ``model`` and ``guide`` (anything with ``guide.mean``,
@@ -116,32 +111,12 @@ class CCVAERepresentation(LabelPriorFromModel, Representation):
         each image once, :mod:`~pyro_ccvae.models.encode_once`); ``log p(x|z)`` and
         ``log p(z_s)`` come from the model replayed on them, so the model's likelihood is used.
         """
-        model, guide = self.model, self.guide
-        batch = x.shape[0]
-        y, mask = fill_labels(x, y, mask, model.num_labels)
-        y_plate, seen = y.T.long(), mask.T  # [L, B]
-        log_w_x, log_w_xy = [], []
-        per_pass = max(1, MAX_ROWS // batch)
-        for start in range(0, num_samples, per_pass):
-            k = min(per_pass, num_samples - start)
-            with repeated_batch(guide, x, k) as x_k:  # sample-major: row s * B + b; encoded once
-                guide_trace = poutine.trace(guide).get_trace(x_k)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x_k)
+        y, mask = fill_labels(x, y, mask, self.model.num_labels)
 
-            def log_prob(trace, name):
-                site = trace.nodes[name]
-                return site["fn"].log_prob(site["value"])
+        def log_q(guide_trace, rows):  # every latent site of the guide
+            return log_q_latents(guide_trace, rows, lambda site: site["fn"].log_prob(site["value"]))
 
-            z_c = guide_trace.nodes[sites.Z_C]["value"]  # [L, kB, d_c]
-            log_q = log_q_latents(guide_trace, k * batch, lambda site: site["fn"].log_prob(site["value"]))  # every latent site
-            log_common = log_prob(model_trace, sites.X) + log_prob(model_trace, sites.Z_S) - log_q  # [kB]
-            log_prior = self.log_prior_characteristic(z_c)  # [K, L, kB]
-            marginal = log_prior.logsumexp(0)  # [L, kB]
-            given = log_prior.gather(0, y_plate.repeat(1, k).unsqueeze(0)).squeeze(0)
-            joint = torch.where(seen.repeat(1, k), given, marginal)
-            log_w_x.append((log_common + marginal.sum(0)).reshape(k, batch))
-            log_w_xy.append((log_common + joint.sum(0)).reshape(k, batch))
-        return torch.cat(log_w_x), torch.cat(log_w_xy)
+        return importance_log_weights(self.model, self.guide, x, num_samples, y, mask, sites, log_q, self.log_prior_characteristic)
 
     @torch.no_grad()
     def unsupervised_objective(self, x: torch.Tensor) -> float:

@@ -10,17 +10,12 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from pyro import poutine
 
 from ..base import CAPABILITIES, LabelPriorFromModel, Representation
-from ..encode_once import repeated_batch
+from ..encode_once import importance_log_weights
 from ..labels import fill_labels
 from . import sites
 from .elbo import diva_elbo
-
-#: most images (samples x batch) pushed through the networks at once.
-MAX_ROWS = 1024
-
 
 class DIVARepresentation(LabelPriorFromModel, Representation):
     """The capabilities of a DIVA ``model`` (:class:`~.model.DIVAModel`) and ``guide`` (:class:`~.model.DIVAGuide`)."""
@@ -95,31 +90,19 @@ class DIVARepresentation(LabelPriorFromModel, Representation):
             log w(x)      = log p(x|z) + log p(z_s) + sum_i log sum_k p(k) p(z_c^i|k) - log q(z|x)
             log w(x, y_o) = the same with p(y_i) p(z_c^i | y_i) for the seen labels
         """
-        batch = x.shape[0]
         y, mask = fill_labels(x, y, mask, self.model.num_labels)
-        y_plate, seen = y.T.long(), mask.T  # [L, B]
-        log_w_x, log_w_xy = [], []
-        per_pass = max(1, MAX_ROWS // batch)
-        for start in range(0, num_samples, per_pass):
-            k = min(per_pass, num_samples - start)
-            with repeated_batch(self.guide, x, k) as x_k, poutine.block(hide=[sites.CLASSIFICATION]):  # encoded once
-                guide_trace = poutine.trace(self.guide).get_trace(x_k)
-            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x_k)
 
-            def log_prob(trace, name):
-                site = trace.nodes[name]
+        def log_q(guide_trace, rows):
+            def log_prob(name):
+                site = guide_trace.nodes[name]
                 return site["fn"].log_prob(site["value"])
 
-            z_c = guide_trace.nodes[sites.Z_C]["value"]  # [L, kB, d_c]
-            log_q = log_prob(guide_trace, sites.Z_C).sum(0) + log_prob(guide_trace, sites.Z_S)
-            log_common = log_prob(model_trace, sites.X) + log_prob(model_trace, sites.Z_S) - log_q  # [kB]
-            log_prior = self._log_prior_characteristic(z_c)  # [K, L, kB]
-            marginal = log_prior.logsumexp(0)  # [L, kB]
-            given = log_prior.gather(0, y_plate.repeat(1, k).unsqueeze(0)).squeeze(0)
-            joint = torch.where(seen.repeat(1, k), given, marginal)
-            log_w_x.append((log_common + marginal.sum(0)).reshape(k, batch))
-            log_w_xy.append((log_common + joint.sum(0)).reshape(k, batch))
-        return torch.cat(log_w_x), torch.cat(log_w_xy)
+            return log_prob(sites.Z_C).sum(0) + log_prob(sites.Z_S)
+
+        return importance_log_weights(
+            self.model, self.guide, x, num_samples, y, mask, sites, log_q, self._log_prior_characteristic,
+            hide=[sites.CLASSIFICATION],
+        )  # fmt: skip
 
     @torch.no_grad()
     def unsupervised_objective(self, x: torch.Tensor) -> float:
