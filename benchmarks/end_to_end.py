@@ -13,10 +13,21 @@ separate process (wall time, CPU time and peak RSS of the child, from ``os.wait4
 * **the authors' pipeline** (``--authors-epoch DIR``, this file run as a child process): as the
   authors' ``ss_vae.py`` and ``utils/dataset_cached.py`` do, a ``torch.utils.data.Dataset`` that
   opens each JPEG with PIL and applies ``Compose([Resize((64, 64)), ToTensor()])`` per item, a
-  ``DataLoader(shuffle=True, num_workers=0)``, feeding the same networks, objective and step as
-  ours (the library's CCVAE family builders, ``pyro.infer.SVI(...).step(x, y, mask)``, Adam at
-  the library's default learning rate with its per-parameter factors); then, as the authors'
-  script does after training, the validation and test accuracy over JPEG loaders of the same kind.
+  ``DataLoader(shuffle=True, num_workers=0)``, feeding the same networks (the library's CCVAE
+  family builders); then, as the authors' script does after training, the validation and test
+  accuracy over JPEG loaders of the same kind. Its step is one of two:
+
+  - ``authors`` (the default): the authors' supervised objective as their code computes it
+    (``TraceCCVAE_ELBO`` with ``SSVAE_CCVAE.classifier_loss``), written here for this library's
+    networks (:func:`authors_svi`): ``log q(y|x)`` from 100 samples of a fresh encoder pass
+    (their ``classifier_loss`` calls the encoder twice and uses the second result), then one
+    ``Trace_ELBO`` trace of their model and guide, which encodes the batch again: three encoder
+    passes a step, two of them with a backward pass, where this library's objective takes the
+    ``K`` samples from the guide trace's own encoding. Their ``Laplace(., 1)`` likelihood, Adam
+    at the library's learning rate on every parameter.
+  - ``ours`` (``--authors-step ours``): this library's objective and step
+    (``pyro.infer.SVI(...).step(x, y, mask)``, Adam with its per-parameter factors), so that the
+    two processes differ only in their data pipeline and what surrounds the loop.
 
 Both train at the CLI's default batch size (64) and supervision (``--sup-frac 1.0``: every label
 seen), on one torch thread (``OMP_NUM_THREADS=1`` too), on the CPU. Ours does more than the
@@ -29,13 +40,14 @@ min-max wall time of each, images/s (training images / wall seconds of the whole
 in-process epoch time (the training loop alone), the ratios authors/ours, the peak RSS, and ends
 with one JSON line holding the figures.
 
-    python benchmarks/end_to_end.py [--n 2000] [--repeats 3] [--cpu 0] [--keep]
+    python benchmarks/end_to_end.py [--n 2000] [--repeats 3] [--cpu 0] [--authors-step authors|ours] [--keep]
     python benchmarks/end_to_end.py --authors-epoch DIR   # the authors' pipeline alone (what the benchmark runs)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -94,9 +106,78 @@ def make_celeba(parent: Path, n: int, seed: int = 0) -> tuple[Path, int, float]:
 # ---------------------------------------------------------------- the authors' pipeline (a child process)
 
 
-def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool) -> dict:
+STEPS = ("authors", "ours")
+
+
+def authors_svi(model, guide, lr: float, k: int = 100):
+    """The authors' supervised SVI step on this library's networks: their model and guide
+    (``SSVAE_CCVAE.model``/``.guide``: binary labels, ``z = (z_c, z_s)`` concatenated, a
+    ``Laplace(., 1)`` likelihood, ``q(y|z_c)`` on a detached ``z_c``) and their objective
+    (``TraceCCVAE_ELBO``): ``loss = -sum(w * log_vi + log p(y)) - sum(log q(y|x))`` with
+    ``w = q(y|z_c) / q(y|x)`` and ``q(y|x)`` the mean of ``q(y|z_c)`` over ``k`` draws from a
+    second encoding of the batch. Returns an object with ``step(x, y)``."""
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+
+    num_labels, z_char_dim, z_style_dim = model.num_labels, model.z_char_dim, model.z_style_dim
+    z_char = num_labels * z_char_dim
+
+    def characteristic(z: torch.Tensor) -> torch.Tensor:  # [..., B, L*d_c] -> [..., L, B, d_c]
+        return z.reshape(*z.shape[:-1], num_labels, z_char_dim).transpose(-2, -3)
+
+    def log_q_y(z_c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # sum over labels: [..., B]
+        logits = guide.classifier(characteristic(z_c))  # [..., L, B, 2], class 0 the reference
+        return dist.Bernoulli(logits=logits[..., 1] - logits[..., 0]).log_prob(y.T).sum(-2)
+
+    def their_model(x, y):
+        pyro.module("model", model)
+        batch = x.shape[0]
+        with pyro.plate("data", batch):
+            pyro.sample("y", dist.Bernoulli(model.label_probs[:, 1].expand(batch, num_labels)).to_event(1), obs=y)
+            loc, scale = model.conditional_prior(y.T)  # [L, B, d_c]
+            z_c = pyro.sample("z_c", dist.Normal(loc.transpose(0, 1).reshape(batch, -1), scale.transpose(0, 1).reshape(batch, -1)).to_event(1))
+            z_s = pyro.sample("z_s", dist.Normal(x.new_zeros(batch, z_style_dim), 1.0).to_event(1))
+            image = model.likelihood.mean(model.decoder(torch.cat([z_c, z_s], -1)))
+            pyro.sample("x", dist.Laplace(image, torch.ones_like(image)).to_event(3), obs=x)
+
+    def their_guide(x, y):
+        pyro.module("guide", guide)
+        with pyro.plate("data", x.shape[0]):
+            loc, scale = guide._loc_scale(x)
+            z_c = pyro.sample("z_c", dist.Normal(loc[:, :z_char], scale[:, :z_char]).to_event(1))
+            pyro.sample("z_s", dist.Normal(loc[:, z_char:], scale[:, z_char:]).to_event(1))
+            logits = guide.classifier(characteristic(z_c.detach()))
+            pyro.sample("y", dist.Bernoulli(logits=(logits[..., 1] - logits[..., 0]).T).to_event(1), obs=y)
+
+    class TheirObjective(Trace_ELBO):
+        def loss_and_grads(self, model_fn, guide_fn, x, y):
+            loss = self._their_loss(model_fn, guide_fn, x, y)
+            loss.backward()
+            return loss.item()
+
+        def _their_loss(self, model_fn, guide_fn, x, y):
+            guide._loc_scale(x)  # their classifier_loss encodes the batch once without using it
+            loc, scale = guide._loc_scale(x)  # ... and again for its k draws
+            z = dist.Normal(loc, scale).rsample((k,))[..., :z_char]
+            log_q_y_x = torch.logsumexp(log_q_y(z, y), 0) - math.log(k)
+            loss = 0.0
+            for model_trace, guide_trace in self._get_traces(model_fn, guide_fn, (x, y), {}):
+                m, g = model_trace.nodes, guide_trace.nodes
+                log_vi = m["x"]["log_prob"] + m["z_c"]["log_prob"] + m["z_s"]["log_prob"]
+                log_vi = log_vi - g["z_c"]["log_prob"] - g["z_s"]["log_prob"] - g["y"]["log_prob"]
+                w = torch.exp(g["y"]["log_prob"] - log_q_y_x)
+                loss = loss - (w * log_vi + m["y"]["log_prob"]).sum()
+            return loss / self.num_particles - log_q_y_x.sum()
+
+    return SVI(their_model, their_guide, pyro.optim.Adam({"lr": lr}), TheirObjective())
+
+
+def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool, step: str = "authors") -> dict:
     """One epoch as the authors' code runs it: JPEGs decoded and resized per item in a DataLoader,
-    the library's CCVAE networks, objective and SVI step; then validation and test accuracy."""
+    the library's CCVAE networks, the authors' objective (:func:`authors_svi`) or, with ``step =
+    "ours"``, the library's objective and SVI step; then validation and test accuracy."""
     import pyro
     import torch
     from PIL import Image
@@ -151,20 +232,24 @@ def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool) -> dic
     train_labels = labels[train.index]
     family.prepare(model, train_labels, torch.ones_like(train_labels, dtype=torch.bool))
     lr = config.optimisation.lr
-    optim = pyro.optim.Adam(lambda name: {"lr": lr * family.learning_rate_factor(config.model, name)})
-    svi = pyro.infer.SVI(model, guide, optim, family.objective(config.model))
+    if step == "authors":
+        svi = authors_svi(model, guide, lr)
+        arguments = lambda x, y: (x, y)  # noqa: E731
+    else:
+        optim = pyro.optim.Adam(lambda name: {"lr": lr * family.learning_rate_factor(config.model, name)})
+        svi = pyro.infer.SVI(model, guide, optim, family.objective(config.model))
+        arguments = lambda x, y: (x, y, torch.ones_like(y, dtype=torch.bool))  # noqa: E731  every label seen
     set_up = time.perf_counter() - start
 
     start = time.perf_counter()
     images, loss = 0, 0.0
     with pyro.validation_enabled(False):
         for x, y in loaders["train"]:
-            mask = torch.ones_like(y, dtype=torch.bool)  # fully supervised: every label seen
-            loss += svi.step(x, y, mask)
+            loss += svi.step(*arguments(x, y))
             images += len(x)
     epoch = time.perf_counter() - start
 
-    figures = {"images": images, "loss_per_image": loss / max(images, 1), "set_up_s": set_up, "epoch_s": epoch}
+    figures = {"images": images, "loss_per_image": loss / max(images, 1), "set_up_s": set_up, "epoch_s": epoch, "step": step}
     if evaluate:  # the authors' ss_vae.py: validation accuracy after the epoch, test accuracy at the end
         start = time.perf_counter()
         representation = family.representation(model, guide, config.data.info, torch.device("cpu"), config.model)
@@ -214,6 +299,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="number of JPEGs, ~90%% of them training images (default 2000)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of (ours cold, ours warm, authors)")
     parser.add_argument("--cpu", type=int, default=None, help="pin every timed process to this CPU")
+    parser.add_argument("--authors-step", choices=STEPS, default="authors",
+                        help="the authors' process runs their objective (default) or this library's step")
     parser.add_argument("--no-authors-eval", action="store_true", help="the authors' process trains only (no valid/test accuracy)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--authors-epoch", type=Path, metavar="DIR", help=argparse.SUPPRESS)
@@ -221,7 +308,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.authors_epoch is not None:  # the child process: one JSON line
-        figures = authors_epoch(args.authors_epoch, BATCH, args.seed, evaluate=not args.no_authors_eval)
+        figures = authors_epoch(args.authors_epoch, BATCH, args.seed, evaluate=not args.no_authors_eval, step=args.authors_step)
         print(json.dumps(figures))
         return
 
@@ -234,7 +321,7 @@ def main() -> None:
         # untimed: bring the interpreter's and libraries' files into the page cache
         subprocess.run([sys.executable, "-c", "import torch, torchvision, pyro, pyro_ccvae, pyro_ccvae_cli.main"], check=True)
         authors = [sys.executable, str(Path(__file__).resolve()), "--authors-epoch", str(root), "--seed", str(args.seed)]
-        authors += ["--no-authors-eval"] if args.no_authors_eval else []
+        authors += ["--authors-step", args.authors_step] + (["--no-authors-eval"] if args.no_authors_eval else [])
         for r in range(args.repeats):
             cache = tmp / f"cache{r}"
             for name in PIPELINES:
@@ -262,7 +349,7 @@ def main() -> None:
 
     figures: dict = {"n": args.n, "n_train": n_train, "jpeg_kb": jpeg_kb, "image_size": IMAGE_SIZE, "batch_size": BATCH,
                      "sup_frac": SUP_FRAC, "repeats": args.repeats, "torch_threads": 1, "cpus": os.cpu_count(),
-                     "authors_eval": not args.no_authors_eval}  # fmt: skip
+                     "authors_eval": not args.no_authors_eval, "authors_step": args.authors_step}  # fmt: skip
     rows = []
     for name in PIPELINES:
         wall, low, high = median_min_max([run["wall_s"] for run in runs[name]])
@@ -282,7 +369,8 @@ def main() -> None:
         figures[f"authors_over_{name}_epoch"] = figures["authors_epoch_s"] / figures[f"{name}_epoch_s"]
 
     print(f"{args.n} CelebA-format JPEGs ({jpeg_kb:.1f} KB each), {n_train} training images, {IMAGE_SIZE}x{IMAGE_SIZE}, "
-          f"batch {BATCH}, sup-frac {SUP_FRAC}, one torch thread, {args.repeats} round(s)\n")  # fmt: skip
+          f"batch {BATCH}, sup-frac {SUP_FRAC}, one torch thread, {args.repeats} round(s); the authors' process runs "
+          f"{'their objective' if args.authors_step == 'authors' else 'our step'}\n")  # fmt: skip
     print("| pipeline | whole process s (median) | min-max s | images/s | CPU s | epoch loop s | epoch images/s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))

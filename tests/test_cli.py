@@ -81,3 +81,25 @@ def test_cli_is_not_a_generic_top_level_module():
     assert importlib.util.find_spec("pyro_ccvae_cli") is not None
     spec = importlib.util.find_spec("cli")
     assert spec is None or "pyro_ccvae" not in str(spec.origin)
+
+
+def test_the_command_exits_with_click_s_status_and_delivers_its_output(tmp_path):
+    """``run`` ends the process without the interpreter's teardown: the exit status and every
+    line written to a pipe must still arrive, and the run's files be complete."""
+    import subprocess
+    import sys
+
+    def ccvae(*args):
+        return subprocess.run([sys.executable, "-m", "pyro_ccvae_cli", *args], capture_output=True, text=True, timeout=300)
+
+    assert ccvae("--help").returncode == 0
+    unknown = ccvae("no-such-command")
+    assert unknown.returncode == 2 and "No such command" in unknown.stderr
+    bad = ccvae("train", "--epochs", "0", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: ")
+    out = tmp_path / "run"
+    done = ccvae("train", "--out", str(out), "--epochs", "1", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "run saved in" in done.stdout + done.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    json.loads((out / "summary.json").read_text())
