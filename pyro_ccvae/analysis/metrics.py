@@ -182,6 +182,80 @@ def latent_separation(analysis: Analysis) -> dict:
     return out
 
 
+#: a label is flagged when classifiers reading ``z_s`` alone get this far from chance to perfect.
+LEAKAGE_WARNING = 0.5
+#: cross-validation folds and neighbours of the probes of :func:`style_leakage`.
+PROBE_FOLDS, PROBE_NEIGHBOURS = 5, 15
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[Optional[float], Optional[float]]:
+    """Cross-validated accuracy (:data:`PROBE_FOLDS` stratified folds) of a logistic regression
+    and of a :data:`PROBE_NEIGHBOURS`-nearest-neighbour classifier that read class indices
+    ``labels [N]`` from ``features [N, D]``, each standardised on its training folds. ``(None,
+    None)`` without features, with one class, or with a class of fewer points than folds."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    if features.shape[1] == 0 or len(counts) < 2 or counts.min() < PROBE_FOLDS:
+        return None, None
+    folds = StratifiedKFold(PROBE_FOLDS, shuffle=True, random_state=seed)
+    neighbours = min(PROBE_NEIGHBOURS, len(labels) - len(labels) // PROBE_FOLDS - 1)
+    return tuple(
+        float(cross_val_score(make_pipeline(StandardScaler(), probe), features, labels, cv=folds).mean())
+        for probe in (LogisticRegression(max_iter=1000), KNeighborsClassifier(neighbours))
+    )  # type: ignore[return-value]
+
+
+def style_leakage(analysis: Analysis, seed: int = 0) -> dict:
+    """How much of each label the style latent holds: per label, the accuracy of classifiers that
+    read it from the posterior means of ``z_s`` alone (:func:`probe_accuracy`: ``linear_accuracy``
+    and ``knn_accuracy``, seen labels only), its ``chance`` (the most frequent class's share) and
+    ``leakage = (max(linear, knn) - chance) / (1 - chance)``: 0 when ``z_s`` tells nothing of the
+    label, 1 when it tells it perfectly. The model's design wants 0: what ``z_s`` knows of a
+    label the decoder can render from ``z_s``, so an intervention on ``z_c^i`` competes with it.
+    ``leaking_labels`` lists those at :data:`LEAKAGE_WARNING` or more."""
+    _, z_s = analysis.posterior_means
+    features = z_s.double().cpu().numpy()
+    labels, mask = analysis.split.labels.long().numpy(), analysis.split.mask.numpy()
+    linear, knn, leakage = {}, {}, {}
+    chance = dict(zip(analysis.label_names, chance_accuracy(analysis.split.labels, analysis.split.mask)))
+    for i, name in enumerate(analysis.label_names):
+        seen = mask[:, i]
+        linear[name], knn[name] = probe_accuracy(features[seen], labels[seen, i], seed)
+        best, floor = max(linear[name] or 0.0, knn[name] or 0.0), chance[name]
+        leakage[name] = None if linear[name] is None or floor is None or floor >= 1 else max(0.0, (best - floor) / (1 - floor))
+    return {
+        "linear_accuracy": linear,
+        "knn_accuracy": knn,
+        "chance": chance,
+        "leakage": leakage,
+        "leakage_mean": _mean(list(leakage.values())),
+        "leaking_labels": [name for name, value in leakage.items() if value is not None and value >= LEAKAGE_WARNING],
+        "leakage_warning": LEAKAGE_WARNING,
+        "folds": PROBE_FOLDS,
+        "neighbours": PROBE_NEIGHBOURS,
+    }
+
+
+def leakage_warning(leak: dict) -> Optional[str]:
+    """The health warning for the labels :func:`style_leakage` flags (``None`` without any)."""
+    if not leak["leaking_labels"]:
+        return None
+    listed = ", ".join(
+        f"{name} ({max(leak['linear_accuracy'][name], leak['knn_accuracy'][name]):.2f}, chance {leak['chance'][name]:.2f})"
+        for name in leak["leaking_labels"]
+    )
+    return (
+        f"z_s holds label information: classifiers reading z_s alone recover {listed}; an intervention on "
+        f"z_c competes with what z_s holds (leakage >= {leak['leakage_warning']})"
+    )
+
+
 def characteristic_values(analysis: Analysis, dim: int = 0) -> list[tuple[np.ndarray, ...]]:
     """Per label ``i``, dimension ``dim`` (default the first) of the posterior mean of ``z_c^i``
     for the seen points of each class: a tuple of ``K_i`` arrays (``y_i = 0``, ``= 1``, ...)."""

@@ -39,7 +39,7 @@ from .traversal import (
 VISIBLE_CANDIDATES = 256
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
-    "evaluation", "health", "classification", "likelihood", "latent_separation",
+    "evaluation", "health", "classification", "likelihood", "latent_separation", "style_leakage",
     *JUDGED_SECTIONS, "nuisance_transfer",
 )  # fmt: skip
 
@@ -126,7 +126,8 @@ def evaluate(
     progress: bool = True,
 ) -> Written:
     """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
-    reconstructions, the health checks (:func:`~pyro_ccvae.health.check_health`); with an
+    reconstructions, the health checks (:func:`~pyro_ccvae.health.check_health`, and a warning
+    from :func:`~.metrics.style_leakage` when ``z_s`` alone recovers a label); with an
     independent classifier in ``classifier_dir`` also the single-intervention matrix, the swap
     metric (Table 2) and generation accuracy (Table 5), with the labels the judge reads below
     :data:`~.outputs.RELIABLE_JUDGE_ACCURACY` listed as ``unreliable_labels``. Without a judge the
@@ -165,6 +166,10 @@ def evaluate(
             run.device, batch_size, seed=run.config.run.seed, means=analysis.posterior_means,
         ),
     }
+    m["style_leakage"] = metrics.style_leakage(analysis, seed=run.config.run.seed)
+    warning = metrics.leakage_warning(m["style_leakage"])
+    if warning is not None:
+        m["health"]["warnings"].append(warning)
 
     count = min(16, len(analysis))
     index = torch.arange(count)

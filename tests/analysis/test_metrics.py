@@ -114,3 +114,45 @@ def test_figure_names_carry_the_requested_labels():
     long = [f"attribute_{i}=1" for i in range(20)]
     name = figure_name("generate", long)
     assert len(name) == len("generate_") + NAME_PARTS_MAX and name != figure_name("generate", long[:-1] + ["x=0"])
+
+
+def test_probe_accuracy_reads_a_label_that_is_there_and_not_one_that_is_not():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=400)
+    noise = rng.normal(size=(400, 3))
+    held = np.column_stack([labels + 0.1 * rng.normal(size=400), noise])  # the label in one dimension
+    linear, knn = metrics.probe_accuracy(held, labels)
+    assert linear > 0.98 and knn > 0.98
+    linear, knn = metrics.probe_accuracy(noise, labels)
+    assert abs(linear - 0.5) < 0.1 and abs(knn - 0.5) < 0.1
+    ring = rng.uniform(0, 2 * np.pi, size=400)  # a label only a nonlinear probe reads: inside vs outside a ring
+    radius = np.where(labels == 1, 2.0, 1.0) + 0.05 * rng.normal(size=400)
+    linear, knn = metrics.probe_accuracy(np.column_stack([radius * np.cos(ring), radius * np.sin(ring)]), labels)
+    assert knn > 0.95 and linear < 0.7
+    assert metrics.probe_accuracy(noise, np.zeros(400, dtype=int)) == (None, None)  # one class
+    assert metrics.probe_accuracy(noise[:, :0], labels) == (None, None)  # no z_s
+
+
+def test_style_leakage_flags_the_label_z_s_holds_and_warns():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    n = 500
+    labels = torch.from_numpy(rng.integers(0, 2, size=(n, 2))).float()
+    mask = torch.ones(n, 2, dtype=torch.bool)
+    mask[:100, 1] = False  # unseen labels are not probed
+    z_s = torch.from_numpy(np.column_stack([labels[:, 0].numpy() * 3 + rng.normal(size=n), rng.normal(size=(n, 2))]))
+    analysis = SimpleNamespace(
+        posterior_means=(torch.zeros(n, 2, 1), z_s), label_names=["holds", "free"], split=SimpleNamespace(labels=labels, mask=mask)
+    )
+    leak = metrics.style_leakage(analysis)
+    assert leak["leaking_labels"] == ["holds"]
+    assert leak["leakage"]["holds"] > 0.8 and leak["leakage"]["free"] < 0.2
+    chance = float(labels[100:, 1].long().bincount().max()) / 400
+    assert leak["chance"]["free"] == pytest.approx(chance)
+    best = max(leak["linear_accuracy"]["holds"], leak["knn_accuracy"]["holds"])
+    assert leak["leakage"]["holds"] == pytest.approx((best - leak["chance"]["holds"]) / (1 - leak["chance"]["holds"]))
+    warning = metrics.leakage_warning(leak)
+    assert "holds (" in warning and "free" not in warning
+    free = metrics.style_leakage(SimpleNamespace(**{**vars(analysis), "posterior_means": (torch.zeros(n, 2, 1), z_s[:, 1:])}))
+    assert free["leaking_labels"] == [] and metrics.leakage_warning(free) is None
