@@ -25,6 +25,7 @@ COLUMNS = [
     ("swap metric", lambda s, m: _fmt(m["characteristic_swap"]["log_prob_change_mean"])),
     ("nuisance follow rate", lambda s, m: _fmt(m["nuisance_transfer"]["follow_rate"])),
     ("recon MAE / mean-image MAE", lambda s, m: _ratio(m["health"]["reconstruction"])),
+    ("z_s leakage (mean / max)", lambda s, m: _mean_max(m["style_leakage"]["leakage"])),
     ("health warnings", lambda s, m: str(len(m["health"]["warnings"]))),
 ]
 
@@ -40,6 +41,11 @@ def _fmt(value) -> str:
 def _mean_min(values: dict) -> str:
     seen = [v for v in values.values() if v is not None]
     return f"{sum(seen) / len(seen):.3f} / {min(seen):.3f}" if seen else "-"
+
+
+def _mean_max(values: dict) -> str:
+    seen = [v for v in values.values() if v is not None]
+    return f"{sum(seen) / len(seen):.3f} / {max(seen):.3f}" if seen else "-"
 
 
 def _requested_class_rate(generation: dict) -> float:
