@@ -156,3 +156,19 @@ def test_style_leakage_flags_the_label_z_s_holds_and_warns():
     assert "holds (" in warning and "free" not in warning
     free = metrics.style_leakage(SimpleNamespace(**{**vars(analysis), "posterior_means": (torch.zeros(n, 2, 1), z_s[:, 1:])}))
     assert free["leaking_labels"] == [] and metrics.leakage_warning(free) is None
+    assert leak["num_images"] == n
+
+
+def test_style_leakage_reads_a_seeded_subset_of_a_large_split(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(metrics, "PROBE_MAX_IMAGES", 300)
+    rng = np.random.default_rng(2)
+    labels = torch.from_numpy(rng.integers(0, 2, size=(1000, 1))).float()
+    z_s = torch.from_numpy(labels.numpy() * 3 + rng.normal(size=(1000, 1)))
+    analysis = SimpleNamespace(
+        posterior_means=(torch.zeros(1000, 1, 1), z_s), label_names=["holds"],
+        split=SimpleNamespace(labels=labels, mask=torch.ones(1000, 1, dtype=torch.bool)),
+    )  # fmt: skip
+    first, again = metrics.style_leakage(analysis, seed=3), metrics.style_leakage(analysis, seed=3)
+    assert first["num_images"] == 300 and first == again and first["leaking_labels"] == ["holds"]
