@@ -127,7 +127,8 @@ def evaluate(
 ) -> Written:
     """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
     reconstructions, the health checks (:func:`~pyro_ccvae.health.check_health`, and a warning
-    from :func:`~.metrics.style_leakage` when ``z_s`` alone recovers a label); with an
+    from :func:`~.metrics.style_leakage` when ``z_s`` alone recovers a label of a model whose
+    design keeps ``z_s`` free of the labels); with an
     independent classifier in ``classifier_dir`` also the single-intervention matrix, the swap
     metric (Table 2) and generation accuracy (Table 5), with the labels the judge reads below
     :data:`~.outputs.RELIABLE_JUDGE_ACCURACY` listed as ``unreliable_labels``. Without a judge the
@@ -167,8 +168,9 @@ def evaluate(
         ),
     }
     m["style_leakage"] = metrics.style_leakage(analysis, seed=run.config.run.seed)
+    m["style_leakage"]["style_is_label_free"] = rep.style_is_label_free
     warning = metrics.leakage_warning(m["style_leakage"])
-    if warning is not None:
+    if warning is not None and rep.style_is_label_free:
         m["health"]["warnings"].append(warning)
 
     count = min(16, len(analysis))

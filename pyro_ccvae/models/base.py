@@ -56,6 +56,9 @@ class Representation:
 
     #: the capabilities this representation offers (a subclass lists its own).
     capabilities: frozenset[str] = frozenset()
+    #: whether the model's design keeps ``z_s`` free of the labels, so that ``evaluate`` warns
+    #: when it is not (:func:`~pyro_ccvae.analysis.metrics.style_leakage`).
+    style_is_label_free: bool = True
 
     def __init__(self, family: str, label_names: Sequence[str], num_classes: Sequence[int]):
         self.family = family

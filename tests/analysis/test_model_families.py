@@ -149,3 +149,20 @@ def test_the_cli_names_the_missing_capability_in_one_line(run_dir, monkeypatch):
 def test_an_unknown_model_is_one_line():
     with pytest.raises(ValueError, match="unknown model 'nosuch'.*ccvae"):
         TrainConfig.from_options(model="nosuch")
+
+
+def test_evaluate_warns_of_z_s_leakage_where_the_design_keeps_z_s_label_free(family_run, monkeypatch):
+    name, path = family_run
+    run = load_run(path, "cpu")
+    first = run.label_names[0]
+    per_label = lambda value: {n: value for n in run.label_names}  # noqa: E731
+    leaking = {
+        "linear_accuracy": per_label(1.0), "knn_accuracy": per_label(1.0), "chance": per_label(0.5),
+        "leakage": per_label(1.0), "leaking_labels": [first], "leakage_warning": 0.5,
+    }  # fmt: skip
+    monkeypatch.setattr(tasks.metrics, "style_leakage", lambda analysis, seed=0: dict(leaking))
+    tasks.evaluate(run, iw_samples=2, max_images=8, gen_samples=4, attribute_epochs=0, progress=False)
+    written = json.loads((path / "metrics.json").read_text())
+    warned = [w for w in written["health"]["warnings"] if w.startswith("z_s holds label information")]
+    assert written["style_leakage"]["style_is_label_free"] == (name != "mvae")
+    assert len(warned) == (0 if name == "mvae" else 1)

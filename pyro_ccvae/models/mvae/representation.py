@@ -34,6 +34,8 @@ class MVAERepresentation(LabelPriorFromModel, Representation):
     """The capabilities of an MVAE ``model`` (:class:`~.model.MVAEModel`) and ``guide`` (:class:`~.model.MVAEGuide`)."""
 
     capabilities = frozenset({ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP})
+    #: ``z_s`` is the image expert, which by design carries what the image says of the labels.
+    style_is_label_free = False
 
     def __init__(self, model, guide, label_names, num_classes, device: torch.device):
         super().__init__("mvae", label_names, num_classes)
