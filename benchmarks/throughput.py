@@ -88,6 +88,7 @@ def model_step(name: str, batch: int, device: torch.device, k_samples: int, supe
     pyro.clear_param_store()
     family = get_family(name)
     config = family.config_class(likelihood="laplace", **({"k_samples": k_samples} if name == "ccvae" else {}))
+    family.fill_defaults(config, "shapes")  # the latent sizes of shapes: d_c = 1, d_s = 27
     info = {"label_names": [f"label{i}" for i in range(LABELS)], "num_classes": [2] * LABELS, "channels": CHANNELS, "image_size": SIZE}
     model, guide = family.build(config, "meanfield", info)
     x = torch.rand(batch, CHANNELS, SIZE, SIZE, device=device)

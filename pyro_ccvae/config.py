@@ -19,6 +19,7 @@ flat form (version 0.1) and where the file lies are :mod:`pyro_ccvae.run`'s busi
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -187,9 +188,14 @@ class TrainConfig:
         """The nested form written to ``config.json`` (without its version key)."""
         return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
 
-    #: keys added since the nested format (version 2) was first written: a file without one
-    #: gets the field's default (a run from before guide options had none).
-    ADDED_KEYS = {("guide", "options")}
+    #: keys added since the nested format (version 2) was first written, with the value a file
+    #: without one ran with (a run from before guide options had none; before the classifier tied
+    #: to the prior, every run had the linear one and a weight with gradients).
+    ADDED_KEYS = {
+        ("guide", "options"): {},
+        ("model", "label_classifier"): "linear",
+        ("model", "detach_weight"): False,
+    }
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
@@ -218,11 +224,15 @@ class TrainConfig:
                 raise ValueError(f"unknown key {section}.{extra[0]}")
             if missing and not (section in ADDED_SECTIONS and not given):
                 raise ValueError(f"missing key {section}.{missing[0]}")
-            sections[section] = kind(**given)
+            absent = {key: cls.ADDED_KEYS[section, key] for key in added & names if key not in given}
+            sections[section] = kind(**{**copy.deepcopy(absent), **given})
         return cls(**sections)
 
     #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
-    LEGACY_DEFAULTS = {"detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0}
+    LEGACY_DEFAULTS = {
+        "detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0,
+        "label_classifier": "linear", "detach_weight": False, "z_char_dim": 1, "z_style_dim": 27,
+    }  # fmt: skip
     #: version 0.1's flat keys whose name changed.
     LEGACY_RENAMES = {"data_info": "info"}
 

@@ -44,7 +44,8 @@ def field_types(cls) -> dict[str, Any]:
 
 
 def check_positive(config, *names: str) -> None:
-    """A one-line error for the first option among ``names`` that is not positive."""
+    """A one-line error for the first option among ``names`` that is not positive (``None``, an
+    option left to a default filled in later, passes)."""
     for name in names:
-        if getattr(config, name) <= 0:
+        if getattr(config, name) is not None and getattr(config, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")

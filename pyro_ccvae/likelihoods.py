@@ -106,14 +106,6 @@ LIKELIHOODS: dict[str, Callable[[int], Likelihood]] = {
 }
 
 
-#: data set -> its default likelihood (measured; see the README); others get ``laplace-learned``.
-DEFAULT_LIKELIHOODS: dict[str, str] = {}
-
-
-def default_likelihood(dataset: str) -> str:
-    return DEFAULT_LIKELIHOODS.get(dataset, "laplace-learned")
-
-
 def build_likelihood(name: str, channels: int) -> Likelihood:
     if name not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from pyro_ccvae import sites
 from pyro_ccvae.elbo import CCVAE_ELBO, log_q_labels
-from pyro_ccvae.guides import GUIDES, DiagonalClassifier
+from pyro_ccvae.guides import GUIDES, DiagonalClassifier, PriorClassifier, tie_classifier
 from pyro_ccvae.model import CCVAEModel
 
 B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
@@ -251,7 +251,7 @@ def hand_flow(guide, x, z_c_value, z_s_value):
 
 def hand_elbo(
     model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k, detach=True, y_sampled=None,
-    detach_denominator=False, alpha=1.0, z_k=None,
+    detach_denominator=False, alpha=1.0, z_k=None, tied=False, detach_weight=False,
 ):
     """The CCVAE bound per data point, label by label (DESIGN.md §2).
 
@@ -259,16 +259,22 @@ def hand_elbo(
     themselves (plate layout, from :class:`FixedDraws`); ``y_sampled [B, L]``
     replaces the exact Jensen term by the sampled one; ``detach`` stops gradients into ``z_c``
     through the classifier in the supervised terms (eq. 8); ``detach_denominator`` stops them
-    through ``q(y_o|x)`` in the weight, and ``alpha`` weighs ``log q(y_o|x)``.
+    through ``q(y_o|x)`` in the weight, ``detach_weight`` through the whole weight, and ``alpha``
+    weighs ``log q(y_o|x)``. ``tied``: ``q(y_i|z)`` is Bayes' rule on the conditional prior,
+    ``p(z|y_i) p(y_i) / sum_k p(z|k) p(k)`` (``--label-classifier prior``).
     """
     pi = model.label_probs  # [L, K]
     prior_loc, prior_scale = model.conditional_prior.loc, model.conditional_prior.scale  # [L, K, DC]
-    w_cls, b_cls = guide.classifier.weight, guide.classifier.bias  # [L, K - 1, DC], [L, K - 1]
+    if not tied:
+        w_cls, b_cls = guide.classifier.weight, guide.classifier.bias  # [L, K - 1, DC], [L, K - 1]
     log_px = td.Laplace(model.decode(z_c, z_s), 1.0).log_prob(x).sum((1, 2, 3))
     log_pzs = td.Normal(0.0, 1.0).log_prob(z_s).sum(1)
     num_classes = model.num_classes
 
     def log_q_y(i, v, z):  # q(y_i = v | z_c^i = z)
+        if tied:
+            joint = [log_p_z(i, k, z) + log_p_y(i, k) for k in range(num_classes[i])]
+            return joint[v] - torch.logsumexp(torch.stack(joint), 0)
         if num_classes[i] == 2:  # the paper's Bernoulli classifier, sigmoid(w . z + b)
             logit = (w_cls[i, 0] * z).sum() + b_cls[i, 0]
             return F.logsigmoid(logit) if v == 1 else F.logsigmoid(-logit)
@@ -312,6 +318,7 @@ def hand_elbo(
         log_q_y_x = torch.logsumexp(torch.stack(per_k), 0) - math.log(len(per_k))
         denominator = log_q_y_x.detach() if detach_denominator else log_q_y_x
         weight = torch.exp(sum(log_q_y(i, lab[i], z_cls[i]) for i in seen) - denominator)
+        weight = weight.detach() if detach_weight else weight
         out.append(weight * main + alpha * log_q_y_x + sum(log_p_y(i, lab[i]) for i in seen))
     return torch.stack(out)
 
@@ -390,6 +397,99 @@ def test_categorical_elbo_matches_hand_computation(case, jensen):
         names, params = _params(model, guide)
         for name, grad in zip(names, _grads(-got.sum(), params)):
             assert torch.isfinite(grad).all(), name
+
+
+# --- the classifier tied to the prior (--label-classifier prior) and the detached weight ----------
+
+
+def _tied(guide_name="meanfield", num_classes=None):
+    model, guide = make(guide_name, num_classes=num_classes)
+    tie_classifier(guide, model)
+    return model, guide
+
+
+def test_prior_classifier_is_bayes_rule_on_the_conditional_prior():
+    """Each label's class probabilities are ``p(z|k) p(k)`` normalised over its own classes (the
+    padded classes of the shorter labels at 0), computed point by point with torch.distributions."""
+    model, guide = _tied(num_classes=CATEGORICAL)
+    z = torch.randn(L, B, DC, dtype=torch.float64)
+    got = torch.softmax(guide.classifier(z), -1)
+    loc, scale, pi = model.conditional_prior.loc, model.conditional_prior.scale, model.label_probs
+    for i, k_i in enumerate(CATEGORICAL):
+        for b in range(B):
+            joint = torch.stack([td.Normal(loc[i, k], scale[i, k]).log_prob(z[i, b]).sum() + pi[i, k].log() for k in range(k_i)])
+            want = torch.zeros(max(CATEGORICAL), dtype=torch.float64)
+            want[:k_i] = torch.softmax(joint, 0)
+            torch.testing.assert_close(got[i, b], want, rtol=1e-10, atol=1e-12)
+
+
+def test_prior_classifier_keeps_the_prior_parameters_the_models():
+    """The tied classifier owns no parameter: the prior's live in the model alone (one name in
+    Pyro's parameter store and in a checkpoint), and the guide's state has no classifier left."""
+    model, guide = _tied()
+    assert isinstance(guide.classifier, PriorClassifier)
+    assert not [n for n in guide.state_dict() if "classifier" in n or "conditional_prior" in n]
+    pyro.clear_param_store()
+    x = data()
+    elbo = CCVAE_ELBO(k_samples=K)
+    SVI(model, guide, Adam({"lr": 1e-3}), elbo).step(x, Y.double())
+    names = list(pyro.get_param_store().keys())
+    assert "model.conditional_prior.loc" in names and "model.conditional_prior.scale" in names
+    assert not [n for n in names if n.startswith("guide.") and ("conditional_prior" in n or "classifier" in n)]
+
+
+def test_tie_classifier_refuses_a_guide_without_a_classifier_module():
+    model, _ = make("meanfield")
+    with pytest.raises(ValueError, match="has no 'classifier' module"):
+        tie_classifier(torch.nn.Linear(1, 1), model)
+
+
+@pytest.mark.parametrize("num_classes", [None, CATEGORICAL], ids=["binary", "categorical"])
+@pytest.mark.parametrize("case", list(LABEL_CASES))
+def test_tied_classifier_elbo_and_gradients_match_hand_computation(case, num_classes):
+    """The bound with ``q(y|z_c)`` tied to the prior, and every gradient (encoder, decoder, the
+    prior's locations and scales, which now also receive the classification terms' gradients),
+    with the whole weight detached as the default objective does, and without."""
+    model, guide = _tied(num_classes=num_classes)
+    x = data()
+    y, mask = cast(*LABEL_CASES[case]())
+    if y is not None and num_classes is not None:
+        y = Y_CATEGORICAL.double()
+    names, params = _params(model, guide)
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    model_trace, guide_trace = traces(CCVAE_ELBO(k_samples=K), model, guide, x, y, mask, eps_k)
+    for detach_weight in (False, True):
+        elbo = CCVAE_ELBO(k_samples=K, detach_weight=detach_weight, classifier_weight=5.0)
+        got = elbo.per_datum_elbo(model_trace, guide_trace)
+        want = hand_from_traces(
+            model, guide, x, y, mask, model_trace, guide_trace, eps_k, tied=True, detach_weight=detach_weight, alpha=5.0
+        )  # fmt: skip
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-9)
+        for name, a, b in zip(names, _grads(-got.sum(), params), _grads(-want.sum(), params)):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10, msg=lambda m: f"{name}: {m}")
+        prior = [g for n, g in zip(names, _grads(-got.sum(), params)) if n.startswith("model.conditional_prior")]
+        assert prior and all(g.abs().max() > 0 for g in prior)
+
+
+def test_tied_classifier_jensen_term_is_the_log_density_of_the_prior_mixture():
+    """With ``q(y|z_c)`` the prior's own posterior there is no Jensen gap: an unseen label's term
+    is ``log sum_k p(z_c|k) p(k)`` exactly."""
+    model, guide = _tied()
+    x = data()
+    eps_k = torch.randn(K, L, B, DC, dtype=torch.float64)
+    model_trace, guide_trace = traces(CCVAE_ELBO(k_samples=K), model, guide, x, None, None, eps_k)
+    got = CCVAE_ELBO(k_samples=K).per_datum_elbo(model_trace, guide_trace)
+    z_c = guide_trace.nodes[sites.Z_C]["value"]  # [L, B, DC]
+    loc, scale, pi = model.conditional_prior.loc, model.conditional_prior.scale, model.label_probs
+    mixture = torch.stack([
+        td.Normal(loc[:, k].unsqueeze(1), scale[:, k].unsqueeze(1)).log_prob(z_c).sum(-1) + pi[:, k].log().unsqueeze(1)
+        for k in range(2)
+    ]).logsumexp(0).sum(0)  # [B]
+    rest = (
+        model_trace.nodes[sites.X]["unscaled_log_prob"] + model_trace.nodes[sites.Z_S]["unscaled_log_prob"]
+        - guide_trace.nodes[sites.Z_S]["unscaled_log_prob"] - guide_trace.nodes[sites.Z_C]["unscaled_log_prob"].sum(0)
+    )  # fmt: skip
+    torch.testing.assert_close(got, rest + mixture, rtol=1e-10, atol=1e-9)
 
 
 def test_binary_parameters_of_earlier_runs_load_into_the_categorical_layout():

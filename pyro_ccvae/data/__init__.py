@@ -1,6 +1,7 @@
 """Data sets, found by name in :data:`DATASETS` (DESIGN.md §4)."""
 from __future__ import annotations
 
+from ..dataset_defaults import dataset_defaults
 from .base import DataError, DataOptions, DataSplits, ImageSet, Loader, as_float_images
 
 #: name -> loader; each loader module registers itself on import below.
@@ -17,12 +18,9 @@ def register_dataset(name: str):
     return wrap
 
 
-#: image size used when none is asked for; the paper's 64 for real photographs and X-rays.
-DEFAULT_IMAGE_SIZES = {"shapes": 32, "digits": 32, "mnist": 32, "fashion-mnist": 32}
-
-
 def default_image_size(name: str) -> int:
-    return DEFAULT_IMAGE_SIZES.get(name, 64)
+    """The image size used when none is asked for (:mod:`pyro_ccvae.dataset_defaults`)."""
+    return dataset_defaults(name).image_size
 
 
 def load_dataset(name: str, options: DataOptions) -> DataSplits:

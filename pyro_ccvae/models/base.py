@@ -36,6 +36,8 @@ from typing import Any, Iterable, Optional, Sequence
 import pyro
 import torch
 
+from ..dataset_defaults import DATASET_SETTINGS, dataset_defaults
+
 ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP, TRAVERSE, LIKELIHOOD = (
     "encode", "predict", "decode", "reconstruct", "sample", "intervene", "swap", "traverse", "likelihood",
 )  # fmt: skip
@@ -152,7 +154,12 @@ class ModelFamily:
     config_class: type = object
 
     def fill_defaults(self, config: Any, dataset: str) -> None:
-        """Fill the settings left to the data set (e.g. the likelihood), before the config is saved."""
+        """Fill the settings left to the data set (``None``: the likelihood, the latent sizes) from
+        :mod:`pyro_ccvae.dataset_defaults`, before the config is saved."""
+        defaults = dataset_defaults(dataset)
+        for name in DATASET_SETTINGS:
+            if hasattr(config, name) and getattr(config, name) is None:
+                setattr(config, name, getattr(defaults, name))
 
     def builtin_guides(self) -> Sequence[str]:
         """Guide names that load without importing a user's code (others are ``module:attr``)."""

@@ -9,7 +9,6 @@ import pyro
 import torch
 from pyro import poutine
 
-from ..likelihoods import default_likelihood
 from .base import ModelFamily
 
 #: the one guide name every baseline answers to: its own inference network.
@@ -36,9 +35,6 @@ class BaselineFamily(ModelFamily):
     """
 
     fast_parameters: tuple[str, ...] = ("model.likelihood.",)
-
-    def fill_defaults(self, config: Any, dataset: str) -> None:
-        config.likelihood = config.likelihood or default_likelihood(dataset)
 
     def builtin_guides(self) -> Sequence[str]:
         return (OWN_GUIDE,)

@@ -20,13 +20,13 @@ from typing import Optional
 import torch
 
 from ...config import info_num_classes
-from ...likelihoods import build_likelihood, default_likelihood
+from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
 from .. import register_model
 from ..base import ModelFamily
 from .config import CCVAEConfig
 from .elbo import CCVAE_ELBO
-from .guides import GUIDES, build_guide, check_guide, guide_options
+from .guides import GUIDES, build_guide, check_guide, guide_options, tie_classifier
 from .model import CCVAEModel
 from .representation import CCVAERepresentation
 
@@ -41,9 +41,6 @@ class CCVAEFamily(ModelFamily):
 
     name = "ccvae"
     config_class = CCVAEConfig
-
-    def fill_defaults(self, config: CCVAEConfig, dataset: str) -> None:
-        config.likelihood = config.likelihood or default_likelihood(dataset)
 
     def builtin_guides(self):
         return tuple(GUIDES)
@@ -68,7 +65,10 @@ class CCVAEFamily(ModelFamily):
             dims["num_labels"], dims["channels"], dims["image_size"], config.z_style_dim, config.z_char_dim,
             likelihood=likelihood, decoder=decoder, num_classes=dims["num_classes"],
         )  # fmt: skip
-        return model, build_guide(guide, guide_options, **dims)
+        guide = build_guide(guide, guide_options, **dims)
+        if config.label_classifier == "prior":
+            tie_classifier(guide, model)
+        return model, guide
 
     def prepare(self, model: CCVAEModel, labels: torch.Tensor, mask: torch.Tensor) -> None:
         model.set_label_prior(labels, mask)
@@ -82,6 +82,7 @@ class CCVAEFamily(ModelFamily):
             jensen=config.jensen,
             detach_classifier_input=config.detach_classifier_input,
             detach_weight_denominator=config.detach_weight_denominator,
+            detach_weight=config.detach_weight,
             classifier_weight=config.classifier_weight,
         )
 

@@ -8,6 +8,10 @@ from ...fields import check_positive, option
 from ...likelihoods import LIKELIHOODS
 from .elbo import JENSEN_ESTIMATORS
 
+#: ``q(y_i | z_c^i)``: the paper's per-label logistic classifier, or the Bayes classifier of the
+#: conditional prior (:class:`~pyro_ccvae.models.ccvae.guides.base.PriorClassifier`).
+LABEL_CLASSIFIERS = ("linear", "prior")
+
 
 def model_names() -> tuple[str, ...]:
     """The registered model families (for ``--model``; read when the CLI is built)."""
@@ -21,10 +25,16 @@ class CCVAEConfig:
     """The CCVAE's settings (DESIGN.md §1-2)."""
 
     name: str = option("ccvae", flag="--model", help="The model family.", choices=model_names)
-    z_style_dim: int = option(27, help="d_s, the style latent's dims.")
-    z_char_dim: int = option(1, help="d_c, latent dims per label.")
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
+    z_char_dim: Optional[int] = option(None, help="d_c, latent dims per label; default: the data set's (1 as in the paper, 4 for the digit sets).")
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
     likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's (see the README). The paper: laplace.", choices=tuple(LIKELIHOODS))
+    label_classifier: str = option(
+        "linear", choices=LABEL_CLASSIFIERS,
+        help="q(y|z_c): linear, the paper's per-label logistic classifier; prior, the Bayes classifier of p(z_c|y) p(y) "
+        "(classifier and conditional prior one object).",
+    )  # fmt: skip
     k_samples: int = option(100, help="Samples of z_c for q(y|x).")
     jensen: str = option("exact", help="Unsupervised term: exact sum over y, or the authors' one-sample estimate.", choices=JENSEN_ESTIMATORS)
     detach_classifier_input: bool = option(
@@ -35,6 +45,10 @@ class CCVAEConfig:
     detach_weight_denominator: bool = option(
         True, flag="--detach-weight-denominator/--weight-denominator-gradient",
         help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.",
+    )  # fmt: skip
+    detach_weight: bool = option(
+        False, flag="--detach-weight/--weight-gradient",
+        help="Stop every gradient through the supervised weight w = q(y_o|z_c) / q(y_o|x); the paper keeps them.",
     )  # fmt: skip
     classifier_weight: float = option(1000.0, help="alpha, the weight of log q(y_o|x); the paper: 1.")
     #: the conditional prior and a learned likelihood scale learn at ``lr * prior_lr_factor`` (the paper: 1).

@@ -100,6 +100,7 @@ class CCVAE_ELBO(ELBO):
         jensen: str = "exact",
         detach_classifier_input: bool = True,
         detach_weight_denominator: bool = False,
+        detach_weight: bool = False,
         classifier_weight: float = 1.0,
         max_log_weight: Optional[float] = 20.0,
         num_particles: int = 1,
@@ -123,6 +124,7 @@ class CCVAE_ELBO(ELBO):
         self.jensen = jensen
         self.detach_classifier_input = detach_classifier_input
         self.detach_weight_denominator = detach_weight_denominator
+        self.detach_weight = detach_weight
         self.classifier_weight = classifier_weight
         self.max_log_weight = max_log_weight
         self._capped_draws = self._weighted_draws = 0
@@ -196,7 +198,7 @@ class CCVAE_ELBO(ELBO):
         if self.max_log_weight is not None:
             capped = log_w > self.max_log_weight
             log_w = log_w.clamp(max=self.max_log_weight)
-        w = log_w.exp()
+        w = log_w.detach().exp() if self.detach_weight else log_w.exp()
 
         main = (
             log_p_x

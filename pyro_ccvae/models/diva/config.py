@@ -22,9 +22,10 @@ class DIVAConfig:
     """
 
     name: str = option("diva", flag="--model", help="The model family.", choices=model_names)
-    z_style_dim: int = option(27, help="d_s, the style latent's dims.")
-    z_char_dim: int = option(1, help="d_c, latent dims per label.")
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
+    z_char_dim: Optional[int] = option(None, help="d_c, latent dims per label; default: the data set's (1 as in the paper, 4 for the digit sets).")
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
     likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
     diva_beta: float = option(1.0, help="DIVA's beta, the weight of its KL and label-prior terms (Ilse et al.: 1).")
     diva_alpha: float = option(3500.0, help="DIVA's alpha_y, the weight of log q(y|z_c) on labelled points (Ilse et al.: 3500).")

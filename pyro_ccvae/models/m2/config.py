@@ -24,8 +24,9 @@ class M2Config:
     """
 
     name: str = option("m2", flag="--model", help="The model family.", choices=model_names)
-    z_style_dim: int = option(27, help="d_s, the style latent's dims.")
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
     likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
     label_sum: str = option(
         "auto", choices=LABEL_SUMS,

@@ -26,7 +26,7 @@ class MVAEConfig:
     name: str = option("mvae", flag="--model", help="The model family.", choices=model_names)
     #: None: L + 27, resolved when the model is built (the run's config records the number).
     z_dim: Optional[int] = option(None, help="MVAE's latent dims (default: the number of labels + 27, the CCVAE's total).")
-    #: None: the data set's default (:data:`pyro_ccvae.likelihoods.DEFAULT_LIKELIHOODS`).
+    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
     likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
     mvae_image_weight: float = option(1.0, help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
     mvae_label_weight: float = option(10.0, help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")

@@ -15,7 +15,7 @@ from pyro.distributions import constraints
 from pyro.poutine.util import site_is_subsample
 
 from .. import sites
-from .base import CCVAEGuide, DiagonalClassifier, JointOverLabels, labels_plate, sample_labels
+from .base import CCVAEGuide, DiagonalClassifier, JointOverLabels, PriorClassifier, labels_plate, sample_labels
 from .flow import FlowGuide
 from .fullrank import FullRankGuide
 from .lowrank import LowRankGuide
@@ -167,6 +167,17 @@ def build_guide(spec: str, options: Optional[Mapping[str, Any]] = None, **dims) 
         raise GuideError(f"guide {spec!r}: {_first_line(e)}") from None
 
 
+def tie_classifier(guide: torch.nn.Module, model: torch.nn.Module) -> None:
+    """Make ``guide``'s ``q(y | z_c)`` the Bayes classifier of ``model``'s conditional prior
+    (:class:`.base.PriorClassifier`): the guide's ``classifier`` attribute is replaced."""
+    if not isinstance(getattr(guide, "classifier", None), torch.nn.Module):
+        raise GuideError(
+            f"--label-classifier prior replaces the guide's classifier, and guide {type(guide).__name__} has no "
+            "'classifier' module; subclass CCVAEGuide, or use --label-classifier linear"
+        )
+    guide.classifier = PriorClassifier(model)
+
+
 def _accepts(factory: Callable, name: str) -> bool:
     """Whether ``factory`` takes a keyword ``name`` (by name or through ``**kwargs``)."""
     try:
@@ -312,10 +323,12 @@ __all__ = [
     "JointOverLabels",
     "LowRankGuide",
     "MeanFieldGuide",
+    "PriorClassifier",
     "build_guide",
     "check_guide",
     "guide_options",
     "labels_plate",
     "resolve_guide",
     "sample_labels",
+    "tie_classifier",
 ]

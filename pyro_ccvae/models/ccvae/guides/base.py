@@ -87,6 +87,37 @@ class DiagonalClassifier(torch.nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class PriorClassifier(torch.nn.Module):
+    """``q(y_i | z_c^i) = p_psi(z_c^i | y_i) p(y_i) / sum_k p_psi(z_c^i | k) p(k)``: the Bayes
+    classifier of the model's own conditional prior (``--label-classifier prior``).
+
+    Classifier and conditional prior are then one object: the labels the classifier reads from
+    ``z_c`` are those whose prior covers it, so a draw of ``p(z_c | y)`` is read as ``y`` by
+    construction, and the classification terms of the objective move the prior itself towards the
+    posteriors of the labelled points. It is a valid choice of ``q(y | z_c)``: with it each
+    unobserved label's Jensen term ``J_i`` is exactly ``log sum_k p(z_c^i | k) p(k)``, the
+    log-density of the prior's mixture (no Jensen gap). Label ``i`` still reads only its own block.
+
+    The model's parameters stay the model's (they are not a submodule here, so they have one
+    owner and one name in Pyro's parameter store and in checkpoints).
+
+    :param model: a :class:`~pyro_ccvae.models.ccvae.model.CCVAEModel` (its ``conditional_prior``
+        and ``label_probs``).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.__dict__["model"] = model  # a plain attribute: not registered as a submodule
+
+    def forward(self, z_c: torch.Tensor) -> torch.Tensor:
+        """``z_c [..., L, B, d_c]`` (plate layout) -> class logits ``[..., L, B, K]`` (unnormalised:
+        ``log p(z_c^i | k) + log p(k)``; ``-inf`` for the classes a label lacks)."""
+        prior = self.model.conditional_prior
+        loc, scale = prior.loc.unsqueeze(-3), prior.scale.unsqueeze(-3)  # [L, 1, K, d_c]
+        log_p_z = dist.Normal(loc, scale).log_prob(z_c.unsqueeze(-2)).sum(-1)  # [..., L, B, K]
+        return log_p_z + self.model.label_probs.log().unsqueeze(-2)
+
+
 class JointOverLabels(TorchDistribution):
     """A joint ``q(z_c | x)`` over all labels' blocks, laid out in the labels plate.
 
