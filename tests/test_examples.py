@@ -10,7 +10,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {
     "custom_guide.py": ["--epochs", "1", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3"],
     "gradient_variance.py": ["--draws", "3", "--batch-size", "8", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3", "--train-epochs", "1"],
-    "multiclass_accuracy.py": ["--epochs", "1", "--sup-fracs", "0.06,1", "--no-progress", "--option", "k_samples=4", "--option", "z_style_dim=3"],
+    "multiclass_tables.py": [
+        "--sup-fracs", "0.06,1", "--judge-epochs", "1", "--gen-samples", "20", "--max-images", "32",
+        "--train-option=--epochs=1", "--train-option=--num-train=64", "--train-option=--k-samples=4",
+    ],
     "compare_baselines.py": [
         "--datasets", "shapes,digits", "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
         "--max-images", "16", "--set", "z_style_dim=3", "--set", "k_samples=3", "--set", "z_dim=8",
@@ -20,7 +23,7 @@ TINY = {
 WRITES = {
     "custom_guide.py": ["checkpoint.pt"],
     "compare_baselines.py": ["tables.md", "tables.json", "tables.html"],
-    "multiclass_accuracy.py": ["table.md", "table.json", "sup-0.06/checkpoint.pt", "sup-1/checkpoint.pt"],
+    "multiclass_tables.py": ["tables.md", "tables.json", "judge/summary.json", "ccvae-sup-0.06/metrics.json", "ccvae-sup-1/metrics.json"],
     "gradient_variance.py": ["gradient_variance.json", "gradient_variance.png"],
 }
 
@@ -53,11 +56,12 @@ def test_example_runs(name, tmp_path):
                 assert set(result[table]) == {"ccvae", "m2", "diva", "mvae"}
                 assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in result[table].values())
         assert md.count("| mvae |") == 6
-    if name == "multiclass_accuracy.py":  # one row per rate, accuracies in [0, 1]
-        table = json.loads((tmp_path / "run" / "table.json").read_text())
-        assert [row["sup_frac"] for row in table["rows"]] == [0.06, 1.0]
-        assert all(0 <= acc <= 1 for row in table["rows"] for acc in row["accuracy"].values())
-        assert "| 0.06 |" in (tmp_path / "run" / "table.md").read_text()
+    if name == "multiclass_tables.py":  # one row per rate: accuracy and generation in [0, 1]; digits has no paper row
+        tables = json.loads((tmp_path / "run" / "tables.json").read_text())
+        assert [row["sup_frac"] for row in tables["rows"]] == [0.06, 1.0]
+        assert all(0 <= row[key] <= 1 for row in tables["rows"] for key in ("accuracy", "generation"))
+        assert all(row["paper_accuracy"] is None for row in tables["rows"])
+        assert "| ccvae | 0.06 |" in (tmp_path / "run" / "tables.md").read_text()
     if name == "gradient_variance.py":  # both models, both comparisons, and the figure
         report = json.loads((tmp_path / "run" / "gradient_variance.json").read_text())
         assert set(report["results"]) == {"initial", "trained"} and (tmp_path / "run" / "trained" / "checkpoint.pt").exists()

@@ -68,6 +68,14 @@ class CCVAE_ELBO(ELBO):
         explodes, with a weak one it is what keeps ``z_c`` predictive. Detached, the encoder
         learns to classify from ``classifier_weight * log q(y_o|x)`` alone, at a strength that
         does not depend on the likelihood.
+    :param detach_weight: stop every gradient through ``w`` (numerator and denominator): ``w``
+        is then an importance weight on the main term and no more. Its numerator's gradient is
+        ``w * main * grad log q(y_o|z_c)``, a score-function-like term scaled by ``main`` (hundreds
+        to thousands of nats, negative), which pushes the classifier *away* from the seen labels
+        unless ``alpha * grad log q(y_o|x)`` outweighs it. With the classifier tied to the prior
+        (``--label-classifier prior``) it also drives the prior's scales to collapse. Detached,
+        classification is learnt from ``alpha * log q(y_o|x)`` and, for a tied classifier, from
+        the class-conditional prior terms. Changes the gradient, not the value.
     :param classifier_weight: ``alpha``, the weight of ``log q(y_o|x)``; ``alpha = 1`` is the
         bound itself, ``alpha > 1`` adds ``(alpha - 1) log q(y_o|x)`` as an auxiliary
         classification term (as M2's alpha does). The loss is then the negative of this

@@ -223,12 +223,12 @@ def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
             raise GuideError(f"guide site {name!r} has support {guide_trace.nodes[name]['fn'].support}, expected real numbers")
     for name, site in guide_trace.nodes.items():
         if _is_latent(site) and name not in expected:
-            shape = tuple(site["fn"].batch_shape)
-            if shape[-1:] != (batch,) or len(shape) > sites.MAX_PLATE_NESTING:
-                raise GuideError(
-                    f"guide site {name!r} has batch shape {shape}: every latent site of the guide enters log q(z|x) "
-                    f"per data point, so sample it inside the data plate (batch shape (..., {batch}))"
-                )
+            raise GuideError(
+                f"guide site {name!r} is a latent the model does not have: its log-density would enter log q(z|x) "
+                "with nothing in p to balance it (the objective grows without bound as its entropy does), and z_c "
+                "drawn after it would not be the marginal q(z_c|x); compute it without pyro.sample, or fold it "
+                f"into the z_c or z_s site"
+            )
     if not callable(guide_trace.nodes[sites.Y_UNOBSERVED]["infer"].get(sites.CLASSIFIER)):
         raise GuideError(
             f"guide site {sites.Y!r} carries no classifier; sample it with pyro_ccvae.guides.sample_labels"
@@ -241,6 +241,7 @@ def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
             f"guide site {sites.Y!r} must be a Categorical over the {classes} classes of the labels, got {got}; "
             "build its classifier with the model's num_classes (CCVAEGuide does)"
         )
+    _check_no_hidden_randomness(guide, guide_trace, x, y, mask)  # first: hidden draws also look like a dependence on z_s
     _check_characteristic_marginal(guide, guide_trace, x, y, mask)
     try:
         poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y, mask)
@@ -268,8 +269,12 @@ def _check_characteristic_marginal(guide, guide_trace, x, y, mask) -> None:
             f"guide site {sites.Z_C!r} gives {CHECK_DRAWS} draws of shape {tuple(draws.shape)}, expected "
             f"{(CHECK_DRAWS,) + tuple(value.shape)}; {fix}"
         )
-    if (draws == draws[:1]).all():
-        raise GuideError(f"guide site {sites.Z_C!r} gives {CHECK_DRAWS} identical draws (a point mass); {fix}")
+    identical = (draws == draws[:1]).all(0).all(-1)  # [L, B]: a block that never moves
+    if identical.any():
+        label = int(identical.any(-1).nonzero()[0])
+        raise GuideError(
+            f"guide site {sites.Z_C!r} gives {CHECK_DRAWS} identical draws (a point mass) in the block of label {label}; {fix}"
+        )
     # A z_c distribution that reads an earlier latent site is a conditional, not the marginal.
     log_q = q_z_c.log_prob(value)
     for name, earlier in guide_trace.nodes.items():
@@ -283,6 +288,25 @@ def _check_characteristic_marginal(guide, guide_trace, x, y, mask) -> None:
                 f"guide site {sites.Z_C!r} depends on the latent site {name!r} sampled before it, so its distribution "
                 f"is a conditional, not q(z_c|x); {fix}"
             )
+
+
+@torch.no_grad()
+def _check_no_hidden_randomness(guide, guide_trace, x, y, mask) -> None:
+    """The ``z_c`` site's distribution must be a function of the images: a guide that draws
+    randomness outside Pyro's sample sites (``torch.randn``, a draw cached from a joint sample)
+    and registers ``z_c ~ Normal(draw, small)`` hides the real ``q(z_c|x)``, and its ``K`` samples
+    would all sit at the one draw (``w = 1``). Run again on the same images, such a site moves."""
+    site = guide_trace.nodes[sites.Z_C]
+    value = site["value"].clone()  # not the very tensor drawn, so neither run uses a cache of its draw
+    # Replayed: every sample site keeps its value, so only randomness outside them can move z_c.
+    again = poutine.trace(poutine.replay(guide, trace=guide_trace)).get_trace(x, y, mask).nodes[sites.Z_C]["fn"]
+    if not torch.allclose(again.log_prob(value), site["fn"].log_prob(value), rtol=1e-4, atol=1e-4):
+        raise GuideError(
+            f"guide site {sites.Z_C!r} has another distribution each time the guide runs on the same images: it "
+            "depends on randomness drawn outside a Pyro sample site (torch.randn, a cached joint draw), so it is a "
+            "conditional, not q(z_c|x), and the ELBO's K samples for q(y|x) would be wrong; draw z_c from its "
+            "marginal at the z_c site"
+        )
 
 
 def _is_latent(site: dict) -> bool:

@@ -11,9 +11,11 @@ The guide contract, which :func:`~pyro_ccvae.models.ccvae.guides.check_guide` en
   its draws must differ (not a ``Delta``, as Pyro's ``AutoContinuous`` guides and a flow sampled
   jointly would expose), and it may depend on no latent site sampled before it (sample ``z_c``
   first, then ``z_s | z_c``).
-- ``log q(z | x)`` is the sum of the log-densities of **every latent site** of the guide but
-  the enumerated ``y_unobserved``, per data point (auxiliary latent sites included, as in Pyro's
-  own ELBOs). Every latent site lies inside the data plate.
+- The guide's latent sites are the model's, ``z_c`` and ``z_s`` (and the enumerated
+  ``y_unobserved``): a further latent has no term in ``p`` to balance its entropy, so the
+  objective would grow without bound. ``log q(z | x)`` is the sum of their log-densities, per
+  data point, inside the data plate. The ``z_c`` site's distribution is a function of the images:
+  no randomness drawn outside a sample site (``torch.randn``, a cached joint draw) may move it.
 - A guide that correlates the labels' blocks of ``z_c`` (a joint Gaussian, a flow over all of
   ``z_c``) samples it from :class:`JointOverLabels`, which lays a joint distribution over
   ``[B, L * d_c]`` out in the labels plate.
