@@ -56,28 +56,20 @@ def _show(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-@click.command()
-@click.option("--iw-samples", type=int, default=100, show_default=True, help="Importance samples K for log p(x).")
-@click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path), help="An independent classifier's directory (from train-classifier): adds the intervention, swap and generation metrics.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--max-images", type=int, help="Use only the first N test images.")
-@click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
-@click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-@_run_command
-def evaluate(run, no_progress: bool, **options):
-    """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
-    importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
-    written = run.write("evaluate", progress=not no_progress, **options)
-    m = written.metrics
-    cls, lik, sep = m["classification"], m["likelihood"], m["latent_separation"]
+def print_evaluation(m: dict) -> None:
+    """The terminal summary of ``evaluate``'s metrics: each section the model offered, and one line
+    per section it skipped (the family lacks the capability; ``evaluation.skipped`` says which)."""
+    cls = m["classification"]
     click.echo(f"accuracy (mean over labels): {_show(cls['accuracy_mean'])}   AUROC: {_show(cls['auroc_mean'])}")
-    click.echo(
-        f"log p(x) >= {_show(lik['log_px_iwae'])} nats/image (IWAE, K={lik['num_samples']}; "
-        f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
-        f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
-    )
-    click.echo(f"Wasserstein distance of z_c between classes (mean over labels): {_show(sep['wasserstein_mean'])}")
+    if "likelihood" in m:
+        lik = m["likelihood"]
+        click.echo(
+            f"log p(x) >= {_show(lik['log_px_iwae'])} nats/image (IWAE, K={lik['num_samples']}; "
+            f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
+            f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
+        )
+    if "latent_separation" in m:
+        click.echo(f"Wasserstein distance of z_c between classes (mean over labels): {_show(m['latent_separation']['wasserstein_mean'])}")
     click.echo(f"health (test split): {describe_health(m['health'])}")
     print_health_warnings(m["health"])
     if "single_interventions" in m:
@@ -94,6 +86,24 @@ def evaluate(run, no_progress: bool, **options):
         if requested:
             rates = ", ".join(f"{name} {_show(rate)}" for name, rate in requested["requested_class_rate_mean"].items())
             click.echo(f"requested class read by the judge (mean over classes): {rates}")
+    for section, why in m["evaluation"].get("skipped", {}).items():
+        click.echo(f"skipped {section}: {why}")
+
+
+@click.command()
+@click.option("--iw-samples", type=int, default=100, show_default=True, help="Importance samples K for log p(x).")
+@click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path), help="An independent classifier's directory (from train-classifier): adds the intervention, swap and generation metrics.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--max-images", type=int, help="Use only the first N test images.")
+@click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
+@click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_run_command
+def evaluate(run, no_progress: bool, **options):
+    """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
+    importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
+    written = run.write("evaluate", progress=not no_progress, **options)
+    print_evaluation(written.metrics)
     return written
 
 
