@@ -132,7 +132,7 @@ def path_error(error: OSError, path, doing: str, hint: str = "on that file syste
         return disk_full_error(path, size, hint)
     if code == errno.EFBIG:
         limit = _file_size_limit()
-        limit_text = f" ({limit} bytes)" if limit is not None else ""
+        limit_text = f" of {limit} bytes" if limit is not None else ""
         return FileTooLargeError(
             errno.EFBIG,
             f"writing {where} passes this process's file-size limit{limit_text} (ulimit -f); "

@@ -114,11 +114,15 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def _damaged(file: Path, what: str) -> RunError:
-    return RunError(f"{shown(file)}: {what}; the run directory is damaged: restore the file, or start a new run with another --out")
+#: what to do about a damaged file that defines the run.
+RESTORE = "the run directory is damaged: restore the file, or start a new run with another --out"
 
 
-def read_json_file(file: Path, max_bytes: Optional[int] = None) -> Any:
+def _damaged(file: Path, what: str, fix: str = RESTORE) -> RunError:
+    return RunError(f"{shown(file)}: {what}; {fix}")
+
+
+def read_json_file(file: Path, max_bytes: Optional[int] = None, fix: str = RESTORE) -> Any:
     """The JSON value in ``file``; a one-line :class:`RunError` naming the file when it is not a
     readable regular file, not UTF-8, not valid JSON or nested too deeply.
 
@@ -131,9 +135,9 @@ def read_json_file(file: Path, max_bytes: Optional[int] = None) -> Any:
     try:
         return json.loads(text)
     except RecursionError:
-        raise _damaged(file, "nested more deeply than any file of a run") from None
+        raise _damaged(file, "nested more deeply than any file of a run", fix) from None
     except json.JSONDecodeError as error:
-        raise _damaged(file, f"not valid JSON ({error.msg} at line {error.lineno} column {error.colno})") from None
+        raise _damaged(file, f"not valid JSON ({error.msg} at line {error.lineno} column {error.colno})", fix) from None
 
 
 # --- config.json ----------------------------------------------------------------------------
@@ -359,6 +363,10 @@ def check_links(path: Path) -> None:
 def check_run_directory(path: Path) -> None:
     """Refuse a non-empty ``path`` that is not a run directory (``--out`` never overwrites a
     user's files), and a run directory that holds a symbolic link."""
+    if os.path.lexists(Path(path) / CONFIG):  # a damaged config.json is named as such, not as a stranger's file
+        value = read_json_file(Path(path) / CONFIG, max_bytes=CONFIG_MAX_BYTES)
+        if has_checkpoint(path) and not (isinstance(value, dict) and is_run_config(value)):
+            read_config(path)  # beside a checkpoint it is a run's: say what is wrong with it
     check_own_directory(path, CONFIG, is_run_config, "pyro-ccvae training run", ignore=(LOCK, RESULTS_LOCK))
     if os.path.isdir(path):
         check_links(path)
@@ -802,14 +810,13 @@ def read_metrics(path: Path) -> dict:
     """The run's ``metrics.json`` (empty if there is none yet); a one-line :class:`RunError` when
     it is damaged (writing over it would lose its sections silently)."""
     file = Path(path) / ANALYSIS_METRICS
+    fix = "move it away (the analysis commands then start a new one) and run again"
     try:
-        metrics = read_json_file(file)
+        metrics = read_json_file(file, fix=fix)
     except FileNotFoundError:
         return {}
-    except RunError as error:
-        raise RunError(f"{error}; or move it away: the analysis commands then start a new one") from None
     if not isinstance(metrics, dict):
-        raise RunError(f"{shown(file)} is not a JSON object; move it away: the analysis commands then start a new one")
+        raise _damaged(file, "it is not a JSON object", fix)
     return metrics
 
 

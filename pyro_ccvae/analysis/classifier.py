@@ -242,7 +242,11 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
     """Train an :class:`IndependentClassifier` with Adam into ``out_dir``; returns the summary."""
     out_dir = Path(out_dir)
     check_own_directory(out_dir, CONFIG, is_classifier_config, "pyro-ccvae classifier", ignore=(LOCK,))
-    make_folder(out_dir)
+    # --out may be a link (where a user keeps a judge is theirs to choose); a folder that becomes
+    # one while the judge trains (RUN/attribute_classifier swapped for a link) is refused before writing.
+    out_is_link = out_dir.is_symlink()
+    if not out_is_link:
+        make_folder(out_dir)
     check_no_links(out_dir, "classifier directory")
     lock = DirectoryLock(out_dir, LOCK)
     if not lock.acquire():
@@ -254,12 +258,12 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
     try:
         for name in (*JUDGE_FILES, MANIFEST):
             remove_stale_temporaries(out_dir, name)
-        return _train_classifier(config, out_dir, progress)
+        return _train_classifier(config, out_dir, progress, out_is_link)
     finally:
         lock.release()
 
 
-def _train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool) -> dict:
+def _train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool, out_is_link: bool) -> dict:
     config.make_paths_absolute()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -293,6 +297,9 @@ def _train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool) -
         "test_accuracy_mean": mean_of(test_acc),
         "test_chance": dict(zip(data.label_names, chance_accuracy(data.test.labels, data.test.mask))),
     }
+    if not out_is_link:
+        make_folder(out_dir)  # still a folder of its own, not a link
+    check_no_links(out_dir, "classifier directory")
     weights = io.BytesIO()
     torch.save({"state_dict": net.state_dict(), **config.info}, weights)
     save_judge(out_dir, {
