@@ -853,6 +853,17 @@ def update_metrics(
     return metrics
 
 
+def check_results(path: Path) -> None:
+    """Check, before a command works, that it can write its results: a damaged ``metrics.json``,
+    a file where ``figures/`` belongs or a folder where ``report.html`` belongs is said now, in one
+    line, not after minutes of work (and without a figure written beside the fault)."""
+    read_metrics(path)
+    figures_folder(path)
+    report = Path(path) / REPORT
+    if report.is_dir() and not report.is_symlink():
+        raise RunError(f"{shown(report)} is a folder where a file belongs; move it away (or remove it) and run again")
+
+
 def figures_folder(path: Path) -> Path:
     """``RUN/figures``, created if needed; a one-line error when a file or a link stands there."""
     return make_folder(Path(path) / FIGURES)

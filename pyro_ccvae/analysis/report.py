@@ -188,15 +188,15 @@ class Provenance:
         self.newest_epoch = next((k.get("epoch") for k in known if k.get("sha256") == self.newest and k.get("epoch") is not None), None)
 
     def stale(self, described: Any) -> Optional[str]:
-        """How a result recorded as describing ``described`` differs from the newest checkpoint, in
-        words; ``None`` when it describes the newest (or records nothing, as results written before
+        """The checkpoint a result recorded as describing ``described`` is, when it is not the
+        newest, in words (``"the checkpoint of epoch 2 (sha256 ...), not the run's epoch 5 one"``); ``None`` when it describes the newest (or records nothing, as results written before
         provenance was recorded)."""
         if not isinstance(described, dict) or self.newest is None or described.get("sha256") in (None, self.newest):
             return None
         epoch = described.get("epoch")
         newest = f"epoch {self.newest_epoch}" if self.newest_epoch is not None else "the newest"
         return (
-            f"describes the checkpoint of epoch {epoch if epoch is not None else '?'} "
+            f"the checkpoint of epoch {epoch if epoch is not None else '?'} "
             f"(sha256 {str(described.get('sha256'))[:12]}), not the run's {newest} one"
         )
 
@@ -209,10 +209,8 @@ def _summary(metrics: dict, training: dict, provenance: Optional["Provenance"] =
         stale = {name: provenance.stale(provenance.sections.get(name)) for name in metrics}
         stale_names = [name for name, why in stale.items() if why]
         if stale_names:
-            warnings.append(
-                f"the sections {', '.join(stale_names)} {stale[stale_names[0]]}: run the commands that wrote them again "
-                "(ccvae-pyro evaluate, ...)"
-            )
+            which = f"section {stale_names[0]} describes" if len(stale_names) == 1 else f"sections {', '.join(stale_names)} describe"
+            warnings.append(f"the {which} {stale[stale_names[0]]}: run the commands that wrote them again (ccvae-pyro evaluate, ...)")
         stale_figures = sorted(name for name, d in provenance.figures.items() if provenance.stale(d))
         if stale_figures:
             warnings.append(f"{len(stale_figures)} figure(s) describe an older checkpoint (marked below): {', '.join(stale_figures[:6])}")
@@ -304,7 +302,7 @@ def write_report(run_dir: Path) -> Path:
     for name, values in metrics.items():
         if isinstance(values, dict):
             why = provenance.stale(provenance.sections.get(name))
-            note = f'<p class="stale">This section {html.escape(why)}.</p>' if why else ""
+            note = f'<p class="stale">This section describes {html.escape(why)}.</p>' if why else ""
             parts.append(f"<section>{_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ())}{note}</section>")
     parts.append("</div>")
     parts.append("<h2>Figures</h2>")
@@ -317,7 +315,7 @@ def write_report(run_dir: Path) -> Path:
         src = f"{FIGURES}/{path.name}"
         caption = _caption(path.stem)
         why = provenance.stale(provenance.figures.get(path.name))
-        note = f' <span class="stale">This figure {html.escape(why)}.</span>' if why else ""
+        note = f' <span class="stale">This figure describes {html.escape(why)}.</span>' if why else ""
         parts.append(
             f'<figure id="{html.escape(path.stem)}"><img src="{html.escape(src)}" alt="{html.escape(path.stem)}">'
             f"<figcaption><b>{html.escape(path.name)}</b>{': ' + html.escape(caption) if caption else ''}{note}</figcaption></figure>"

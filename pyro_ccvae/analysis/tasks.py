@@ -14,7 +14,7 @@ import torch
 
 from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
-from ..run import ATTRIBUTE_CLASSIFIER, Run, figure_path, read_summary, results_lock, update_metrics
+from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_summary, results_lock, update_metrics
 from . import figures, metrics
 from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
@@ -65,6 +65,7 @@ def _task(*needs: Sequence[str]):
             run.representation.require(f"`{function.__name__}`", wanted)
             # One command at a time writes a run's results: figures, metrics.json and the report agree.
             with results_lock(run.path), run.scope():
+                check_results(run.path)
                 return function(run, *args, **kwargs)
 
         wrapper.needs = wanted
