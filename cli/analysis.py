@@ -1,28 +1,36 @@
-"""``ccvae-pyro evaluate | traverse | generate | intervene | swap | train-classifier``.
+"""``ccvae-pyro evaluate | traverse | generate | intervene | swap``.
 
 Each command reads a run directory and writes figures (``RUN/figures``), metrics
 (``RUN/metrics.json``) and ``RUN/report.html`` there: a thin wrapper over the Python API
 (:mod:`pyro_ccvae.api`: ``api.load(RUN).write(task, ...)``); the work is in :mod:`pyro_ccvae.analysis`.
+
+The library (and with it torch and Pyro) is imported inside the commands, once the options are
+parsed and the run directory found: ``--help`` and a mistyped option or RUN answer at once.
 """
 from __future__ import annotations
 
 import functools
-import json
+import os
 from pathlib import Path
 from typing import Optional
 
 import click
-import pyro
-import torch
 
-from pyro_ccvae import api
-from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
 from pyro_ccvae.config import DataConfig, RunSection
-from pyro_ccvae.health import describe as describe_health
-from pyro_ccvae.run import ANALYSIS_METRICS
 
-from .errors import one_line_errors, print_health_warnings
-from .options import NO_PROGRESS, THREADS, config_options, prepare
+from .errors import fail, one_line_errors, print_health_warnings
+from .options import THREADS, config_options
+
+
+def refuse_missing_run(run_dir: Path) -> None:
+    """A RUN that does not exist is refused before the library is imported (that takes seconds);
+    anything else about it (a file, a name too long, an incomplete run) the library says."""
+    try:
+        os.stat(run_dir)
+    except FileNotFoundError:
+        fail(f"run directory {run_dir} does not exist; train one with `ccvae-pyro train --out {run_dir}`")
+    except OSError:
+        pass
 
 
 def _run_command(function=None, *, needs_data: bool = True):
@@ -40,6 +48,13 @@ def _run_command(function=None, *, needs_data: bool = True):
     @one_line_errors
     @functools.wraps(function)
     def wrapper(run_dir: Path, device: str, seed: int, threads: Optional[int], data_dir, cache_dir, trust_run, **options):
+        refuse_missing_run(run_dir)
+        import pyro
+        import torch
+
+        from pyro_ccvae import api
+        from pyro_ccvae.run import ANALYSIS_METRICS
+
         if threads:
             torch.set_num_threads(threads)
         loaded = api.load(run_dir, device, data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
@@ -56,28 +71,22 @@ def _show(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-@click.command()
-@click.option("--iw-samples", type=int, default=100, show_default=True, help="Importance samples K for log p(x).")
-@click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path), help="An independent classifier's directory (from train-classifier): adds the intervention, swap and generation metrics.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--max-images", type=int, help="Use only the first N test images.")
-@click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
-@click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-@_run_command
-def evaluate(run, no_progress: bool, **options):
-    """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
-    importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
-    written = run.write("evaluate", progress=not no_progress, **options)
-    m = written.metrics
-    cls, lik, sep = m["classification"], m["likelihood"], m["latent_separation"]
+def print_evaluation(m: dict) -> None:
+    """The terminal summary of ``evaluate``'s metrics: each section the model offered, and one line
+    per section it skipped (the family lacks the capability; ``evaluation.skipped`` says which)."""
+    from pyro_ccvae.health import describe as describe_health
+
+    cls = m["classification"]
     click.echo(f"accuracy (mean over labels): {_show(cls['accuracy_mean'])}   AUROC: {_show(cls['auroc_mean'])}")
-    click.echo(
-        f"log p(x) >= {_show(lik['log_px_iwae'])} nats/image (IWAE, K={lik['num_samples']}; "
-        f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
-        f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
-    )
-    click.echo(f"Wasserstein distance of z_c between classes (mean over labels): {_show(sep['wasserstein_mean'])}")
+    if "likelihood" in m:
+        lik = m["likelihood"]
+        click.echo(
+            f"log p(x) >= {_show(lik['log_px_iwae'])} nats/image (IWAE, K={lik['num_samples']}; "
+            f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
+            f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
+        )
+    if "latent_separation" in m:
+        click.echo(f"Wasserstein distance of z_c between classes (mean over labels): {_show(m['latent_separation']['wasserstein_mean'])}")
     click.echo(f"health (test split): {describe_health(m['health'])}")
     print_health_warnings(m["health"])
     if "single_interventions" in m:
@@ -94,6 +103,24 @@ def evaluate(run, no_progress: bool, **options):
         if requested:
             rates = ", ".join(f"{name} {_show(rate)}" for name, rate in requested["requested_class_rate_mean"].items())
             click.echo(f"requested class read by the judge (mean over classes): {rates}")
+    for section, why in m["evaluation"].get("skipped", {}).items():
+        click.echo(f"skipped {section}: {why}")
+
+
+@click.command()
+@click.option("--iw-samples", type=int, default=100, show_default=True, help="Importance samples K for log p(x).")
+@click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path), help="An independent classifier's directory (from train-classifier): adds the intervention, swap and generation metrics.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--max-images", type=int, help="Use only the first N test images.")
+@click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
+@click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_run_command
+def evaluate(run, no_progress: bool, **options):
+    """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,
+    importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
+    written = run.write("evaluate", progress=not no_progress, **options)
+    print_evaluation(written.metrics)
     return written
 
 
@@ -142,20 +169,3 @@ def intervene(run, **options):
 def swap(run, **options):
     """Characteristic swaps: z_c of one test image decoded with z_s of another (Figs. 6-7)."""
     return run.write("swap", **options)
-
-
-@click.command("train-classifier")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the classifier goes.")
-@config_options(ClassifierConfig)
-@THREADS
-@NO_PROGRESS
-@one_line_errors
-def train_classifier(out: Path, **options) -> None:
-    """Train the independent CNN classifier (fully supervised on the observed labels: binary
-    cross-entropy for binary labels, cross-entropy for labels of more classes) that judges
-    edited and generated images: `evaluate RUN --classifier DIR`."""
-    progress = prepare(options)
-    summary = train_classifier_run(ClassifierConfig(**options), out, progress=progress)
-    click.echo(json.dumps(summary, indent=2))
-    click.echo(f"classifier saved in {out}")
-

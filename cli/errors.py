@@ -1,23 +1,48 @@
-"""Known failures become one line on stderr and a non-zero exit, never a traceback; warnings one line each."""
+"""Known failures become one line on stderr and a non-zero exit, never a traceback; warnings one line each.
+
+The library's error classes are looked up among the modules already imported, not imported
+here: an error of a class can only be raised once its module is loaded, and importing them all
+would import torch into every command, ``--help`` and option errors included.
+"""
 from __future__ import annotations
 
+import errno
 import functools
+import sys
 
 import click
 
-from pyro_ccvae.checkpoint import CheckpointError, DiskFullError, is_disk_full
-from pyro_ccvae.data import DataError
-from pyro_ccvae.distributed import DistributedError, PeerFailed, World
-from pyro_ccvae.guides import GuideError
-from pyro_ccvae.run import RunError
-from pyro_ccvae.tracking import TrackingError
-from pyro_ccvae.training import TrainingError, TrainingInterrupted
-
-#: exceptions whose message already says what is wrong and how to fix it.
+#: (module, class) of the library's exceptions whose message already says what is wrong and how
+#: to fix it; with the built-in ``ValueError`` and ``FileNotFoundError`` (many of them subclass
+#: ``ValueError`` too).
 USER_ERRORS = (
-    DataError, GuideError, RunError, TrainingError, CheckpointError, DiskFullError, DistributedError, TrackingError,
-    ValueError, FileNotFoundError,
-)  # fmt: skip
+    ("pyro_ccvae.data.base", "DataError"),
+    ("pyro_ccvae.models.ccvae.guides", "GuideError"),
+    ("pyro_ccvae.run", "RunError"),
+    ("pyro_ccvae.training", "TrainingError"),
+    ("pyro_ccvae.checkpoint", "CheckpointError"),
+    ("pyro_ccvae.checkpoint", "DiskFullError"),
+    ("pyro_ccvae.distributed", "DistributedError"),
+    ("pyro_ccvae.tracking", "TrackingError"),
+)
+#: a training run stopped by a signal (exits with 128 + the signal's number).
+INTERRUPTED = ("pyro_ccvae.training", "TrainingInterrupted")
+#: another process of a torchrun launch failed (it reports its own failure).
+PEER_FAILED = ("pyro_ccvae.distributed", "PeerFailed")
+
+
+def _loaded(module: str, name: str) -> tuple[type, ...]:
+    """The class ``module.name`` if ``module`` is imported, else nothing (no error of it can exist)."""
+    loaded = sys.modules.get(module)
+    return (getattr(loaded, name),) if loaded is not None else ()
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun (or the only process): the one that reports what every process met.
+    Asked only after training started, when the library is imported anyway."""
+    from pyro_ccvae.distributed import World
+
+    return World.from_environment().is_main
 
 
 def one_line_errors(command):
@@ -27,22 +52,23 @@ def one_line_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except TrainingInterrupted as e:
-            if World.from_environment().is_main:  # under torchrun, every process stops; rank 0 says so
-                click.echo(str(e), err=True)
-            raise SystemExit(128 + e.signal_number) from None
-        except PeerFailed as e:
-            # Another process failed and reports it itself; rank 0 also reports what every process met.
-            if not World.from_environment().is_main:
-                raise SystemExit(1) from None
-            fail(str(e))
-        except USER_ERRORS as e:
-            fail(str(e) or type(e).__name__)
-        except OSError as e:
-            if not is_disk_full(e):
-                raise
-            where = f" writing {e.filename}" if e.filename else ""
-            fail(f"no space left on device{where}; free some space or write elsewhere (--out, --cache-dir)")
+        except Exception as error:
+            if isinstance(error, _loaded(*INTERRUPTED)):
+                if _is_main_process():  # under torchrun, every process stops; rank 0 says so
+                    click.echo(str(error), err=True)
+                raise SystemExit(128 + error.signal_number) from None
+            if isinstance(error, _loaded(*PEER_FAILED)):
+                # Another process failed and reports it itself; rank 0 also reports what every process met.
+                if not _is_main_process():
+                    raise SystemExit(1) from None
+                fail(str(error))
+            user_errors = (ValueError, FileNotFoundError, *(kind for spec in USER_ERRORS for kind in _loaded(*spec)))
+            if isinstance(error, user_errors):
+                fail(str(error) or type(error).__name__)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = f" writing {error.filename}" if error.filename else ""
+                fail(f"no space left on device{where}; free some space or write elsewhere (--out, --cache-dir)")
+            raise
 
     return wrapper
 

@@ -16,20 +16,22 @@ import threading
 
 import click
 
-#: subcommand -> (module in this package, attribute): imported on first use.
+#: subcommand -> (module in this package, attribute, the one line ``ccvae-pyro --help`` shows):
+#: a subcommand's module is imported when it runs or shows its own help, not to list it.
 COMMANDS = {
-    "train": ("train", "train"),
-    "evaluate": ("analysis", "evaluate"),
-    "traverse": ("analysis", "traverse"),
-    "generate": ("analysis", "generate"),
-    "intervene": ("analysis", "intervene"),
-    "swap": ("analysis", "swap"),
-    "train-classifier": ("analysis", "train_classifier"),
+    "train": ("train", "train", "Train a model with SVI into the run directory --out."),
+    "evaluate": ("analysis", "evaluate", "Metrics and figures of a run on its test split."),
+    "traverse": ("analysis", "traverse", "Latent traversals of each z_c^i (Figs. 3, 21)."),
+    "generate": ("analysis", "generate", "Conditional generation from p(z_c | y) (Fig. 4)."),
+    "intervene": ("analysis", "intervene", "Change labels of test images (Figs. 5, 11, 22)."),
+    "swap": ("analysis", "swap", "Swap z_c between test images (Figs. 6-7)."),
+    "train-classifier": ("classifier", "train_classifier", "Train the CNN that judges edited and generated images."),
 }
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported when asked for (:data:`COMMANDS`)."""
+    """A click group whose subcommands are imported when asked for (:data:`COMMANDS`); its help
+    lists them from the table, so ``ccvae-pyro --help`` imports none of them (nor torch)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -37,8 +39,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str):
         if name not in COMMANDS:
             return None
-        module, attribute = COMMANDS[name]
+        module, attribute, _ = COMMANDS[name]
         return getattr(importlib.import_module(f".{module}", __package__), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, description) for name, (_, _, description) in COMMANDS.items()])
 
 
 def _keep_freed_memory() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import click
-import torch
 
 from pyro_ccvae.config import field_types, option_flag, option_name
 
@@ -117,5 +116,7 @@ def prepare(options: dict) -> bool:
     """Apply ``--threads`` (and remove it from ``options``); returns whether to show progress."""
     threads = options.pop("threads")
     if threads:
+        import torch  # here, not at the top: parsing and --help do not import torch
+
         torch.set_num_threads(threads)
     return not options.pop("no_progress")

@@ -1,4 +1,9 @@
-"""``ccvae-pyro train``."""
+"""``ccvae-pyro train``.
+
+Its options are built from the config dataclasses, which import neither torch nor Pyro; the
+training library is imported once the options have been parsed and checked, so that ``--help``
+and a mistyped option answer at once (README: Start-up time).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,17 +13,14 @@ from pathlib import Path
 import click
 
 from pyro_ccvae.config import TrainConfig, option_name
-from pyro_ccvae.distributed import World
-from pyro_ccvae.health import describe as describe_health
-from pyro_ccvae.models import MODELS
-from pyro_ccvae.training import train as train_run
+from pyro_ccvae.models import MODELS, config_class
 
 from .errors import one_line_errors, print_health_warnings
 from .options import NO_PROGRESS, THREADS, config_options, flag_used, given_on_command_line, prepare
 
 _SECTIONS = TrainConfig.section_classes()
 #: every model family's settings (each family's options are offered; those of the family chosen with --model are used).
-_MODEL_SECTIONS = [family.config_class for family in MODELS.values()]
+_MODEL_SECTIONS = [config_class(name) for name in MODELS]
 
 
 @click.command()
@@ -40,7 +42,7 @@ def train(out: Path, resume: bool, **options) -> None:
     foreign = sorted(given - TrainConfig.option_names(options["model"]))
     if foreign:
         raise ValueError(f"--{foreign[0].replace('_', '-')} is not an option of --model {options['model']}")
-    own = {option_name(f) for f in dataclasses.fields(MODELS[options["model"]].config_class)} - {"model"}
+    own = {option_name(f) for f in dataclasses.fields(config_class(options["model"]))} - {"model"}
     options = {
         k: v for k, v in options.items()
         if k in TrainConfig.option_names(options["model"]) and (k in given or k not in own)
@@ -49,6 +51,10 @@ def train(out: Path, resume: bool, **options) -> None:
     # Options set on the command line, as option name -> the flag that set it: a resumed run checks them.
     fields = config.fields_by_option()
     explicit = {name: flag_used(fields[name][1], options[name]) for name in given_on_command_line(options)}
+    from pyro_ccvae.distributed import World
+    from pyro_ccvae.health import describe as describe_health
+    from pyro_ccvae.training import train as train_run
+
     world = World.from_environment()
     summary = train_run(config, out, resume=resume, progress=progress, explicit=explicit, world=world)
     if not world.is_main:

@@ -27,9 +27,9 @@ from typing import Callable, Iterator
 
 import torch
 
+from .choices import PRECISIONS
 from .nets import ConvDecoder, ConvEncoder
 
-PRECISIONS = ("fp32", "bf16")
 #: the largest accepted ``|ELBO_bf16 - ELBO_fp32| / |ELBO_fp32|`` on the check batch.
 BF16_ELBO_TOLERANCE = 1e-3
 #: the networks that :func:`accelerate` changes.

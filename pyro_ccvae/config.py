@@ -23,20 +23,22 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from .acceleration import PRECISIONS
-from .data import DATASETS, DataOptions, default_image_size
+# Names only (no torch, no Pyro): the command line is built from these classes (README: Start-up time).
+from .choices import DATASETS, NOISE_CHOICES, PRECISIONS
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
-from .models import MODELS
-from .noise import NOISE_CHOICES
+from .models import MODELS, config_class
+
+if TYPE_CHECKING:
+    from .data import DataOptions
 
 
 @dataclass
 class DataConfig:
     """Which data to load, and how; shared by every command that trains on a data set."""
 
-    dataset: str = option("shapes", help="The data set.", choices=tuple(sorted(DATASETS)))
+    dataset: str = option("shapes", help="The data set.", choices=DATASETS)
     data_dir: Optional[str] = option(None, help="Folder holding the data set.", path=True, resume=True)
     #: None: the data set's default (32 for the built-in and digit sets, 64 otherwise).
     image_size: Optional[int] = option(None, help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise.", choices=(32, 64))
@@ -52,6 +54,8 @@ class DataConfig:
     info: dict = option(cli=False, default_factory=dict)
 
     def data_options(self, seed: int) -> DataOptions:
+        from .data import DataOptions, default_image_size  # the loaders import torch
+
         return DataOptions(
             data_dir=Path(self.data_dir) if self.data_dir else None,
             image_size=self.image_size or default_image_size(self.dataset),
@@ -146,7 +150,7 @@ ADDED_SECTIONS = ("execution",)
 class TrainConfig:
     """Everything that defines a training run; ``config.json`` holds it, one object per section."""
 
-    model: Any = field(default_factory=lambda: MODELS["ccvae"].config_class())
+    model: Any = field(default_factory=lambda: config_class("ccvae")())
     data: DataConfig = field(default_factory=DataConfig)
     guide: GuideConfig = field(default_factory=GuideConfig)
     optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
@@ -156,9 +160,7 @@ class TrainConfig:
     @staticmethod
     def section_classes(model: str = "ccvae") -> dict[str, type]:
         """Section name -> dataclass, with the ``model`` section of the family ``model``."""
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-        return {"model": MODELS[model].config_class, "data": DataConfig, "guide": GuideConfig,
+        return {"model": config_class(model), "data": DataConfig, "guide": GuideConfig,
                 "optimisation": OptimisationConfig, "run": RunSection, "execution": ExecutionConfig}  # fmt: skip
 
     @classmethod

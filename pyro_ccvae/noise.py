@@ -39,9 +39,10 @@ import torch
 from pyro.poutine.messenger import Messenger
 from torch.overrides import TorchFunctionMode
 
+from .choices import NOISE_CHOICES
+
 #: every family's data plate (DESIGN.md §2: ``pyro.plate("data")``).
 DATA_PLATE = "data"
-NOISE_CHOICES = ("global", "keyed")
 
 _MASK64 = (1 << 64) - 1
 

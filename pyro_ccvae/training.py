@@ -85,7 +85,12 @@ def predict_probs(representation, images: torch.Tensor, device: torch.device, ba
 
 def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
     """The fixed-seed labelled subset for a supervision rate (sorted indices)."""
-    count = int(round(sup_frac * num_train))
+    count = rundir.labelled_count(num_train, sup_frac)
+    if count == 0 and sup_frac > 0:
+        log.warning(
+            "--sup-frac %g of %d training points rounds to 0 labelled points: the run trains without labels; "
+            "give more than %.3g for one", sup_frac, num_train, 0.5 / num_train,
+        )  # fmt: skip
     perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
     return perm[:count].sort().values
 
@@ -259,7 +264,8 @@ class Trainer:
             from .tracking import TensorBoardLog  # imports torch.utils.tensorboard: only when asked for
 
             self._tracker = TensorBoardLog(rundir.tensorboard_dir(self.run_dir), purge_step=self._global_step() + 1 if resume else None)
-        rundir.write_config(self.run_dir, self.config)
+        if not (resume and self.position.epoch >= self.config.optimisation.epochs):  # "nothing to do" changes nothing
+            rundir.write_config(self.run_dir, self.config)
         if not resume:
             rundir.write_labelled(self.run_dir, self.labelled)
             rundir.write_splits(self.run_dir, self.data)
@@ -292,7 +298,7 @@ class Trainer:
 
     def _labelled_subset(self, resume: bool) -> torch.Tensor:
         if resume:
-            return rundir.read_labelled(self.run_dir)
+            return rundir.read_labelled(self.run_dir, len(self.data.train), self.config.optimisation.sup_frac)
         return choose_labelled(len(self.data.train), self.config.optimisation.sup_frac, self.config.run.seed)
 
     def _batch(self, index: torch.Tensor, index_on_device: Optional[torch.Tensor] = None):
@@ -392,6 +398,10 @@ class Trainer:
             state, previous = rundir.load_state(self.run_dir, map_location="cpu")
         except CheckpointError as error:
             raise TrainingError(f"cannot resume: {error}") from None
+        # Another configuration's checkpoint (or one that no longer fits the model) is named in one line.
+        rundir.check_state_fits(
+            self.run_dir, state, self.config, (previous or Path(CHECKPOINT)).name, model=self.model, guide=self.guide
+        )
         saved_size = state.get("world_size", 1)
         if saved_size != self.world.size:
             launch = "ccvae-pyro train" if saved_size == 1 else f"torchrun with {saved_size} processes in all (--nproc_per_node)"

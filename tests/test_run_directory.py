@@ -10,7 +10,8 @@ import torch
 from click.testing import CliRunner
 
 from pyro_ccvae.config import SECTIONS, TrainConfig, option_name
-from pyro_ccvae.run import CONFIG, RunError, config_from_json, load_run, read_config
+from pyro_ccvae.checkpoint import save_checkpoint
+from pyro_ccvae.run import CHECKPOINT, CONFIG, RunError, config_from_json, load_run, read_config
 from pyro_ccvae.training import train
 from pyro_ccvae_cli.main import main
 
@@ -72,6 +73,10 @@ def test_a_version_0_1_run_still_loads(trained, tmp_path):
     nested = json.loads((path / CONFIG).read_text())
     flat = version_01_config(nested)
     (path / CONFIG).write_text(json.dumps(flat))
+    # a checkpoint of version 0.1 recorded no config (one that does is compared with config.json)
+    state = torch.load(path / CHECKPOINT, weights_only=True)
+    del state["config"]
+    save_checkpoint(state, path / CHECKPOINT)
     config = read_config(path)
     # options it lacked get what 0.1 trained with: the paper's objective
     assert (config.model.detach_weight_denominator, config.model.classifier_weight, config.model.prior_lr_factor) == (False, 1.0, 1.0)

@@ -13,10 +13,19 @@ label, beside the chance level (the most frequent class's share). Its directory:
     DIR/config.json      the ClassifierConfig (data options, training options, label names)
     DIR/classifier.pt    the network's weights and its label spec (names, classes per label)
     DIR/summary.json     test accuracy and chance level per label
+    DIR/manifest.json    the sha256 of each of the three, written last
+
+A judge is three files written one by one, so a kill between two could leave weights, config and
+summary that disagree. The manifest is removed before the first is written and written after the
+last: a judge loads only when its files match their manifest (or when it predates manifests:
+no ``judge_format`` in its config). One process writes a judge directory at a time (its
+``.writer.lock``), and it removes the temporary files that a killed writer left.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
@@ -25,14 +34,23 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_save, atomic_write_text, check_own_directory
+from ..checkpoint import (
+    DirectoryLock, atomic_write_bytes, atomic_write_text, check_no_links, check_own_directory, file_errors,
+    make_folder, read_file, read_json_object, remove_stale_temporaries, sha256_of, shown,
+)  # fmt: skip
 from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
 from ..data.base import check_num_classes
 from ..devices import resolve_device
 from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
 
-CONFIG, WEIGHTS, SUMMARY = "config.json", "classifier.pt", "summary.json"
+CONFIG, WEIGHTS, SUMMARY, MANIFEST = "config.json", "classifier.pt", "summary.json", "manifest.json"
+#: the files of a judge, in the order they are written (the manifest after them).
+JUDGE_FILES = (CONFIG, WEIGHTS, SUMMARY)
+#: held (flock) by the one process writing a judge directory.
+LOCK = ".writer.lock"
+#: ``config.json``'s mark of a judge written with a manifest (one without it predates manifests).
+JUDGE_FORMAT = 2
 
 
 @dataclass
@@ -52,14 +70,23 @@ class ClassifierConfig(RunSection, DataConfig):
         """A classifier on the same data as a training run's ``config``."""
         return cls(**{**config.data.options(), "seed": config.run.seed, **options})
 
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "judge_format": JUDGE_FORMAT}, indent=2, allow_nan=False) + "\n"
+
     def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> "ClassifierConfig":
-        raw = json.loads(Path(path).read_text())
+        """The config in ``path``; a one-line ``ValueError`` naming the file when it cannot be read."""
+        raw = read_json_object(path)
+        if raw is None:
+            raise ValueError(f"{shown(path)} is missing or not a JSON object; train the classifier again")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{shown(path)} cannot be read ({' '.join(str(error).split())}); train the classifier again") from None
 
 
 def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequential:
@@ -214,7 +241,29 @@ class LabelReader:
 def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = True) -> dict:
     """Train an :class:`IndependentClassifier` with Adam into ``out_dir``; returns the summary."""
     out_dir = Path(out_dir)
-    check_own_directory(out_dir, CONFIG, is_classifier_config, "pyro-ccvae classifier")
+    check_own_directory(out_dir, CONFIG, is_classifier_config, "pyro-ccvae classifier", ignore=(LOCK,))
+    # --out may be a link (where a user keeps a judge is theirs to choose); a folder that becomes
+    # one while the judge trains (RUN/attribute_classifier swapped for a link) is refused before writing.
+    out_is_link = out_dir.is_symlink()
+    if not out_is_link:
+        make_folder(out_dir)
+    check_no_links(out_dir, "classifier directory")
+    lock = DirectoryLock(out_dir, LOCK)
+    if not lock.acquire():
+        holder = lock.holder()
+        raise ValueError(
+            f"{shown(out_dir)} is in use by another train-classifier{f' ({holder})' if holder else ''}; "
+            "wait for it to finish, or choose another --out"
+        )
+    try:
+        for name in (*JUDGE_FILES, MANIFEST):
+            remove_stale_temporaries(out_dir, name)
+        return _train_classifier(config, out_dir, progress, out_is_link)
+    finally:
+        lock.release()
+
+
+def _train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool, out_is_link: bool) -> dict:
     config.make_paths_absolute()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -248,11 +297,54 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
         "test_accuracy_mean": mean_of(test_acc),
         "test_chance": dict(zip(data.label_names, chance_accuracy(data.test.labels, data.test.mask))),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config.save(out_dir / CONFIG)
-    atomic_save({"state_dict": net.state_dict(), **config.info}, out_dir / WEIGHTS)
-    atomic_write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    if not out_is_link:
+        make_folder(out_dir)  # still a folder of its own, not a link
+    check_no_links(out_dir, "classifier directory")
+    weights = io.BytesIO()
+    torch.save({"state_dict": net.state_dict(), **config.info}, weights)
+    save_judge(out_dir, {
+        CONFIG: config.to_json().encode(), WEIGHTS: weights.getvalue(), SUMMARY: (json.dumps(summary, indent=2) + "\n").encode(),
+    })  # fmt: skip
     return summary
+
+
+def save_judge(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Write a judge's files (name -> bytes) into ``out_dir``, each atomically, between removing
+    its old manifest and writing the new one (see the module's notes)."""
+    hint = "there, or choose another --out"
+    with file_errors(out_dir / MANIFEST, "remove"):
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+    for name, data in files.items():
+        atomic_write_bytes(out_dir / name, data, hint)
+    manifest = {"sha256": {name: sha256_of(data) for name, data in files.items()}}
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n", hint)
+
+
+def _judge_bytes(path: Path) -> dict[str, bytes]:
+    """The files of the judge in ``path`` that its manifest lists, checked against it; a one-line
+    ``ValueError`` when they do not match (a write that was interrupted, or files of two judges)."""
+    again = f"train it again with `ccvae-pyro train-classifier --out {shown(path)}`"
+    manifest = read_json_object(path / MANIFEST)
+    if manifest is None:
+        config = read_json_object(path / CONFIG)
+        if os.path.lexists(path / MANIFEST) or (config is not None and "judge_format" in config):
+            raise ValueError(f"the classifier in {shown(path)} is incomplete ({MANIFEST} is missing or damaged: its writing was interrupted); {again}")
+        return {WEIGHTS: read_file(path / WEIGHTS)}  # a judge from before manifests
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict) or WEIGHTS not in digests:
+        raise ValueError(f"{shown(path / MANIFEST)} is damaged; {again}")
+    files = {}
+    for name, digest in digests.items():
+        try:
+            data = read_file(path / str(name))
+        except FileNotFoundError:
+            raise ValueError(f"the classifier in {shown(path)} lacks {name}, which its {MANIFEST} lists; {again}") from None
+        if sha256_of(data) != digest:
+            raise ValueError(
+                f"{shown(path / str(name))} does not match {MANIFEST} (a write interrupted, or files of two classifiers mixed); {again}"
+            )
+        files[name] = data
+    return files
 
 
 @torch.no_grad()
@@ -265,22 +357,25 @@ def predict(net: IndependentClassifier, images: torch.Tensor, device: torch.devi
 def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
     """The classifier saved in ``path`` by :func:`train_classifier`, in eval mode on ``device``."""
     path = Path(path)
-    if not (path / WEIGHTS).exists():
-        raise FileNotFoundError(
-            f"{path} holds no {WEIGHTS}; train a classifier with `ccvae-pyro train-classifier --out {path}`"
-        )
+    with file_errors(path, "read"):
+        if not os.path.lexists(path / WEIGHTS):
+            raise FileNotFoundError(
+                f"{shown(path)} holds no {WEIGHTS}; train a classifier with `ccvae-pyro train-classifier --out {shown(path)}`"
+            )
+    check_no_links(path, "classifier directory")
+    weights = _judge_bytes(path)[WEIGHTS]
     try:
-        state = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
+        state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
     except Exception as error:  # truncated, damaged, or objects a weights-only load refuses
         raise ValueError(
             f"{path / WEIGHTS} cannot be read ({' '.join(str(error).split()[:12])}); train it again with "
             f"`ccvae-pyro train-classifier --out {path}`"
         ) from None
     # judges saved before categorical labels carry no label spec: every label binary, one logit each
-    net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"], state.get("num_classes"))
     try:
+        net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"], state.get("num_classes"))
         net.load_state_dict(state["state_dict"])
-    except RuntimeError:
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError):
         raise ValueError(
             f"the classifier in {path} was trained by an older version with another network; "
             f"train it again with `ccvae-pyro train-classifier --out {path}`"

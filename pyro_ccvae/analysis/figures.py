@@ -2,9 +2,15 @@
 
 Matplotlib is used through :class:`matplotlib.figure.Figure` and the Agg canvas, never
 ``pyplot``: no global backend or figure state, so the library is safe to call from anywhere.
+
+A figure is rendered in memory and written like every file of a run (:func:`~pyro_ccvae.checkpoint.atomic_write_bytes`):
+to a temporary name, then renamed over the old one. A kill or a full disk mid-write leaves the
+previous figure whole (never a 0-byte or truncated PNG the report would still show), and a
+symbolic link in its place is replaced, never written through.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,6 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from PIL import Image
+
+from ..checkpoint import atomic_write_bytes
 
 PAD = 2  # pixels between grid cells
 #: the colour map of :func:`heat_overlay` (and of its colour bar).
@@ -46,7 +54,15 @@ def image_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
 def save_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
     """Save ``images [N, C, H, W]`` in ``[0, 1]`` as a grid with ``nrow`` images per row."""
     pixels = image_grid(images, nrow).mul(255).add(0.5).clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
-    Image.fromarray(pixels).save(path)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    return write_png(png.getvalue(), path)
+
+
+def write_png(data: bytes, path: Path) -> Path:
+    """Write the PNG ``data`` to ``path`` atomically (see the module's notes); a full disk or a
+    file-system fault is a one-line error naming ``path``."""
+    atomic_write_bytes(Path(path), data, hint="there, or make room")
     return Path(path)
 
 
@@ -57,8 +73,9 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, bbox_inches="tight")
-    return Path(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", bbox_inches="tight")
+    return write_png(png.getvalue(), path)
 
 
 def save_labelled_grid(

@@ -3,15 +3,20 @@
 The page uses relative ``<img src="figures/...">`` paths to files that exist when it is written,
 and no scripts or external resources, so it opens from disk (or a copied run directory) without
 a server. Every analysis command rewrites it, so it always shows all the run's figures.
+
+Each section and figure records the checkpoint it describes (``metrics.json["provenance"]``); one
+that describes another checkpoint than the run's newest (a run resumed since, say) is marked
+where it is shown and listed among the warnings, so that old and new results never sit side by
+side unmarked.
 """
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from ..checkpoint import atomic_write_text
-from ..run import CONFIG, FIGURES, REPORT, RunError, figure_paths, read_config, read_metrics, read_summary
+from ..checkpoint import atomic_write_text, newest_digest
+from ..run import CHECKPOINT, CONFIG, FIGURES, PROVENANCE, REPORT, RunError, figure_paths, read_config, read_metrics, read_summary
 from .outputs import JUDGED_SECTIONS
 
 #: the settings the report shows, by option name (those a model family lacks are left out).
@@ -50,6 +55,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f2f2f2; } td.key, th.key { text-align: left; }
 tr.unreliable td { background: #fff3cd; color: #6b5000; }
+.stale { background: #fff3cd; color: #6b5000; padding: 2px 6px; }
 .box { padding: 0.6em 1.2em; margin: 1em 0; border-radius: 4px; }
 .warnings { border: 2px solid #c0392b; background: #fdecea; }
 .healthy { border: 2px solid #2e7d32; background: #edf7ee; }
@@ -168,10 +174,46 @@ def _lookup(metrics: dict, section: str, path: Sequence[str]) -> Any:
     return value
 
 
-def _summary(metrics: dict, training: dict) -> str:
+class Provenance:
+    """Which checkpoint each section and figure describes, against the run's newest checkpoint
+    (the digest recorded last beside ``checkpoint.pt``; else the one the latest command read)."""
+
+    def __init__(self, run_dir: Path, provenance: Any, training: dict):
+        provenance = provenance if isinstance(provenance, dict) else {}
+        self.sections = provenance.get("sections") if isinstance(provenance.get("sections"), dict) else {}
+        self.figures = provenance.get("figures") if isinstance(provenance.get("figures"), dict) else {}
+        last_read = provenance.get("checkpoint") if isinstance(provenance.get("checkpoint"), dict) else {}
+        self.newest = newest_digest(Path(run_dir) / CHECKPOINT) or last_read.get("sha256")
+        known = [last_read, training.get("checkpoint") if isinstance(training.get("checkpoint"), dict) else {}]
+        self.newest_epoch = next((k.get("epoch") for k in known if k.get("sha256") == self.newest and k.get("epoch") is not None), None)
+
+    def stale(self, described: Any) -> Optional[str]:
+        """The checkpoint a result recorded as describing ``described`` is, when it is not the
+        newest, in words (``"the checkpoint of epoch 2 (sha256 ...), not the run's epoch 5 one"``); ``None`` when it describes the newest (or records nothing, as results written before
+        provenance was recorded)."""
+        if not isinstance(described, dict) or self.newest is None or described.get("sha256") in (None, self.newest):
+            return None
+        epoch = described.get("epoch")
+        newest = f"epoch {self.newest_epoch}" if self.newest_epoch is not None else "the newest"
+        return (
+            f"the checkpoint of epoch {epoch if epoch is not None else '?'} "
+            f"(sha256 {str(described.get('sha256'))[:12]}), not the run's {newest} one"
+        )
+
+
+def _summary(metrics: dict, training: dict, provenance: Optional["Provenance"] = None) -> str:
     """The top of the page: every warning in a box, the headline numbers, and what the judge is."""
     evaluation = metrics.get("evaluation", {})
     warnings = [f"evaluate, test split: {w}" for w in metrics.get("health", {}).get("warnings", [])]
+    if provenance is not None:
+        stale = {name: provenance.stale(provenance.sections.get(name)) for name in metrics}
+        stale_names = [name for name, why in stale.items() if why]
+        if stale_names:
+            which = f"section {stale_names[0]} describes" if len(stale_names) == 1 else f"sections {', '.join(stale_names)} describe"
+            warnings.append(f"the {which} {stale[stale_names[0]]}: run the commands that wrote them again (ccvae-pyro evaluate, ...)")
+        stale_figures = sorted(name for name, d in provenance.figures.items() if provenance.stale(d))
+        if stale_figures:
+            warnings.append(f"{len(stale_figures)} figure(s) describe an older checkpoint (marked below): {', '.join(stale_figures[:6])}")
     warnings += [f"training, validation split: {w}" for w in training.get("health", {}).get("warnings", [])]
     unreliable = evaluation.get("unreliable_labels") or []
     chance = evaluation.get("judge_test_chance") or {}
@@ -244,7 +286,8 @@ def write_report(run_dir: Path) -> Path:
     ]
     metrics = read_metrics(run_dir)
     training = read_summary(run_dir)
-    parts.append(_summary(metrics, training))
+    provenance = Provenance(run_dir, metrics.pop(PROVENANCE, None), training)
+    parts.append(_summary(metrics, training, provenance))
     if config is not None:
         parts.append("<h2>Run</h2>")
         options = config.fields_by_option()
@@ -258,7 +301,9 @@ def write_report(run_dir: Path) -> Path:
     parts.append('<div class="sections">')
     for name, values in metrics.items():
         if isinstance(values, dict):
-            parts.append(f"<section>{_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ())}</section>")
+            why = provenance.stale(provenance.sections.get(name))
+            note = f'<p class="stale">This section describes {html.escape(why)}.</p>' if why else ""
+            parts.append(f"<section>{_section(name, values, label_names, unreliable if name in JUDGED_SECTIONS else ())}{note}</section>")
     parts.append("</div>")
     parts.append("<h2>Figures</h2>")
     figures = figure_paths(run_dir)
@@ -269,9 +314,11 @@ def write_report(run_dir: Path) -> Path:
     for path in figures:
         src = f"{FIGURES}/{path.name}"
         caption = _caption(path.stem)
+        why = provenance.stale(provenance.figures.get(path.name))
+        note = f' <span class="stale">This figure describes {html.escape(why)}.</span>' if why else ""
         parts.append(
             f'<figure id="{html.escape(path.stem)}"><img src="{html.escape(src)}" alt="{html.escape(path.stem)}">'
-            f"<figcaption><b>{html.escape(path.name)}</b>{': ' + html.escape(caption) if caption else ''}</figcaption></figure>"
+            f"<figcaption><b>{html.escape(path.name)}</b>{': ' + html.escape(caption) if caption else ''}{note}</figcaption></figure>"
         )
     parts.append("</div></body></html>")
     out = run_dir / REPORT

@@ -14,7 +14,7 @@ import torch
 
 from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
-from ..run import ATTRIBUTE_CLASSIFIER, Run, figure_path, read_summary, update_metrics
+from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_summary, results_lock, update_metrics
 from . import figures, metrics
 from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
@@ -63,7 +63,9 @@ def _task(*needs: Sequence[str]):
         @functools.wraps(function)
         def wrapper(run: Run, *args, **kwargs) -> Written:
             run.representation.require(f"`{function.__name__}`", wanted)
-            with run.scope():
+            # One command at a time writes a run's results: figures, metrics.json and the report agree.
+            with results_lock(run.path), run.scope():
+                check_results(run.path)
                 return function(run, *args, **kwargs)
 
         wrapper.needs = wanted
@@ -73,7 +75,10 @@ def _task(*needs: Sequence[str]):
 
 
 def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
-    update_metrics(run.path, written.metrics, remove=[r for r in remove if r not in written.metrics])
+    update_metrics(
+        run.path, written.metrics, remove=[r for r in remove if r not in written.metrics],
+        checkpoint=getattr(run, "checkpoint", None), figures=written.figures,
+    )  # fmt: skip
     written.report = write_report(run.path)
     return written
 
@@ -90,13 +95,15 @@ def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[
     folder = run.path / ATTRIBUTE_CLASSIFIER
     wanted = ClassifierConfig.like_run(run.config, epochs=epochs, device=str(run.device))
     if (folder / "classifier.pt").exists():
-        saved = ClassifierConfig.load(folder / "config.json")
-        saved.device, saved.info = wanted.device, {}
-        if saved == wanted:
-            net = load_classifier(folder, run.device)
-            # one trained before the data's labels became categorical reads them as binary: retrain it
-            if [net.num_classes[i] for i in net.columns(run.label_names)] == run.num_classes:
-                return folder, net
+        try:
+            saved = ClassifierConfig.load(folder / "config.json")
+            saved.device, saved.info = wanted.device, {}
+            net = load_classifier(folder, run.device) if saved == wanted else None
+        except ValueError:  # incomplete or damaged (a kill while it was written): trained again below
+            net = None
+        # one trained before the data's labels became categorical reads them as binary: retrain it
+        if net is not None and [net.num_classes[i] for i in net.columns(run.label_names)] == run.num_classes:
+            return folder, net
     train_classifier(wanted, folder, progress=progress)
     return folder, load_classifier(folder, run.device)
 

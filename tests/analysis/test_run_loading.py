@@ -6,10 +6,11 @@ import json
 import shutil
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
-from pyro_ccvae.checkpoint import ForeignDirectoryError
+from pyro_ccvae.checkpoint import ForeignDirectoryError, save_checkpoint
 from pyro_ccvae.data import DataError
 from pyro_ccvae.run import RunError, load_run
 from pyro_ccvae_cli.main import main
@@ -23,6 +24,10 @@ def copy_run(run_dir, tmp_path, **config_changes):
     for section, changes in config_changes.items():
         config[section].update(changes)
     (path / "config.json").write_text(json.dumps(config))
+    if config_changes:  # the checkpoint records the config it was trained with: as if trained with this one
+        state = torch.load(path / "checkpoint.pt", weights_only=True)
+        state["config"] = config
+        save_checkpoint(state, path / "checkpoint.pt")
     return path
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ...choices import JENSEN_ESTIMATORS, LIKELIHOODS  # the names only: this module imports no torch
 from ...fields import check_positive, option
-from ...likelihoods import LIKELIHOODS
-from .elbo import JENSEN_ESTIMATORS
 
 #: ``q(y_i | z_c^i)``: the paper's per-label logistic classifier, or the Bayes classifier of the
 #: conditional prior (:class:`~pyro_ccvae.models.ccvae.guides.base.PriorClassifier`).

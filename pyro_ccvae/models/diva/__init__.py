@@ -3,6 +3,7 @@ Invariant Variational Autoencoders", 2019): ``--model diva``.
 
 =====================  ==================================================================
 :mod:`.config`         :class:`DIVAConfig`, the ``model`` section of a run's config
+:mod:`.family`         :class:`DIVAFamily`: what training and analysis ask of the family (imports torch)
 :mod:`.model`          the CCVAE's generative model and guide, with DIVA's ``beta`` and ``alpha``
 :mod:`.elbo`           the objective (:func:`diva_elbo`)
 :mod:`.sites`          site and plate names
@@ -12,49 +13,19 @@ Invariant Variational Autoencoders", 2019): ``--model diva``.
 No ``z_d`` (the paper's modification): the latents are the CCVAE's ``(z_c, z_s)``, on the
 CCVAE's networks and likelihood.
 """
+# Only the config is light: the names below are imported when first used (:mod:`pyro_ccvae.lazy`).
 from __future__ import annotations
 
-import torch
+from ...lazy import lazy_exports
 
-from ...likelihoods import build_likelihood
-from ...nets import ConvDecoder
-from .. import register_model
-from ..common import BaselineFamily
-from ...config import info_num_classes
-from .config import DIVAConfig
-from .elbo import diva_elbo
-from .model import DIVAGuide, DIVAModel
-from .representation import DIVARepresentation
-
-
-class DIVAFamily(BaselineFamily):
-    """DIVA: the CCVAE's latent layout, trained with DIVA's beta-weighted bounds and auxiliary classifier."""
-
-    name = "diva"
-    config_class = DIVAConfig
-    fast_parameters = ("model.conditional_prior.", "model.likelihood.")
-
-    def build(self, config: DIVAConfig, guide: str, info: dict):
-        self.check_guide_name(guide)
-        num_classes = info_num_classes(info)
-        likelihood = build_likelihood(config.likelihood, info["channels"])
-        decoder = ConvDecoder(len(num_classes) * config.z_char_dim + config.z_style_dim, info["channels"], info["image_size"])
-        model = DIVAModel(num_classes, config.z_char_dim, config.z_style_dim, likelihood, decoder, beta=config.diva_beta)
-        return model, DIVAGuide(
-            num_classes, config.z_char_dim, config.z_style_dim, info["channels"], info["image_size"],
-            beta=config.diva_beta, alpha=config.diva_alpha,
-        )  # fmt: skip
-
-    def prepare(self, model: DIVAModel, labels: torch.Tensor, mask: torch.Tensor) -> None:
-        model.set_label_prior(labels, mask)
-
-    def objective(self, config: DIVAConfig):
-        return diva_elbo()
-
-    def representation(self, model, guide, info: dict, device: torch.device, config: DIVAConfig = None) -> DIVARepresentation:
-        return DIVARepresentation(model, guide, info["label_names"], info_num_classes(info), device)
-
-
-register_model(DIVAFamily())
-
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DIVAConfig": ".config",
+        "DIVAFamily": ".family",
+        "DIVAGuide": ".model",
+        "DIVAModel": ".model",
+        "DIVARepresentation": ".representation",
+    },
+)
 __all__ = ["DIVAConfig", "DIVAFamily", "DIVAGuide", "DIVAModel", "DIVARepresentation"]

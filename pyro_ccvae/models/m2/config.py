@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...fields import check_positive, option
-from ...likelihoods import LIKELIHOODS
+from ...choices import LIKELIHOODS
 from ..ccvae.config import model_names
 
 #: how M2 sums out the labels it does not see (see :mod:`.elbo`); ``auto`` is resolved when the

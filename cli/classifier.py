@@ -1,0 +1,34 @@
+"""``ccvae-pyro train-classifier``: the independent judge of edited and generated images.
+
+Its options come from :class:`~pyro_ccvae.analysis.classifier.ClassifierConfig`, which lives
+beside the classifier's code and imports torch: unlike the other commands, this one's ``--help``
+and option errors take the seconds torch takes to import.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier as train_classifier_run
+
+from .errors import one_line_errors
+from .options import NO_PROGRESS, THREADS, config_options, prepare
+
+
+@click.command("train-classifier")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the classifier goes.")
+@config_options(ClassifierConfig)
+@THREADS
+@NO_PROGRESS
+@one_line_errors
+def train_classifier(out: Path, **options) -> None:
+    """Train the independent CNN classifier (fully supervised on the observed labels: binary
+    cross-entropy for binary labels, cross-entropy for labels of more classes) that judges
+    edited and generated images: `evaluate RUN --classifier DIR`."""
+    progress = prepare(options)
+    summary = train_classifier_run(ClassifierConfig(**options), out, progress=progress)
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"classifier saved in {out}")
+

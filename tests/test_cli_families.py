@@ -1,0 +1,107 @@
+"""Every command of the CLI on a tiny run of every model family, through the command line: each
+ends with status 0, or (what a family cannot do) with one ``error:`` line; never a traceback.
+
+The library's tasks are tested per family elsewhere (tests/analysis/test_model_families.py);
+this is what a user meets: the command's own printing of what the family offered and skipped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pyro_ccvae import api
+from pyro_ccvae.models import MODELS
+from pyro_ccvae.run import load_run
+from pyro_ccvae_cli.main import main
+
+FAMILIES = list(MODELS)
+#: a run small enough to train in seconds; each family's own size options (MVAE has no d_s).
+TINY_DATA = ["--dataset", "shapes", "--num-train", "64", "--image-size", "32", "--labels", "square,red,large"]
+TINY_TRAINING = ["--epochs", "1", "--batch-size", "32", "--sup-frac", "0.5", "--device", "cpu", "--no-progress"]
+TINY_MODEL = {"ccvae": ["--z-style-dim", "3", "--k-samples", "4"], "m2": ["--z-style-dim", "3"], "diva": ["--z-style-dim", "3"], "mvae": ["--z-dim", "6"]}
+CPU = ["--device", "cpu"]
+#: each analysis command with options that keep it to a few images.
+ANALYSIS_COMMANDS = {
+    "evaluate": ["--iw-samples", "2", "--max-images", "16", "--gen-samples", "8", "--no-progress"],
+    "traverse": ["--steps", "3", "--images", "1"],
+    "generate": ["--samples", "2"],
+    "intervene": ["--images", "2", "--samples", "2"],
+    "swap": ["--images", "2"],
+}
+
+
+def cli(*args):
+    """Run ``ccvae-pyro args``; the result, after checking that no exception escaped the command
+    (click's runner would hide a traceback in ``result.exception``) and none was printed."""
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def assert_success(result) -> None:
+    assert result.exit_code == 0, result.output
+
+
+def assert_one_line_refusal(result, *fragments: str) -> None:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert all(fragment in lines[0] for fragment in fragments), result.output
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory) -> Path:
+    """``train-classifier`` on the runs' labels: the judge of every family's evaluation."""
+    out = tmp_path_factory.mktemp("judge") / "classifier"
+    assert_success(cli("train-classifier", "--out", out, *TINY_DATA, "--epochs", "1", *CPU, "--no-progress"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """``train`` once per family (module scope: every test reuses these runs)."""
+    folder = tmp_path_factory.mktemp("families")
+    trained = {}
+    for family in FAMILIES:
+        out = folder / family
+        result = cli("train", "--model", family, "--out", out, *TINY_DATA, *TINY_MODEL[family], *TINY_TRAINING)
+        assert_success(result)
+        assert f"run saved in {out}" in result.output
+        trained[family] = out
+    return trained
+
+
+def offers(run_dir: Path, command: str) -> bool:
+    """Whether the run's model has every capability the command's task needs."""
+    representation = load_run(run_dir, "cpu", load_data=False).representation
+    return set(api.TASKS[command].needs) <= representation.capabilities
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("command", list(ANALYSIS_COMMANDS))
+def test_every_analysis_command_runs_or_refuses_in_one_line(runs, judge, family, command):
+    run_dir = runs[family]
+    extra = ["--classifier", judge] if command == "evaluate" else []
+    result = cli(command, run_dir, *CPU, *ANALYSIS_COMMANDS[command], *extra)
+    if offers(run_dir, command):
+        assert_success(result)
+        assert f"metrics in {run_dir / 'metrics.json'}" in result.output
+    else:
+        assert_one_line_refusal(result, f"model '{family}' does not offer")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_evaluate_names_every_section_it_skipped(runs, judge, family):
+    """A family without a section's capability (M2 and MVAE: no likelihood, no class priors) gets
+    the other sections, and one ``skipped`` line per missing one."""
+    result = cli("evaluate", runs[family], *CPU, *ANALYSIS_COMMANDS["evaluate"], "--classifier", judge)
+    assert_success(result)
+    metrics = json.loads((runs[family] / "metrics.json").read_text())
+    skipped = metrics["evaluation"]["skipped"]
+    printed = [line for line in result.output.splitlines() if line.startswith("skipped ")]
+    assert printed == [f"skipped {section}: {why}" for section, why in skipped.items()]
+    assert ("log p(x) >=" in result.output) == ("likelihood" not in skipped)
+    assert "accuracy (mean over labels)" in result.output and "conditional-generation accuracy" in result.output
