@@ -856,9 +856,15 @@ def update_metrics(
 def check_results(path: Path) -> None:
     """Check, before a command works, that it can write its results: a damaged ``metrics.json``,
     a file where ``figures/`` belongs or a folder where ``report.html`` belongs is said now, in one
-    line, not after minutes of work (and without a figure written beside the fault)."""
+    line, not after minutes of work (and without a figure written beside the fault). Called under
+    :func:`results_lock`; removes the temporary files of results that a killed command left."""
     read_metrics(path)
-    figures_folder(path)
+    figures = figures_folder(path)
+    # Under the results lock no one else writes these: a temporary file there is a killed command's.
+    remove_stale_temporaries(path, ANALYSIS_METRICS)
+    remove_stale_temporaries(path, REPORT)
+    for stale in figures.glob(".*.png.*.tmp"):
+        stale.unlink(missing_ok=True)
     report = Path(path) / REPORT
     if report.is_dir() and not report.is_symlink():
         raise RunError(f"{shown(report)} is a folder where a file belongs; move it away (or remove it) and run again")

@@ -290,6 +290,10 @@ def test_a_figure_write_that_fails_keeps_the_previous_figure(run, monkeypatch):
     assert f"no space left on device writing {run / FIGURES / 'generate.png'}" in line
     monkeypatch.undo()
     assert contents(run) == before and not list(run.rglob(".*.tmp"))
+    # a temporary file a killed command left is removed by the next command that writes results
+    stale = run / FIGURES / ".generate.png.deadbeef.tmp"
+    stale.write_bytes(b"partial")
+    assert cli("generate", run, "--device", "cpu").exit_code == 0 and not stale.exists()
 
 
 UPDATER = """
