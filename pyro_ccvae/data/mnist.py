@@ -120,7 +120,10 @@ def _load(options: DataOptions, name: str, folder: str, title: str, label: str, 
                 raise DataError(
                     f"{image_path} holds {len(pixels)} images but {label_path} {counts[split]} labels; re-download them"
                 )
-            bar = tqdm(pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False)
+            bar = tqdm(
+                pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False,
+                disable=not _images.show_progress(),
+            )  # fmt: skip
             for i, image in enumerate(bar):
                 out[start + i] = _images.resize_array(image, size)
             start += len(pixels)
