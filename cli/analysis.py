@@ -19,7 +19,7 @@ import click
 from pyro_ccvae.config import DataConfig, RunSection
 
 from .errors import fail, one_line_errors, print_health_warnings
-from .options import THREADS, config_options
+from .options import FINITE_FLOAT, THREADS, config_options
 
 
 def refuse_missing_run(run_dir: Path) -> None:
@@ -53,13 +53,16 @@ def _run_command(function=None, *, needs_data: bool = True):
         import torch
 
         from pyro_ccvae import api
+        from pyro_ccvae.data.images import progress_bars
         from pyro_ccvae.run import ANALYSIS_METRICS
 
         if threads:
             torch.set_num_threads(threads)
-        loaded = api.load(run_dir, device, data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
-        pyro.set_rng_seed(seed)
-        written = function(loaded, **options)
+        # --no-progress (evaluate's) also hides the bars of a data cache built while loading
+        with progress_bars(not options.get("no_progress", False)):
+            loaded = api.load(run_dir, device, data=needs_data, trust=trust_run, data_dir=data_dir, cache_dir=cache_dir)
+            pyro.set_rng_seed(seed)
+            written = function(loaded, **options)
         for path in written.figures:
             click.echo(f"wrote {path}")
         click.echo(f"metrics in {loaded.run.path / ANALYSIS_METRICS}; report: {written.report}")
@@ -121,14 +124,19 @@ def evaluate(run, no_progress: bool, **options):
     importance-weighted log p(x) and log p(x, y), latent separation, reconstructions."""
     written = run.write("evaluate", progress=not no_progress, **options)
     print_evaluation(written.metrics)
+    if written.dropped:
+        click.echo(
+            f"dropped the judged results of an earlier evaluation ({', '.join(written.dropped)}): this one had no judge; "
+            "give --classifier DIR (or, on data with ground truth, --attribute-epochs N > 0) to judge again"
+        )
     return written
 
 
 @click.command()
 @click.option("--labels", help="Comma-separated labels to traverse (default: all).")
 @click.option("--steps", type=int, default=9, show_default=True, help="Images per traversal (a label of more than two classes: per leg between class means, or per edge of its triangle).")
-@click.option("--extend", type=float, default=1.0, show_default=True, help="How far past each prior mean to go, in prior standard deviations (binary labels).")
-@click.option("--pairs", help="Label pairs for 2-D traversals, A:B,C:D (default: the first two labels; '' for none).")
+@click.option("--extend", type=FINITE_FLOAT, default=1.0, show_default=True, help="How far past each prior mean to go, in prior standard deviations (binary labels).")
+@click.option("--pairs", help="Label pairs for 2-D traversals, A:B,C:D (default: the first two of --labels; '' for none).")
 @click.option("--images", type=int, default=4, show_default=True, help="Test images (rows) per 1-D traversal.")
 @click.option("--image", type=int, help="Test image (index) of the 2-D traversals (default: the most visible reconstruction of the first 256).")
 @_run_command

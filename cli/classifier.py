@@ -27,8 +27,11 @@ def train_classifier(out: Path, **options) -> None:
     """Train the independent CNN classifier (fully supervised on the observed labels: binary
     cross-entropy for binary labels, cross-entropy for labels of more classes) that judges
     edited and generated images: `evaluate RUN --classifier DIR`."""
+    from pyro_ccvae.data.images import progress_bars
+
     progress = prepare(options)
-    summary = train_classifier_run(ClassifierConfig(**options), out, progress=progress)
+    with progress_bars(progress):  # --no-progress hides the data cache's bars too
+        summary = train_classifier_run(ClassifierConfig(**options), out, progress=progress)
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"classifier saved in {out}")
 

@@ -3,6 +3,7 @@ each option is declared once, in the library, with its default, help text and ch
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -10,6 +11,22 @@ from typing import Any, Iterable, Optional
 import click
 
 from pyro_ccvae.config import field_types, option_flag, option_name
+
+class FiniteFloat(click.ParamType):
+    """A float option that must be a number: ``nan`` and ``inf`` (which Python's ``float`` reads)
+    are refused while parsing, naming the option, instead of reaching the objective or the
+    optimiser and surfacing later as a misleading failure (a NaN loss that blames --lr)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE_FLOAT = FiniteFloat()
 
 #: options of the command line itself, not of a config.
 THREADS = click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
@@ -69,7 +86,7 @@ def click_option(f: dataclasses.Field, kind: Any, default: Any = dataclasses.MIS
         if default is not None:
             settings.update(default=str(default), show_default=True)
     else:
-        settings.update(type=base)
+        settings.update(type=FINITE_FLOAT if base is float else base)
         if default is not None:
             settings.update(default=default, show_default=True)
     return click.option(declaration, name, **settings)

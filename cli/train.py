@@ -51,12 +51,21 @@ def train(out: Path, resume: bool, **options) -> None:
     # Options set on the command line, as option name -> the flag that set it: a resumed run checks them.
     fields = config.fields_by_option()
     explicit = {name: flag_used(fields[name][1], options[name]) for name in given_on_command_line(options)}
+    from pyro_ccvae.data.images import progress_bars
     from pyro_ccvae.distributed import World
     from pyro_ccvae.health import describe as describe_health
-    from pyro_ccvae.training import train as train_run
+    from pyro_ccvae.training import Trainer
 
     world = World.from_environment()
-    summary = train_run(config, out, resume=resume, progress=progress, explicit=explicit, world=world)
+    with progress_bars(progress):  # --no-progress hides the data cache's bars too
+        trainer = Trainer(config, out, resume=resume, progress=progress, explicit=explicit, world=world)
+    if world.is_main:
+        try:
+            click.echo(header(trainer, resume), err=True)
+        except BaseException:
+            trainer.close()  # what fit() does when it ends: release the run directory
+            raise
+    summary = trainer.fit()
     if not world.is_main:
         return  # rank 0 reports
     health = summary["health"]
@@ -64,3 +73,29 @@ def train(out: Path, resume: bool, **options) -> None:
     click.echo(f"health ({health['split']} split): {describe_health(health)}")
     print_health_warnings(health)
     click.echo(f"run saved in {out} (health checks in summary.json)")
+
+
+def header(trainer, resume: bool) -> str:
+    """What a run trains on, where and into which folder, said before the first epoch (the data
+    may have taken a while to load, and a mistyped --labels or --sup-frac shows here)."""
+    config, data = trainer.config, trainer.data
+    info = config.data.info
+    size = f"{info['image_size']}x{info['image_size']}, {info['channels']} channel(s)"
+    if all(k == 2 for k in config.num_classes):
+        labels = ", ".join(info["label_names"]) + " (all binary)"
+    else:
+        labels = ", ".join(f"{name} ({'binary' if k == 2 else f'{k} classes'})" for name, k in zip(info["label_names"], config.num_classes))
+    epochs = config.optimisation.epochs
+    if resume:
+        where = f"resumed after epoch {trainer.position.epoch}, training to epoch {epochs}"
+    else:
+        where = f"new, {epochs} epoch(s)"
+    processes = f" x {trainer.world.size} processes" if trainer.world.size > 1 else ""
+    return "\n".join([
+        f"run: {trainer.run_dir} ({where})",
+        f"data: {config.data.dataset}, {size}; {len(data.train)} training images, {len(trainer.labelled)} labelled "
+        f"(--sup-frac {config.optimisation.sup_frac:g}), {len(data.valid)} validation, {len(data.test)} test",
+        f"labels: {labels}",
+        # the guide's class: a baseline's own guide, though its config says meanfield
+        f"model: {config.model.name}, guide {type(trainer.guide).__name__}; device {trainer.device}{processes}",
+    ])  # fmt: skip

@@ -20,6 +20,7 @@ figures and metrics into the run directory: the ``ccvae-pyro`` analysis commands
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Optional, Union
 
@@ -84,7 +85,19 @@ class Loaded:
             return function(*args)
 
     def _x(self, x: torch.Tensor) -> torch.Tensor:
-        """Images as floats in ``[0, 1]`` on the run's device (uint8 images are scaled)."""
+        """Images as floats in ``[0, 1]`` on the run's device (uint8 images are scaled); a
+        :class:`ValueError` naming the shape the run's networks take for anything else."""
+        info = self.run.config.data.info
+        shape = [info["channels"], info["image_size"], info["image_size"]]
+        wanted = f"images [B, {', '.join(map(str, shape))}] (batch, channels, height, width)"
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"this run takes {wanted} as a torch tensor, got {type(x).__name__}")
+        if x.dim() == 3 and list(x.shape) == shape:
+            raise ValueError(f"this run takes {wanted}, got one image {list(x.shape)}; pass x[None] for a batch of one")
+        if x.dim() != 4 or list(x.shape[1:]) != shape:
+            raise ValueError(f"this run takes {wanted}, got {list(x.shape)}")
+        if x.dtype == torch.bool or x.is_complex():
+            raise ValueError(f"this run takes {wanted} as floats in [0, 1] or uint8, got {x.dtype}")
         return as_float_images(x, self.device) if x.dtype == torch.uint8 else x.to(self.device)
 
     def _label(self, label: Label) -> int:
@@ -98,6 +111,8 @@ class Loaded:
         """``k`` (a class index, or one per image) checked against label ``label``'s classes; a
         :class:`ValueError` names their range otherwise."""
         count, values = self.num_classes[label], torch.as_tensor(k)
+        if isinstance(k, bool) or values.dtype == torch.bool:  # True would silently read as class 1
+            raise ValueError(f"class {k!r} of label {self.label_names[label]!r} must be a class index 0..{count - 1}, not a bool")
         if (values != values.round()).any() or ((values < 0) | (values >= count)).any():
             raise ValueError(f"class {k!r} of label {self.label_names[label]!r} is out of range; its classes are 0..{count - 1}")
         return int(values) if values.dim() == 0 else k
@@ -132,6 +147,16 @@ class Loaded:
             ``count`` images, or class indices ``[N, L]``.
         """
         rep = self.representation
+        if isinstance(labels, torch.Tensor):
+            if labels.dim() != 2 or labels.shape[1] != len(self.label_names) or len(labels) == 0:
+                raise ValueError(
+                    f"labels as a tensor must be class indices [N, {len(self.label_names)}] (N >= 1, one column per label: "
+                    f"{', '.join(self.label_names)}), got {list(labels.shape)}"
+                )
+        elif isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+            raise ValueError(f"count must be a whole number of images, at least 1, got {count!r}")
+        if style is not None and (style.dim() != 2 or style.shape[0] != (len(labels) if isinstance(labels, torch.Tensor) else count)):
+            raise ValueError(f"style must be z_s [N, d_s] with one row per generated image, got {list(style.shape)}")
 
         def run():
             if isinstance(labels, torch.Tensor):
@@ -160,9 +185,12 @@ class Loaded:
         """Images with the characteristic latents ``z_c`` of ``x1`` and the style ``z_s`` of ``x2``
         (pairwise: ``x1`` and ``x2`` have the same batch size)."""
         rep = self.representation
+        x1, x2 = self._x(x1), self._x(x2)
+        if len(x1) != len(x2):
+            raise ValueError(f"swap pairs x1 and x2 image by image: give as many of each, got {len(x1)} and {len(x2)}")
 
         def run():
-            (z_c, _), (_, z_s) = rep.encode(self._x(x1)), rep.encode(self._x(x2))
+            (z_c, _), (_, z_s) = rep.encode(x1), rep.encode(x2)
             return rep.decode(z_c, z_s)
 
         return self._call("swap", (ENCODE, SWAP, DECODE), run)

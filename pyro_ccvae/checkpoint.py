@@ -152,7 +152,7 @@ def path_error(error: OSError, path, doing: str, hint: str = "on that file syste
     if code in (errno.ENOTDIR, errno.EEXIST):
         blocking = _blocking_ancestor(path) or (path if os.path.lexists(path) and not path.is_dir() else None)
         if blocking is not None:
-            return PathError(f"{shown(blocking)} is a file where a folder belongs; move it away (or remove it) and run again")
+            return PathError(f"{shown(blocking)} is a file where a folder belongs; check the path, or move the file away and run again")
     if code == errno.ELOOP:
         return PathError(
             f"{where} is a symbolic link; files are not read or written through links (they could reach files "
@@ -501,6 +501,9 @@ def check_own_directory(folder: Path, config_name: str, is_ours, what: str, igno
     with file_errors(folder, "read"):
         if not os.path.lexists(folder):
             _check_name_lengths(folder)  # said now, not by the first file written
+            blocking = _blocking_ancestor(folder)
+            if blocking is not None:
+                raise PathError(f"{shown(blocking)} is a file where a folder belongs; choose another --out")
             return
         if not folder.is_dir():
             raise ForeignDirectoryError(f"{shown(folder)} is a file, not a directory; choose another --out")

@@ -155,7 +155,7 @@ def _type_name(annotation) -> str:
         return " or ".join(_type_name(a) for a in options) + " or null"
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation) or (Any,)
-        return f"a list of {_type_name(item)[2:] if _type_name(item).startswith('a ') else _type_name(item)}s"
+        return {str: "a list of strings", int: "a list of integers", float: "a list of numbers"}.get(item, "a list")
     return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", dict: "an object"}.get(
         annotation, f"a {getattr(annotation, '__name__', annotation)}"
     )
@@ -183,7 +183,11 @@ def _has_type(value: Any, annotation) -> bool:
 
 
 def _shown_value(value: Any) -> str:
-    text = json.dumps(value, allow_nan=True) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    """A JSON value for a one-line message, cut to 40 characters."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        text = type(value).__name__
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -209,11 +213,12 @@ def _check_fields(where: str, given: dict, kind: type) -> None:
         if f.name not in given:
             continue
         value, annotation = given[f.name], types[f.name]
+        key = f"{where}.{f.name}" if where else f.name  # a flat version 0.1 config has no sections
         if not _has_type(value, annotation):
-            raise ValueError(f"{where}.{f.name} must be {_type_name(annotation)}, not {_shown_value(value)}")
+            raise ValueError(f"{key} must be {_type_name(annotation)}, not {_shown_value(value)}")
         choices = _live_choices(f.name) or f.metadata.get("choices")
         if value is not None and isinstance(choices, (tuple, list, frozenset, set)) and value not in choices:
-            raise ValueError(f"{where}.{f.name} is {_shown_value(value)}, not one of {', '.join(map(str, choices))}")
+            raise ValueError(f"{key} is {_shown_value(value)}, not one of {', '.join(map(str, choices))}")
 
 
 #: keys of ``data.info`` that every started run has, and their checks.
@@ -856,9 +861,15 @@ def update_metrics(
 def check_results(path: Path) -> None:
     """Check, before a command works, that it can write its results: a damaged ``metrics.json``,
     a file where ``figures/`` belongs or a folder where ``report.html`` belongs is said now, in one
-    line, not after minutes of work (and without a figure written beside the fault)."""
+    line, not after minutes of work (and without a figure written beside the fault). Called under
+    :func:`results_lock`; removes the temporary files of results that a killed command left."""
     read_metrics(path)
-    figures_folder(path)
+    figures = figures_folder(path)
+    # Under the results lock no one else writes these: a temporary file there is a killed command's.
+    remove_stale_temporaries(path, ANALYSIS_METRICS)
+    remove_stale_temporaries(path, REPORT)
+    for stale in figures.glob(".*.png.*.tmp"):
+        stale.unlink(missing_ok=True)
     report = Path(path) / REPORT
     if report.is_dir() and not report.is_symlink():
         raise RunError(f"{shown(report)} is a folder where a file belongs; move it away (or remove it) and run again")

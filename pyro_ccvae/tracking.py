@@ -35,17 +35,25 @@ def image_grid(rows: Sequence[torch.Tensor]) -> torch.Tensor:
     return stacked.permute(2, 0, 3, 1, 4).reshape(c, r * h, n * w).clamp(0, 1)
 
 
+def require_tensorboard() -> None:
+    """A one-line :class:`TrackingError` unless TensorBoard's writer can be imported (training
+    asks before it makes the run folder, so that a missing package leaves nothing behind)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise TrackingError(
+            "--tensorboard needs the tensorboard package, which is not installed: "
+            "pip install 'pyro-ccvae[tracking]' (or pip install tensorboard), or train without --tensorboard"
+        ) from None
+
+
 class TensorBoardLog:
     """Writes the run's events into ``folder`` (see the module doc)."""
 
     def __init__(self, folder: Path, purge_step: Optional[int] = None):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise TrackingError(
-                "--tensorboard needs the tensorboard package, which is not installed: "
-                "pip install 'pyro-ccvae[tracking]' (or pip install tensorboard), or train without --tensorboard"
-            ) from None
+        require_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(folder), purge_step=purge_step)
 
     def step_losses(self, first_step: int, losses_per_image: Sequence[float]) -> None:

@@ -152,7 +152,7 @@ class Trainer:
         try:
             self.device = self.world.device(config.run.device)
             self._owns_group = self.world.join(self.device)
-            self.world.on_main(lambda: self._claim_run_directory(resume))
+            self.world.on_main(lambda: self._claim_run_directory(resume, config.execution.tensorboard))
             with self.scope():
                 self._set_up(config, resume, explicit)
         except BaseException:
@@ -179,8 +179,13 @@ class Trainer:
 
     # --- set-up -------------------------------------------------------------------------
 
-    def _claim_run_directory(self, resume: bool) -> None:
-        """Rank 0: check ``run_dir`` and take the writer's lock."""
+    def _claim_run_directory(self, resume: bool, tensorboard: bool = False) -> None:
+        """Rank 0: check ``run_dir`` and take the writer's lock (after checking that what was asked
+        for can run: a missing TensorBoard package then leaves no new run folder behind)."""
+        if tensorboard:
+            from .tracking import require_tensorboard  # imports torch.utils.tensorboard: only when asked for
+
+            require_tensorboard()
         if resume and not rundir.has_run(self.run_dir):
             raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
         rundir.check_run_directory(self.run_dir)

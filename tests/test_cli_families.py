@@ -23,6 +23,7 @@ TINY_DATA = ["--dataset", "shapes", "--num-train", "64", "--image-size", "32", "
 TINY_TRAINING = ["--epochs", "1", "--batch-size", "32", "--sup-frac", "0.5", "--device", "cpu", "--no-progress"]
 TINY_MODEL = {"ccvae": ["--z-style-dim", "3", "--k-samples", "4"], "m2": ["--z-style-dim", "3"], "diva": ["--z-style-dim", "3"], "mvae": ["--z-dim", "6"]}
 CPU = ["--device", "cpu"]
+GUIDE_CLASSES = {"ccvae": "MeanFieldGuide", "m2": "M2Guide", "diva": "DIVAGuide", "mvae": "MVAEGuide"}
 #: each analysis command with options that keep it to a few images.
 ANALYSIS_COMMANDS = {
     "evaluate": ["--iw-samples", "2", "--max-images", "16", "--gen-samples", "8", "--no-progress"],
@@ -60,6 +61,10 @@ def judge(tmp_path_factory) -> Path:
     return out
 
 
+#: what ``train`` printed for each family's run (filled by the ``runs`` fixture).
+TRAIN_OUTPUT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """``train`` once per family (module scope: every test reuses these runs)."""
@@ -70,8 +75,20 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         result = cli("train", "--model", family, "--out", out, *TINY_DATA, *TINY_MODEL[family], *TINY_TRAINING)
         assert_success(result)
         assert f"run saved in {out}" in result.output
-        trained[family] = out
+        trained[family], TRAIN_OUTPUT[family] = out, result.output
     return trained
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_train_says_what_it_trains_before_the_first_epoch(runs, family):
+    # The first lines: the epochs' lines (logged) and the summary come after them.
+    header = TRAIN_OUTPUT[family].splitlines()[:4]
+    assert header == [
+        f"run: {runs[family]} (new, 1 epoch(s))",
+        "data: shapes, 32x32, 3 channel(s); 64 training images, 32 labelled (--sup-frac 0.5), 12 validation, 12 test",
+        "labels: square, red, large (all binary)",
+        f"model: {family}, guide {GUIDE_CLASSES[family]}; device cpu",
+    ]
 
 
 def offers(run_dir: Path, command: str) -> bool:
@@ -105,3 +122,39 @@ def test_evaluate_names_every_section_it_skipped(runs, judge, family):
     assert printed == [f"skipped {section}: {why}" for section, why in skipped.items()]
     assert ("log p(x) >=" in result.output) == ("likelihood" not in skipped)
     assert "accuracy (mean over labels)" in result.output and "conditional-generation accuracy" in result.output
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_evaluate_without_a_judge_says_it_dropped_the_judged_results(runs, judge, family):
+    run_dir = runs[family]
+    assert_success(cli("evaluate", run_dir, *CPU, *ANALYSIS_COMMANDS["evaluate"], "--classifier", judge))
+    judged = [s for s in ("single_interventions", "characteristic_swap", "generation_accuracy") if s in json.loads((run_dir / "metrics.json").read_text())]
+    assert judged  # every family offers some judged section
+    result = cli("evaluate", run_dir, *CPU, *ANALYSIS_COMMANDS["evaluate"], "--attribute-epochs", "0")
+    assert_success(result)
+    assert f"dropped the judged results of an earlier evaluation ({', '.join(judged)}): this one had no judge" in result.output
+    assert not set(judged) & set(json.loads((run_dir / "metrics.json").read_text()))
+    again = cli("evaluate", run_dir, *CPU, *ANALYSIS_COMMANDS["evaluate"], "--attribute-epochs", "0")
+    assert_success(again)
+    assert "dropped" not in again.output  # nothing judged was left to drop
+
+
+def test_traverse_draws_only_the_labels_asked_for(runs):
+    """--labels red,large without --pairs: the 2-D traversal is red against large, not the run's first two labels."""
+    result = cli("traverse", runs["ccvae"], *CPU, "--labels", "red,large", "--steps", "3", "--images", "1")
+    assert_success(result)
+    written = sorted(Path(line[len("wrote ") :]).name for line in result.output.splitlines() if line.startswith("wrote "))
+    assert written == ["traverse_large.png", "traverse_pair_red_large.png", "traverse_red.png"]
+    one = cli("traverse", runs["ccvae"], *CPU, "--labels", "square", "--steps", "3", "--images", "1")
+    assert [line for line in one.output.splitlines() if line.startswith("wrote ")] == [f"wrote {runs['ccvae'] / 'figures' / 'traverse_square.png'}"]
+
+
+def test_evaluate_on_a_baseline_through_the_installed_entry_point(runs, judge):
+    """The reported failure, end to end in a process of its own: ``python -m pyro_ccvae_cli``."""
+    import subprocess
+    import sys
+
+    args = ["evaluate", runs["m2"], *CPU, *ANALYSIS_COMMANDS["evaluate"], "--classifier", judge]
+    result = subprocess.run([sys.executable, "-m", "pyro_ccvae_cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "skipped likelihood: needs the capability" in result.stdout

@@ -135,6 +135,20 @@ def test_a_file_size_limit_is_one_line_and_keeps_the_last_good_files(run, tmp_pa
     assert not list((run / FIGURES).glob(".*.tmp"))
 
 
+def test_a_file_where_a_folder_belongs_in_a_path_is_one_line(run, tmp_path):
+    before = contents(tmp_path)
+    for args in (
+        ("train", "--out", run / CONFIG / "run", "--num-train", 64, "--epochs", 1, "--no-progress"),
+        ("generate", run / CONFIG / "run", "--device", "cpu"),
+        ("train-classifier", "--out", run / CONFIG / "judge", "--num-train", 64, "--epochs", 1, "--no-progress"),
+        ("evaluate", run, "--device", "cpu", "--classifier", run / CONFIG / "judge", "--max-images", 8),
+        ("swap", run / CONFIG, "--device", "cpu"),
+    ):
+        line = one_error_line(cli(*args))
+        assert f"{run / CONFIG} is a file where a folder belongs" in line or f"{run / CONFIG} is a file, not a run directory" in line, line
+    assert contents(tmp_path) == before
+
+
 def make_fifo(path: Path) -> None:
     path.unlink(missing_ok=True)
     os.mkfifo(path)
@@ -290,6 +304,10 @@ def test_a_figure_write_that_fails_keeps_the_previous_figure(run, monkeypatch):
     assert f"no space left on device writing {run / FIGURES / 'generate.png'}" in line
     monkeypatch.undo()
     assert contents(run) == before and not list(run.rglob(".*.tmp"))
+    # a temporary file a killed command left is removed by the next command that writes results
+    stale = run / FIGURES / ".generate.png.deadbeef.tmp"
+    stale.write_bytes(b"partial")
+    assert cli("generate", run, "--device", "cpu").exit_code == 0 and not stale.exists()
 
 
 UPDATER = """

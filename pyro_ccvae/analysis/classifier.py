@@ -357,11 +357,13 @@ def predict(net: IndependentClassifier, images: torch.Tensor, device: torch.devi
 def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
     """The classifier saved in ``path`` by :func:`train_classifier`, in eval mode on ``device``."""
     path = Path(path)
-    with file_errors(path, "read"):
-        if not os.path.lexists(path / WEIGHTS):
+    with file_errors(path / WEIGHTS, "read"):  # a name too long, or a file where a folder belongs, is said as such
+        try:
+            os.lstat(path / WEIGHTS)
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"{shown(path)} holds no {WEIGHTS}; train a classifier with `ccvae-pyro train-classifier --out {shown(path)}`"
-            )
+            ) from None
     check_no_links(path, "classifier directory")
     weights = _judge_bytes(path)[WEIGHTS]
     try:

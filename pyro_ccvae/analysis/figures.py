@@ -62,7 +62,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
 def write_png(data: bytes, path: Path) -> Path:
     """Write the PNG ``data`` to ``path`` atomically (see the module's notes); a full disk or a
     file-system fault is a one-line error naming ``path``."""
-    atomic_write_bytes(Path(path), data, hint="there, or make room")
+    atomic_write_bytes(Path(path), data, hint="on that disk and run the command again")
     return Path(path)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
-from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_summary, results_lock, update_metrics
+from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_metrics, read_summary, results_lock, update_metrics
 from . import figures, metrics
 from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
@@ -46,11 +46,14 @@ EVALUATE_SECTIONS = (
 
 @dataclass
 class Written:
-    """What a task wrote: figure paths, the metrics sections, and the report."""
+    """What a task wrote: figure paths, the metrics sections, and the report; ``dropped``: the
+    sections of ``metrics.json`` from an earlier command that it removed without replacing them
+    (``evaluate`` without a judge drops the judged ones, which its new numbers would not match)."""
 
     figures: list[Path] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     report: Optional[Path] = None
+    dropped: list[str] = field(default_factory=list)
 
 
 def _task(*needs: Sequence[str]):
@@ -261,6 +264,8 @@ def evaluate(
     for name in JUDGED_SECTIONS:
         if name in m:
             m[name]["unreliable_labels"] = unreliable
+    earlier = read_metrics(run.path)  # under the results lock: what _finish removes is what was there
+    written.dropped = [name for name in JUDGED_SECTIONS if name in earlier and name not in m]
     return _finish(run, written, remove=EVALUATE_SECTIONS)
 
 
@@ -345,7 +350,7 @@ def traverse(
 ) -> Written:
     """1-D traversals of each label in ``labels`` (``"A,B"``; default all) for the first
     ``images`` test images, and 2-D traversals of one test image for each of ``pairs``
-    (``"A:B,..."``; default the first two labels). See :mod:`.traversal`: a binary label walks
+    (``"A:B,..."``; default the first two of ``labels``). See :mod:`.traversal`: a binary label walks
     from beyond one class mean to beyond the other; a label of 3 classes gets the triangle of
     barycentric mixes of its class means (rows of each image's triangle below each other), one of
     more classes the path through its class means (a row per leg). In a 2-D traversal a label of
@@ -355,7 +360,9 @@ def traverse(
         :data:`VISIBLE_CANDIDATES` whose reconstruction shows most (:func:`~.traversal.most_visible`)."""
     analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
     names = analysis.label_names
-    chosen, chosen_pairs = parse_label_list(labels, names), parse_pairs(pairs, names)
+    chosen = parse_label_list(labels, names)
+    # Without --pairs, the pair is the first two labels asked for: --labels red,large draws red and large only.
+    chosen_pairs = parse_pairs(pairs, names) if pairs is not None else [tuple(chosen[:2])] if len(chosen) >= 2 else []
     if images < 1:
         raise ValueError(f"--images must be at least 1, got {images}")
     if image is not None and not 0 <= image < len(analysis):

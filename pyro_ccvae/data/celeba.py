@@ -37,6 +37,7 @@ from .common import (
     check_options,
     data_dir,
     labels_from_columns,
+    leaves_folder,
     parse_label_specs,
     read_text,
     report_bad_images,
@@ -121,6 +122,13 @@ def read_attributes(
         if len(parts) != len(names) + 1:
             raise DataError(
                 f"{path} line {line_number} has {len(parts) - 1} values for {len(names)} attributes; "
+                f"re-download {ATTR_FILE}"
+            )
+        escape = leaves_folder(parts[0])
+        if escape is not None:
+            raise DataError(
+                f"{path} line {line_number}: the image name {parts[0]!r} {escape}, which could read a file outside "
+                f"the data directory; CelebA names each image by its file name in {IMAGE_DIR}/ (e.g. 000001.jpg), "
                 f"re-download {ATTR_FILE}"
             )
         row = [parts[c] for c in columns]

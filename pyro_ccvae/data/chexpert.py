@@ -26,7 +26,9 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
-from .common import check_missing, check_options, data_dir, read_text, report_bad_images, seeded_subset, select_labels
+from .common import (
+    check_missing, check_options, data_dir, leaves_folder, log, read_text, report_bad_images, seeded_subset, select_labels,
+)  # fmt: skip
 from .images import decode_into
 
 #: the 14 observations of the CSVs, in column order.
@@ -106,10 +108,18 @@ def parse_uncertain(spec: str, labels: tuple[str, ...]) -> dict[str, str]:
 
 
 class _Table:
-    """The rows of one CSV that we keep (image paths, patients, label codes) and every patient listed."""
+    """The rows of one CSV that we keep (image paths, patients, label codes, line numbers) and every
+    patient listed."""
 
-    def __init__(self, paths: list[str], patients: list[str], codes: np.ndarray, all_patients: set[str]):
-        self.paths, self.patients, self.codes, self.all_patients = paths, patients, codes, all_patients
+    def __init__(self, paths: list[str], patients: list[str], codes: np.ndarray, all_patients: set[str], lines: list[int]):
+        self.paths, self.patients, self.codes, self.all_patients, self.lines = paths, patients, codes, all_patients, lines
+
+    def keep(self, rows: list[int]) -> "_Table":
+        """The table of the rows ``rows`` (indices into the kept rows)."""
+        return _Table(
+            [self.paths[i] for i in rows], [self.patients[i] for i in rows], self.codes[rows],
+            self.all_patients, [self.lines[i] for i in rows],
+        )  # fmt: skip
 
 
 def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
@@ -128,7 +138,7 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
         ipath, iview = header.index("Path"), header.index("Frontal/Lateral")
         ilabels = [header.index(label) for label in labels]
         width = len(header)
-        paths, patients, codes, all_patients = [], [], [], set()
+        paths, patients, codes, all_patients, lines = [], [], [], set(), []
         for row in reader:
             if not row:
                 continue
@@ -138,6 +148,13 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
                     f"{path} line {line} has {len(row)} fields, the header {width}; re-download the data set"
                 )
             image = row[ipath].strip()
+            escape = leaves_folder(image)
+            if escape is not None:
+                raise DataError(
+                    f"{path} line {line}: the path {image!r} {escape}, which could read a file outside the data "
+                    f"directory; CheXpert paths start with the folder's name ({root_name(path)}/train/patient.../...), "
+                    "re-download the data set"
+                )
             patient = next((part for part in image.split("/") if _PATIENT.fullmatch(part)), None)
             if patient is None:
                 raise DataError(f"{path} line {line}: no patientNNNNN folder in the path {image!r}")
@@ -158,7 +175,57 @@ def read_csv(path: Path, labels: tuple[str, ...], views: str) -> _Table:
             paths.append(image)
             patients.append(patient)
             codes.append(coded)
-    return _Table(paths, patients, np.array(codes, dtype=np.int8).reshape(len(paths), len(labels)), all_patients)
+            lines.append(line)
+    return _Table(paths, patients, np.array(codes, dtype=np.int8).reshape(len(paths), len(labels)), all_patients, lines)
+
+
+def root_name(csv_file: Path) -> str:
+    """The name of the CheXpert folder that holds ``csv_file``."""
+    return csv_file.parent.name
+
+
+def drop_repeats(table: _Table, root: Path, csv_file: Path) -> _Table:
+    """``table`` with each image once: a row whose image an earlier row lists (a row copied within
+    the CSV) is dropped, with a warning that counts them, so that no image weighs twice."""
+    first_row: dict[Path, int] = {}
+    kept, repeats, relabelled = [], [], 0
+    for row, item in enumerate(table.paths):
+        earlier = first_row.setdefault(image_file(root, item), row)
+        if earlier == row:
+            kept.append(row)
+        else:
+            repeats.append((row, earlier))
+            relabelled += bool((table.codes[row] != table.codes[earlier]).any())
+    if repeats:
+        row, earlier = repeats[0]
+        other_labels = f", {relabelled} of them with other labels than the first" if relabelled else ""
+        log.warning(
+            "%s lists %d image(s) a second time (first: line %d repeats line %d%s); each image is used once, "
+            "with the labels of its first row",
+            csv_file, len(repeats), table.lines[row], table.lines[earlier], other_labels,
+        )  # fmt: skip
+    return table.keep(kept)
+
+
+def drop_test_patients(train: _Table, test: _Table, root: Path, csvs: tuple[Path, Path]) -> _Table:
+    """``train`` without the rows of patients that ``valid.csv`` (the test split) lists, with a
+    warning that counts them and how many are test images themselves (rows copied from
+    ``valid.csv``): the test split stays the official one and no test patient is trained on."""
+    test_images = {image_file(root, item) for item in test.paths}
+    leaked = [row for row, patient in enumerate(train.patients) if patient in test.all_patients]
+    copied = sum(image_file(root, train.paths[row]) in test_images for row in leaked)
+    shared_patients = {patient for patient in train.all_patients if patient in test.all_patients}
+    if leaked or shared_patients:
+        first = f" (first: line {train.lines[leaked[0]]})" if leaked else ""
+        log.warning(
+            "%s lists %d image(s) of %d patient(s) of the test split %s, %d of them %s's own images%s; "
+            "they are left out of training and validation, so that no test patient is trained on",
+            csvs[0], len(leaked), len(shared_patients), csvs[1].name, copied, csvs[1].name, first,
+        )  # fmt: skip
+    kept = [row for row in range(len(train.paths)) if train.patients[row] not in test.all_patients]
+    table = train.keep(kept)
+    table.all_patients = train.all_patients - test.all_patients
+    return table
 
 
 def image_file(root: Path, csv_path: str) -> Path:
@@ -195,7 +262,8 @@ def load(options: DataOptions) -> DataSplits:
         raise DataError(f"bad views {options.views!r}; use --views frontal, lateral or all")
 
     csvs = (root / "train.csv", root / "valid.csv")
-    train, test = (read_csv(path, labels, views) for path in csvs)
+    train, test = (drop_repeats(read_csv(path, labels, views), root, path) for path in csvs)
+    train = drop_test_patients(train, test, root, csvs)
     if not train.paths:
         raise DataError(f"{csvs[0]} lists no {views} images; check --views")
     items = train.paths + test.paths

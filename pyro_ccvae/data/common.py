@@ -34,6 +34,22 @@ def read_text(path: Path, fix: str) -> str:
         ) from None
 
 
+def leaves_folder(name: str) -> Optional[str]:
+    """Why the image path ``name`` of an index file could lead outside the data set's folder
+    (absolute, a ``..`` part, or a NUL character, which no file name holds), or ``None``.
+
+    Index files are read as data: an entry must not make the loader read (and cache, and train
+    on) a file elsewhere on the machine. Checked on the name itself, not on the resolved path,
+    so that an image folder that is a link to another disk still works."""
+    if "\0" in name:
+        return "holds a NUL character"
+    if name.startswith("/"):
+        return "is absolute"
+    if ".." in name.split("/"):
+        return "holds a '..' part"
+    return None
+
+
 def data_dir(options: DataOptions, what: str) -> Path:
     """``options.data_dir`` as an existing directory, or a :class:`DataError` saying ``what`` is expected."""
     if options.data_dir is None:

@@ -8,12 +8,14 @@ antialiases when it shrinks.
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Collection, Optional, Sequence
+from typing import Collection, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -21,6 +23,28 @@ from tqdm import tqdm
 
 #: a missing file; any other failure to decode is recorded as ``"corrupt: <reason>"``.
 MISSING = "missing"
+
+#: whether building a cache shows progress bars (on stderr); see :func:`progress_bars`.
+_SHOW_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("pyro_ccvae_cache_progress", default=True)
+
+
+@contextmanager
+def progress_bars(show: bool) -> Iterator[None]:
+    """Show or hide the bars of cache building (decoding, resizing) inside the block: the command
+    line's ``--no-progress`` hides them with the training and analysis bars. A setting of the
+    caller's context rather than a loader option, because every loader builds its cache alike and
+    the loaders are called from training, analysis and the judge's training."""
+    token = _SHOW_PROGRESS.set(show)
+    try:
+        yield
+    finally:
+        _SHOW_PROGRESS.reset(token)
+
+
+def show_progress() -> bool:
+    """Whether the bars of cache building show here (see :func:`progress_bars`)."""
+    return _SHOW_PROGRESS.get()
+
 
 # Below this many images the thread pool costs more than it saves.
 _POOL_MIN = 64
@@ -125,7 +149,7 @@ def decode_into(
     todo = [i for i in range(len(paths)) if i not in skip] if skip else range(len(paths))
     n = len(todo)
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    with tqdm(total=n, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
+    with tqdm(total=n, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False, disable=not show_progress()) as bar:
         if workers <= 1 or n < _POOL_MIN:
             for i in todo:
                 reason = one(i)

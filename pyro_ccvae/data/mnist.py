@@ -91,8 +91,16 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DataError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header); re-download it")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise DataError(f"{path} holds {body.size} bytes for shape {dims}; the file is truncated, re-download it")
+    expected = int(np.prod(dims))
+    if body.size < expected:
+        raise DataError(
+            f"{path} holds {body.size} bytes for shape {dims}, which needs {expected}; the file is truncated, re-download it"
+        )
+    if body.size > expected:  # not a cut-off download: something was appended, or the header lies
+        raise DataError(
+            f"{path} has {body.size - expected} extra bytes after the {expected} its header's shape {dims} needs; "
+            "the file is damaged, re-download it"
+        )
     return body.reshape(dims)
 
 
@@ -120,7 +128,10 @@ def _load(options: DataOptions, name: str, folder: str, title: str, label: str, 
                 raise DataError(
                     f"{image_path} holds {len(pixels)} images but {label_path} {counts[split]} labels; re-download them"
                 )
-            bar = tqdm(pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False)
+            bar = tqdm(
+                pixels, desc=f"{title} {split}: resizing", unit="img", file=sys.stderr, mininterval=1.0, leave=False,
+                disable=not _images.show_progress(),
+            )  # fmt: skip
             for i, image in enumerate(bar):
                 out[start + i] = _images.resize_array(image, size)
             start += len(pixels)

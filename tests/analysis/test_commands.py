@@ -129,9 +129,9 @@ def test_traverse_pair_image(run, run_dir):
     from pyro_ccvae.analysis.context import Analysis
     from pyro_ccvae.analysis.tasks import VISIBLE_CANDIDATES
 
-    invoke("traverse", run_dir, *FAST, "--labels", "red", "--steps", 3, "--images", 1, "--image", 5)
+    invoke("traverse", run_dir, *FAST, "--labels", "red", "--pairs", "red:large", "--steps", 3, "--images", 1, "--image", 5)
     assert json.loads((run_dir / "metrics.json").read_text())["traversal"]["pair_image"] == {"index": 5, "chosen": "--image"}
-    invoke("traverse", run_dir, *FAST, "--labels", "red", "--steps", 3, "--images", 1)
+    invoke("traverse", run_dir, *FAST, "--labels", "red", "--pairs", "red:large", "--steps", 3, "--images", 1)
     chosen = json.loads((run_dir / "metrics.json").read_text())["traversal"]["pair_image"]["index"]
     analysis = Analysis.from_run(run, "test", max_images=VISIBLE_CANDIDATES, progress=False)
     recon = analysis.reconstruct(torch.arange(len(analysis)))

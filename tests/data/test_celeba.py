@@ -96,6 +96,17 @@ def test_truncated_attribute_file(celeba):
     assert "says 11 images but lists 9" in one_line(pytest.raises(DataError, load, celeba.root))
 
 
+@pytest.mark.parametrize("name", ["../outside.jpg", "../../outside.jpg", "sub/../../outside.jpg", "/tmp/outside.jpg"])
+def test_an_image_name_leaving_the_data_directory_is_refused(celeba, layouts, name):
+    # a readable image where the name leads: refused all the same, nothing decoded or cached
+    layouts.write_jpeg(celeba.root / "outside.jpg", layouts.CELEBA_SIZE, "RGB", (1, 2, 3))
+    for path in (celeba.root / "list_attr_celeba.txt", celeba.root / "list_eval_partition.txt"):
+        path.write_text(path.read_text().replace(celeba.names[3], name))
+    message = one_line(pytest.raises(DataError, load, celeba.root))
+    assert f"list_attr_celeba.txt line 6: the image name {name!r}" in message and "outside the data directory" in message
+    assert not (celeba.root / ".ccvae-cache").exists()
+
+
 def test_unknown_label(celeba):
     message = one_line(pytest.raises(DataError, load, celeba.root, labels=("Smiling", "Grumpy")))
     assert "'Grumpy'" in message and "Wearing_Necktie" in message

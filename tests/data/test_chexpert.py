@@ -230,3 +230,67 @@ def test_skip_bad_images_with_missing_files(chexpert, caplog):
     assert chexpert.path(chexpert.train[0]) not in splits.train.ids
     message = one_line(pytest.raises(DataError, load, chexpert.root))  # the cache remembers, without the flag
     assert "1 of" in message and "missing" in message
+
+
+# ---------------------------------------------------------------- paths that leave the folder, leaks
+
+
+def _csv_lines(path):
+    return path.read_text().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("image", [
+    "CheXpert-v1.0-small/train/patient00001/../../../outside/patient00001/view1_frontal.jpg",
+    "../outside/patient00001/view1_frontal.jpg",
+    "/tmp/outside/patient00001/view1_frontal.jpg",
+    "CheXpert-v1.0-small/train/patient00001/study1/view1\0_frontal.jpg",
+])  # fmt: skip
+def test_a_path_leaving_the_data_directory_is_refused(chexpert, layouts, image):
+    # a readable image where the path leads: refused all the same, nothing decoded or cached
+    layouts.write_jpeg(chexpert.parent / "outside" / "patient00001" / "view1_frontal.jpg", layouts.CHEXPERT_SIZE, "L", 7)
+    lines = _csv_lines(chexpert.root / "train.csv")
+    lines[3] = lines[3].replace(chexpert.path(chexpert.train[2]), image)
+    (chexpert.root / "train.csv").write_text("".join(lines))
+    message = one_line(pytest.raises(DataError, load, chexpert.root, views="all"))
+    assert "train.csv line 4" in message and "outside the data directory" in message
+    assert not (chexpert.root / ".ccvae-cache").exists()
+
+
+def test_rows_repeated_within_a_csv_are_used_once(chexpert, layouts, caplog):
+    before = load(chexpert.root, valid_fraction=0.0)
+    lines = _csv_lines(chexpert.root / "train.csv")
+    cells = lines[1].rstrip("\n").split(",")  # the first row again, with Cardiomegaly flipped
+    column = layouts.CHEXPERT_HEADER.index("Cardiomegaly")
+    cells[column] = "0.0" if cells[column] == "1.0" else "1.0"
+    copy = ",".join(cells) + "\n"
+    (chexpert.root / "train.csv").write_text("".join(lines + [lines[1], copy, lines[5]]))
+    lines = _csv_lines(chexpert.root / "valid.csv")
+    (chexpert.root / "valid.csv").write_text("".join(lines + [lines[1]]))
+    with caplog.at_level(logging.WARNING, logger="pyro_ccvae.data"):
+        splits = load(chexpert.root, valid_fraction=0.0)
+    assert "train.csv lists 3 image(s) a second time (first: line " in caplog.text
+    assert "1 of them with other labels than the first" in caplog.text
+    assert "valid.csv lists 1 image(s) a second time" in caplog.text
+    assert splits.train.ids == before.train.ids and splits.test.ids == before.test.ids
+    assert torch.equal(splits.train.labels, before.train.labels)  # the first row's labels
+
+
+def test_test_images_and_patients_in_train_csv_are_left_out_of_training(chexpert, layouts, caplog):
+    before = load(chexpert.root, views="all", valid_fraction=0.3, seed=1)
+    train_lines = _csv_lines(chexpert.root / "train.csv")
+    valid_lines = _csv_lines(chexpert.root / "valid.csv")
+    # two rows of valid.csv copied verbatim (the test images themselves), and another image of a
+    # test patient filed under train/
+    other = layouts.XRay(64542, 2, 1, True, {"Edema": "1.0"}, grey=250)
+    layouts.write_jpeg(chexpert.parent / other.path(chexpert.root.name, "train"), layouts.CHEXPERT_SIZE, "L", 250)
+    extra = layouts.write_chexpert(chexpert.parent / "scratch", [other], [], folder=chexpert.root.name)
+    row = _csv_lines(extra.root / "train.csv")[1]
+    (chexpert.root / "train.csv").write_text("".join(train_lines[:3] + valid_lines[1:3] + train_lines[3:] + [row]))
+    with caplog.at_level(logging.WARNING, logger="pyro_ccvae.data"):
+        splits = load(chexpert.root, views="all", valid_fraction=0.3, seed=1)
+    assert "train.csv lists 3 image(s) of 2 patient(s) of the test split valid.csv, 2 of them valid.csv's own images" in caplog.text
+    assert "(first: line 4)" in caplog.text
+    # the test split is the official one; training and validation are as without the copies
+    assert splits.test.ids == before.test.ids
+    assert splits.train.ids == before.train.ids and splits.valid.ids == before.valid.ids
+    assert not {i.split("/")[2] for i in splits.train.ids + splits.valid.ids} & {i.split("/")[2] for i in splits.test.ids}

@@ -109,6 +109,9 @@ def test_corrupt_idx_files(tmp_path, mnist):
     assert "train-labels-idx1-ubyte is not an IDX file" in message
     path.write_bytes(data[:-3])
     assert "truncated" in one_line(pytest.raises(DataError, load_dataset, "mnist", DataOptions(data_dir=tmp_path)))
+    path.write_bytes(data + b"\x00" * 5)  # extra bytes are not a truncation
+    message = one_line(pytest.raises(DataError, load_dataset, "mnist", DataOptions(data_dir=tmp_path)))
+    assert "has 5 extra bytes" in message and "truncated" not in message and "re-download" in message
     path.write_bytes(data[:-1] + b"\x0c")
     assert "class 12" in one_line(pytest.raises(DataError, load_dataset, "mnist", DataOptions(data_dir=tmp_path)))
     path.write_bytes(data)

@@ -29,6 +29,8 @@ class LowRankGuide(CCVAEGuide):
         num_classes=None,
     ):  # fmt: skip
         super().__init__(num_labels, z_char_dim, z_style_dim, num_classes)
+        if rank < 1:  # 0 or less would fail later, in the encoder's split, with no word of the rank
+            raise ValueError(f"the low-rank guide needs rank >= 1 (--guide-option rank=N), got {rank}")
         self.rank = rank
         char_dim = num_labels * z_char_dim
         # per image: mu_c, sigma_c, mu_s, D, U (d_s x rank)
