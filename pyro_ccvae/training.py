@@ -33,7 +33,7 @@ from .acceleration import accelerate, check_precision_gap, precision_gap, uses_b
 from .checkpoint import CheckpointError, DiskFullError, rng_state, set_rng_state
 from .config import TrainConfig
 from .data import DataSplits, as_float_images, load_dataset
-from .distributed import DataParallelSVI, PeerFailed, World, rank_seed
+from .distributed import CollectiveWatchdog, DataParallelSVI, PeerFailed, World, rank_seed
 from .health import check_health, mean_image
 from .models import get_family
 from .models.base import RECONSTRUCT
@@ -528,10 +528,23 @@ class Trainer:
 
         previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
         try:
-            yield
+            if self.world.distributed:  # a signal while blocked in a collective (a stopped peer) still ends this process
+                with CollectiveWatchdog(self.world, self._blocked_exit_message):
+                    yield
+            else:
+                yield
         finally:
             for number, old in previous.items():
                 signal.signal(number, old)
+
+    def _blocked_exit_message(self, signal_number: int, waited: float) -> str:
+        """What a process says when a stop signal ends it inside a collective that does not end."""
+        return (
+            f"{signal.Signals(signal_number).name} while {self.world.describe()} had waited {waited:.0f} s for the other "
+            "processes, which did not answer (one of them is stopped, e.g. by SIGSTOP or a debugger, or hung): "
+            f"exiting without saving the batches since the last checkpoint; {self.kept_checkpoint()}; once every "
+            f"process can run, continue with `{self._resume_command()}`"
+        )
 
     def _resume_command(self) -> str:
         args = f"train --out {self.run_dir} --resume --epochs {self.config.optimisation.epochs}"
