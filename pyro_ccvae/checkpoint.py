@@ -32,7 +32,7 @@ import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -229,7 +229,9 @@ def make_folder(path) -> Path:
     return path
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, before_replace: Optional[Callable[[], None]] = None) -> None:
+    """Write through ``write(file)`` to a temporary file beside ``path`` and rename it over
+    ``path``; ``before_replace()`` runs once the new file is complete, just before the rename."""
     path = Path(path)
     if not path.parent.is_dir():
         make_folder(path.parent)
@@ -241,6 +243,8 @@ def _atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)  # replaces a link at ``path``; never writes through it
     except BaseException:
         try:
@@ -250,15 +254,18 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, hint: str = "on that file system") -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+def atomic_write_bytes(
+    path: Path, data: bytes, hint: str = "on that file system", before_replace: Optional[Callable[[], None]] = None
+) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``
+    (``before_replace()`` runs just before the rename, once the new file is complete).
 
     :raises DiskFullError: the file system is full (``path`` is left as it was); a
         :class:`FileTooLargeError` beyond the file-size limit.
     :raises PathError: another file-system fault, in one line naming ``path``.
     """
     try:
-        _atomic_write(path, lambda f: f.write(data))
+        _atomic_write(path, lambda f: f.write(data), before_replace)
     except (PathError, DiskFullError):
         raise
     except OSError as error:
@@ -384,11 +391,35 @@ def save_checkpoint(state: dict, path: Path, hint: str = "on that file system") 
         known = [] if current is None else [current]
     current_is_good = current is not None and current in known
     atomic_write_text(checksums_path(path), json.dumps({"sha256": [digest, *known][:_DIGESTS_KEPT]}) + "\n", hint)
-    if current_is_good:
+
+    def keep_current_as_previous() -> None:
         with file_errors(previous_path(path), "write", hint):
-            os.replace(path, previous_path(path))
-    atomic_write_bytes(path, data, hint)
+            _keep_as_previous(path)
+
+    atomic_write_bytes(path, data, hint, before_replace=keep_current_as_previous if current_is_good else None)
     return digest
+
+
+def _keep_as_previous(path: Path) -> None:
+    """Make the checkpoint ``path`` its previous copy too, leaving ``path`` in place: a hard link
+    under a temporary name renamed over the previous copy. A reader (an analysis command while
+    training writes) then always finds ``path``, the old one or the new one, whole; moving it away
+    left a gap of a whole file write in which only the previous copy was there. On a file system
+    without hard links, it is moved (that gap again, but never a damaged file)."""
+    previous = previous_path(path)
+    temporary = previous.parent / _temporary_name(previous.name)
+    try:
+        os.link(path, temporary, follow_symlinks=False)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            raise
+        os.replace(path, previous)
+        return
+    try:
+        os.replace(temporary, previous)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 @dataclass

@@ -37,10 +37,19 @@ What the processes share, and how (:class:`~pyro_ccvae.training.Trainer` does th
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, TypeVar
 
 import numpy as np
 import pyro
@@ -53,9 +62,23 @@ from pyro.infer.util import zero_grads
 from .devices import DeviceError, resolve_device
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-#: how long a process waits in a collective for the others (rank 0 validating or saving, a slow disk).
+#: how long a process waits in a collective for the others (rank 0 validating, saving or building
+#: the data cache, a slow disk) before giving up; :data:`TIMEOUT_VARIABLE` sets another.
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+#: the environment variable that sets the collective timeout, in seconds (e.g. 300 on a machine
+#: where the data cache is built already and nothing waits long).
+TIMEOUT_VARIABLE = "PYRO_CCVAE_COLLECTIVE_TIMEOUT"
+#: a process that has waited this long in one collective says so (once), naming the timeout.
+WAIT_WARNING_SECONDS = 120.0
+#: a stop signal that arrives while this process waits in a collective that then goes on this long
+#: ends the process (a stopped or hung peer would keep it there until the timeout); shorter than
+#: the 30 s torchrun waits after forwarding a SIGTERM before it kills its workers.
+SIGNAL_GRACE_SECONDS = 20.0
+
+#: when this process entered the collective it is waiting in (``time.monotonic()``), or ``None``.
+_waiting_since: Optional[float] = None
 
 
 class DistributedError(RuntimeError):
@@ -68,6 +91,24 @@ class PeerFailed(DistributedError):
 
 def _one_line(error: BaseException) -> str:
     return " ".join((str(error) or type(error).__name__).split())
+
+
+def collective_timeout(environ: Mapping[str, str] = os.environ) -> timedelta:
+    """The collective timeout: :data:`TIMEOUT_VARIABLE` in seconds if set, else :data:`COLLECTIVE_TIMEOUT`."""
+    text = environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return COLLECTIVE_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise DistributedError(f"{TIMEOUT_VARIABLE}={text!r} is not a number of seconds above 0; set it to e.g. 600, or unset it for 30 minutes")
+    return timedelta(seconds=seconds)
+
+
+def _describe_seconds(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} s"
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -150,7 +191,7 @@ class World:
         if not self.distributed or dist.is_initialized():
             return False
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=self.rank, world_size=self.size, timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(backend, rank=self.rank, world_size=self.size, timeout=collective_timeout())
         return True
 
     @staticmethod
@@ -166,13 +207,40 @@ class World:
                 f"the process group has {dist.get_world_size()} processes, but this world has {self.size}"
             )
 
+    @contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        """Around a collective: mark this process as waiting (for :class:`CollectiveWatchdog`),
+        and turn the backend's failure (a timeout, a peer that closed its connection) into a
+        one-line :class:`DistributedError`."""
+        global _waiting_since
+        _waiting_since = time.monotonic()
+        try:
+            yield
+        except DistributedError:
+            raise
+        except RuntimeError as error:  # gloo's and NCCL's errors (DistBackendError is one)
+            waited = time.monotonic() - _waiting_since
+            timeout = collective_timeout().total_seconds()
+            cause = (
+                f"the others did not answer within {_describe_seconds(timeout)}" if waited >= 0.9 * timeout
+                else "another process ended or lost its connection"
+            )  # fmt: skip
+            raise DistributedError(
+                f"{self.describe()}: {what} failed after {waited:.0f} s: {cause} (a process stopped, hung or killed?); "
+                f"the backend says: {' '.join(str(error).split())[:160]}; set {TIMEOUT_VARIABLE} (seconds, default "
+                f"{_describe_seconds(COLLECTIVE_TIMEOUT.total_seconds())}) for another timeout"
+            ) from None
+        finally:
+            _waiting_since = None
+
     def gather(self, value: Any) -> list:
         """Every process's ``value`` (picklable), in rank order, on every process."""
         if not self.distributed:
             return [value]
         self._check_group()
         values: list = [None] * self.size
-        dist.all_gather_object(values, value)
+        with self._collective("exchanging a value with the other processes"):
+            dist.all_gather_object(values, value)
         return values
 
     def agree(self, error: Optional[BaseException]) -> None:
@@ -235,15 +303,86 @@ class World:
         if not self.distributed:
             return
         self._check_group()
-        with torch.no_grad():
+        with torch.no_grad(), self._collective("receiving process 0's parameters"):
             for tensor in tensors:
                 dist.broadcast(tensor.data, src=0)
 
     def all_reduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over the processes, in place."""
         if self.distributed:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            with self._collective("summing the gradients over the processes"):
+                dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
+
+
+class CollectiveWatchdog:
+    """A thread that watches this process's collectives while it trains with others: it says so
+    (once per collective) when one has waited :data:`WAIT_WARNING_SECONDS`, and when a stop
+    signal (SIGTERM, SIGINT, SIGUSR1) arrives while the process waits in a collective that does
+    not end within :data:`SIGNAL_GRACE_SECONDS`, it prints ``error: <exit_message(signal)>`` and
+    ends the process with status 128 + the signal.
+
+    Python runs a signal's handler only between bytecodes of the main thread, which a blocked
+    collective never reaches: without this, a process whose peer is stopped (SIGSTOP, a debugger)
+    ignores a scheduler's SIGTERM until the collective timeout. The signal reaches this thread
+    through :func:`signal.set_wakeup_fd`. Its state cannot be saved then (the other processes'
+    random states are out of reach); the last checkpoint stays.
+
+    Use as a context manager, from the main thread, while the stop handlers are installed.
+    """
+
+    def __init__(self, world: World, exit_message: Callable[[int, float], str]):
+        self.world, self.exit_message = world, exit_message
+        self._reader, self._writer = socket.socketpair()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="collective-watchdog", daemon=True)
+        self._previous_fd: Optional[int] = None
+
+    def __enter__(self) -> "CollectiveWatchdog":
+        self._writer.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+        self._stop.set()
+        self._thread.join()
+        self._reader.close()
+        self._writer.close()
+
+    def _watch(self) -> None:
+        # (signal, when, the collective it found the process in): a stop signal that arrived
+        # while the process waited, kept until that collective ends (the handler then runs).
+        signalled: Optional[tuple[int, float, float]] = None
+        warned_for: Optional[float] = None  # the collective already warned about
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._reader], [], [], 0.2)
+            now, since = time.monotonic(), _waiting_since
+            if ready:
+                for number in self._reader.recv(64):
+                    if number in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) and since is not None and signalled is None:
+                        signalled = (number, now, since)
+            if signalled is not None and since != signalled[2]:
+                signalled = None  # that collective ended: the handler has the signal, and stops at the next batch
+            if since is None:
+                continue
+            if signalled is not None and now - signalled[1] >= SIGNAL_GRACE_SECONDS:
+                self._exit(signalled[0], now - since)
+            if now - since >= WAIT_WARNING_SECONDS and warned_for != since:
+                warned_for = since
+                log.warning(
+                    "%s has waited %.0f s for the other processes (one of them validating, saving or building the data "
+                    "cache, or stopped or hung); it gives up after %s (%s)",
+                    self.world.describe(), now - since, _describe_seconds(collective_timeout().total_seconds()), TIMEOUT_VARIABLE,
+                )  # fmt: skip
+
+    def _exit(self, number: int, waited: float) -> None:
+        try:
+            message = " ".join(self.exit_message(number, waited).split())
+            print(f"error: {message}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(128 + number)
 
 
 class DataParallelSVI(SVI):

@@ -28,12 +28,12 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from . import run as rundir
+from . import run as rundir, sizes
 from .acceleration import accelerate, check_precision_gap, precision_gap, uses_bf16
 from .checkpoint import CheckpointError, DiskFullError, rng_state, set_rng_state
 from .config import TrainConfig
 from .data import DataSplits, as_float_images, load_dataset
-from .distributed import DataParallelSVI, PeerFailed, World, rank_seed
+from .distributed import CollectiveWatchdog, DataParallelSVI, PeerFailed, World, rank_seed
 from .health import check_health, mean_image
 from .models import get_family
 from .models.base import RECONSTRUCT
@@ -221,6 +221,7 @@ class Trainer:
             "image_size": self.data.image_size,
             "num_train": len(self.data.train),
         }
+        world.together(self._check_step_fits)  # each process its own device's memory; one refusal stops all
         self.labelled = world.on_main(lambda: self._labelled_subset(resume))
         train = self.data.train
         keep = torch.zeros(len(train), dtype=torch.bool)
@@ -296,6 +297,35 @@ class Trainer:
                     f"{old!r}; resume without it, or start a new run with another --out"
                 )
         return saved
+
+    def _step_size(self) -> tuple[int, dict]:
+        """This process's points per step and what sizes the step's memory (see :mod:`.sizes`)."""
+        config, info = self.config, self.config.data.info
+        batch = min(config.optimisation.batch_size, len(self.data.train))
+        shard = -(-batch // self.world.size)
+        return shard, {
+            "image_size": info["image_size"], "channels": info["channels"], "num_labels": len(info["label_names"]),
+            "max_classes": max(info["num_classes"], default=2), "z_char_dim": getattr(config.model, "z_char_dim", 1),
+            "k_samples": getattr(config.model, "k_samples", 0),
+        }  # fmt: skip
+
+    def _check_step_fits(self) -> None:
+        """Refuse, before anything is allocated, a step that cannot fit in the device's memory
+        (a huge ``--k-samples`` or ``--batch-size``), naming the option to lower."""
+        shard, step = self._step_size()
+        images, samples = sizes.training_step_bytes(shard, **step)
+        needed = images + samples
+        if self.device.type == "cpu":  # the processes of this node share its memory
+            needed *= int(os.environ.get("LOCAL_WORLD_SIZE", self.world.size))
+        k = step["k_samples"]
+        with_k = f" and --k-samples {k}" if k else ""
+        lower = "--k-samples" if samples > images else "--batch-size"
+        try:
+            sizes.require(
+                needed, f"a training step with --batch-size {self.config.optimisation.batch_size}{with_k}", lower, self.device
+            )
+        except sizes.SizeError as error:
+            raise TrainingError(str(error)) from None
 
     def _optim_args(self, param_name: str) -> dict:
         factor = self.family.learning_rate_factor(self.config.model, param_name)
@@ -498,10 +528,23 @@ class Trainer:
 
         previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
         try:
-            yield
+            if self.world.distributed:  # a signal while blocked in a collective (a stopped peer) still ends this process
+                with CollectiveWatchdog(self.world, self._blocked_exit_message):
+                    yield
+            else:
+                yield
         finally:
             for number, old in previous.items():
                 signal.signal(number, old)
+
+    def _blocked_exit_message(self, signal_number: int, waited: float) -> str:
+        """What a process says when a stop signal ends it inside a collective that does not end."""
+        return (
+            f"{signal.Signals(signal_number).name} while {self.world.describe()} had waited {waited:.0f} s for the other "
+            "processes, which did not answer (one of them is stopped, e.g. by SIGSTOP or a debugger, or hung): "
+            f"exiting without saving the batches since the last checkpoint; {self.kept_checkpoint()}; once every "
+            f"process can run, continue with `{self._resume_command()}`"
+        )
 
     def _resume_command(self) -> str:
         args = f"train --out {self.run_dir} --resume --epochs {self.config.optimisation.epochs}"
@@ -554,7 +597,8 @@ class Trainer:
         )
         pending: list = []  # (images, loss) of the steps whose losses are not read yet
         for number in range(pos.batch, len(batches)):
-            loss = self._step(pos.epoch, number, batches[number], batches_on_device[number])
+            with self._out_of_memory_says(number):
+                loss = self._step(pos.epoch, number, batches[number], batches_on_device[number])
             pending.append((len(batches[number]), loss))
             pos.batch += 1
             stop_now = not self.world.distributed and self._stop_signal is not None
@@ -583,6 +627,19 @@ class Trainer:
                 check_precision_gap(record["bf16_elbo_gap"], f"after epoch {record['epoch']} (saved)")
             except ValueError as error:
                 raise self._shared(error) from None
+
+    @contextmanager
+    def _out_of_memory_says(self, number: int):
+        """An allocation that fails in the step of batch ``number`` is one line naming the options
+        to lower (the sizes were checked before the first step, but only roughly)."""
+        k = getattr(self.config.model, "k_samples", 0)
+        lower = "--batch-size" + (" or --k-samples" if k else "")
+        try:
+            with sizes.out_of_memory_says(f"the training step of epoch {self.position.epoch + 1}, batch {number + 1}", lower, self.device):
+                yield
+        except sizes.SizeError as error:
+            # this process's own failure (the others' memory may have sufficed): it reports it itself
+            raise TrainingError(f"{error}; {self.kept_checkpoint()}") from None
 
     def _interrupted_here(self) -> None:
         """Save the position of a stop request and raise :class:`TrainingInterrupted`."""

@@ -19,19 +19,67 @@ bounds are reported in nats and its bits per dimension are left out.
 from __future__ import annotations
 
 import math
+import time
 
+import pyro.util
 import torch
 
+from .. import sizes
 from ..models.base import LIKELIHOOD
+from ..models.encode_once import MAX_ROWS
 from .context import Analysis
 
 #: the capabilities the likelihood estimates ask of a model.
 NEEDS = (LIKELIHOOD,)
+#: samples x images above which :func:`check_cost` times the estimate before it starts (below,
+#: it takes minutes at most on a CPU, and timing it would cost a noticeable share).
+TIMED_ABOVE_ROWS = 200_000
+#: samples x images pushed through the networks to time them: one pass of the estimate.
+TIMING_ROWS = MAX_ROWS
 
 
 def iwae(log_w: torch.Tensor) -> torch.Tensor:
     """``log mean_k exp(log_w[k])`` for weights ``[K, B]`` -> ``[B]``."""
     return log_w.logsumexp(0) - math.log(log_w.shape[0])
+
+
+def check_cost(analysis: Analysis, num_samples: int) -> None:
+    """Refuse (:class:`~pyro_ccvae.sizes.SizeError`) a ``num_samples`` whose weights cannot fit in
+    memory or whose estimate would run for more than a day; warn when it runs for more than ten
+    minutes (:func:`~pyro_ccvae.sizes.check_duration`). The time is measured: one pass of
+    :data:`TIMING_ROWS` samples of the first images, with the random state put back afterwards,
+    so the estimate itself draws what it would have drawn."""
+    what = f"the importance-weighted log p(x) with --iw-samples {num_samples} over {len(analysis)} test images"
+    lower = "--iw-samples (or --max-images)"
+    batch = min(analysis.batch_size, len(analysis))
+    info = analysis.run.config.data.info
+    # the [K, B] weights of log p(x) and log p(x, y) of a batch, and one pass's decoding
+    weights = 2 * num_samples * batch * sizes.FLOAT_BYTES
+    sizes.require(weights + sizes.decoded_bytes(MAX_ROWS, info["channels"], info["image_size"]), what, lower, analysis.device)
+    rows = num_samples * len(analysis)
+    if rows <= TIMED_ABOVE_ROWS:
+        return
+    index = torch.arange(min(len(analysis), 32))
+    x = analysis.images(index)
+    y, mask = analysis.labels(index)
+    k = max(1, TIMING_ROWS // len(index))
+    state = pyro.util.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if analysis.device.type == "cuda" else None
+    try:
+        with torch.no_grad():
+            analysis.representation.log_weights(x, 1, y, mask)  # the first pass pays for one-off set-up
+            if analysis.device.type == "cuda":
+                torch.cuda.synchronize(analysis.device)
+            started = time.perf_counter()
+            analysis.representation.log_weights(x, k, y, mask)
+            if analysis.device.type == "cuda":
+                torch.cuda.synchronize(analysis.device)
+            seconds_per_row = (time.perf_counter() - started) / (k * len(index))
+    finally:
+        pyro.util.set_rng_state(state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+    sizes.check_duration(seconds_per_row * rows, what, lower)
 
 
 def importance_weighted(analysis: Analysis, num_samples: int = 100) -> dict:

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .. import sizes
 from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
 from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_metrics, read_summary, results_lock, update_metrics
@@ -56,10 +57,12 @@ class Written:
     dropped: list[str] = field(default_factory=list)
 
 
-def _task(*needs: Sequence[str]):
+def _task(*needs: Sequence[str], lower: str):
     """A task that asks the run's model for the capabilities in ``needs`` (a one-line
     :class:`~pyro_ccvae.models.CapabilityError` naming both if it lacks one) and runs with the
-    run's own Pyro parameter store (see :meth:`pyro_ccvae.run.Run.scope`)."""
+    run's own Pyro parameter store (see :meth:`pyro_ccvae.run.Run.scope`). Its sizes are checked
+    before it allocates (:mod:`pyro_ccvae.sizes`); running out of memory all the same is a
+    one-line :class:`~pyro_ccvae.sizes.SizeError` naming ``lower``, the options that size it."""
     wanted = tuple(dict.fromkeys(c for group in needs for c in group))
 
     def decorate(function):
@@ -69,7 +72,8 @@ def _task(*needs: Sequence[str]):
             # One command at a time writes a run's results: figures, metrics.json and the report agree.
             with results_lock(run.path), run.scope():
                 check_results(run.path)
-                return function(run, *args, **kwargs)
+                with sizes.out_of_memory_says(f"`{function.__name__}`", lower, run.device):
+                    return function(run, *args, **kwargs)
 
         wrapper.needs = wanted
         return wrapper
@@ -124,7 +128,7 @@ EVALUATE_OPTIONAL = {
 }
 
 
-@_task(EVALUATE_NEEDS)
+@_task(EVALUATE_NEEDS, lower="--batch-size, --max-images or --iw-samples")
 def evaluate(
     run: Run,
     iw_samples: int = 100,
@@ -165,6 +169,8 @@ def evaluate(
         for section, needs in EVALUATE_OPTIONAL.items()
         if not set(needs) <= rep.capabilities
     }
+    if "likelihood" not in skipped:  # a huge --iw-samples is refused (or said to take long) before the slow part
+        likelihood.check_cost(analysis, iw_samples)
     m["classification"] = metrics.classification(analysis)
     if "likelihood" not in skipped:
         m["likelihood"] = importance_weighted(analysis, iw_samples)
@@ -338,7 +344,29 @@ def _path_figure(run: Run, z_c: torch.Tensor, z_s: torch.Tensor, label: int, ste
     return figures.save_labelled_grid(grid.flatten(0, 1), path, rows, cols, title)
 
 
-@_task(traversal.NEEDS)
+def _check_traverse_sizes(run: Run, chosen: Sequence[int], pairs: Sequence[tuple[int, int]], points: dict, images: int, steps: int) -> None:
+    """Refuse, before decoding, a traversal figure that cannot be drawn or held (``traverse
+    --steps 100000``). ``points``: the traversal's points per label (``steps``, or the class
+    path's for a label of more than two classes)."""
+    info = run.config.data.info
+    channels, size = info["channels"], info["image_size"]
+    for i in chosen:
+        k, name = run.num_classes[i], run.label_names[i]
+        if k == 2:
+            rows, cols, decoded = images, steps, images * steps
+        elif k == 3:  # a triangle of steps x steps cells per image, the images one below the other
+            rows, cols, decoded = images * steps, steps, images * steps * steps
+        else:  # a row per image and leg
+            rows, cols, decoded = images * (k - 1), steps, images * (k - 1) * steps
+        what = f"traverse's figure of {name} ({rows} x {cols} images)"
+        sizes.require_figure(rows, cols, channels, size, what, "--steps (or --images)", run.device, decoded=decoded)
+    for a, b in pairs:
+        rows, cols = points[a], points[b]
+        what = f"traverse's 2-D figure of {run.label_names[a]} and {run.label_names[b]} ({rows} x {cols} images)"
+        sizes.require_figure(rows, cols, channels, size, what, "--steps", run.device)
+
+
+@_task(traversal.NEEDS, lower="--steps or --images")
 def traverse(
     run: Run,
     labels: Optional[str] = None,
@@ -368,10 +396,11 @@ def traverse(
     if image is not None and not 0 <= image < len(analysis):
         raise ValueError(f"--image must be a test image index from 0 to {len(analysis) - 1}, got {image}")
     index = torch.arange(min(images, len(analysis))).to(analysis.device)
+    values = {i: traversal_values(run.representation, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
+    _check_traverse_sizes(run, chosen, chosen_pairs, {i: len(v) for i, v in values.items()}, len(index), steps)
     z_c, z_s = (z[index] for z in analysis.posterior_means)
     written = Written()
     ranges = {}
-    values = {i: traversal_values(run.representation, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
     categorical = {}
     for i in chosen:
         path = figure_path(run.path, f"traverse_{slug(names[i])}")
@@ -406,7 +435,7 @@ def traverse(
     return _finish(run, written)
 
 
-@_task(generation.NEEDS)
+@_task(generation.NEEDS, lower="--samples or --rows")
 def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: int = 1) -> Written:
     """Conditional generation (Fig. 4). Each label vector (see
     :func:`~.labels.parse_label_vectors`; default: every label at each of its classes, the rest
@@ -419,6 +448,11 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
         vectors = [{i: v} for i in range(len(names)) for v in range(num_classes[i])]
     if samples < 1 or rows < 1:
         raise ValueError(f"--samples and --rows must be at least 1, got {samples} and {rows}")
+    info = run.config.data.info
+    sizes.require_figure(
+        len(vectors) * rows, samples, info["channels"], info["image_size"],
+        f"generate's figure of {len(vectors) * rows} row(s) of {samples} images", "--samples (or --rows)", run.device,
+    )  # fmt: skip
     rep = run.representation
     z_s = rep.sample_style((rows,))  # one style per row, shared by every vector
     grid, row_names = [], []
@@ -434,7 +468,24 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
     return _finish(run, written)
 
 
-@_task(interventions.NEEDS)
+def _check_intervene_sizes(run: Run, analysis: Analysis, chosen: Sequence[int], images: int, samples: int, draws: int) -> None:
+    """Refuse, before decoding, what ``intervene``'s sizes cannot fit: the draws of one diversity
+    map (``samples x images`` decoded at once), the switch grid and the class-draws grids."""
+    info = run.config.data.info
+    channels, size = info["channels"], info["image_size"]
+    columns = 2 + len(intervention_columns(analysis.label_names, analysis.num_classes, chosen))
+    sizes.require_figure(images, columns, channels, size, f"intervene's grid of {images} x {columns} images", "--images", run.device)
+    sizes.require(
+        sizes.decoded_bytes(samples * images, channels, size),
+        f"each of intervene's diversity maps ({samples} draws of {images} images decoded at once)", "--samples (or --images)", run.device,
+    )  # fmt: skip
+    for i in (i for i in chosen if analysis.num_classes[i] > 2):
+        k = analysis.num_classes[i]
+        what = f"intervene's class draws of {analysis.label_names[i]} ({k} x {draws} images)"
+        sizes.require_figure(k, draws, channels, size, what, "--draws", run.device)
+
+
+@_task(interventions.NEEDS, lower="--samples, --images or --draws")
 def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: int = 32, draws: int = 8) -> Written:
     """Switch each binary label in turn, and set each label of more classes to each of its
     classes, for the first ``images`` test images (Fig. 11); the per-pixel variance over
@@ -448,6 +499,7 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
         raise ValueError(f"--images must be at least 1, got {images}")
     if draws < 1:
         raise ValueError(f"--draws must be at least 1, got {draws}")
+    _check_intervene_sizes(run, analysis, chosen, min(images, len(analysis)), samples, draws)
     written = Written()
     grid = switch_grid(analysis, chosen, images)
     rows = [f"test {k}" for k in range(grid.shape[0])]
@@ -493,7 +545,7 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     return _finish(run, written)
 
 
-@_task(swaps.NEEDS)
+@_task(swaps.NEEDS, lower="--images")
 def swap(run: Run, images: int = 6) -> Written:
     """Characteristic swaps among the first ``images`` test images (Figs. 6-7): the first row
     and column show the originals, cell ``(r, c)`` decodes ``z_c`` of row ``r``'s image with
@@ -502,6 +554,9 @@ def swap(run: Run, images: int = 6) -> Written:
     if images < 1:
         raise ValueError(f"--images must be at least 1, got {images}")
     index = torch.arange(min(images, len(analysis)))
+    info = run.config.data.info
+    n = len(index)
+    sizes.require_figure(n + 1, n + 1, info["channels"], info["image_size"], f"swap's grid of {n} x {n} images", "--images", run.device)
     z_c, z_s = (z[index.to(analysis.device)] for z in analysis.posterior_means)
     cells = swap_grid(run.representation, z_c, z_s).cpu()  # [N, N, C, H, W]
     originals = analysis.images(index).cpu()

@@ -48,6 +48,11 @@ import torch
 from . import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .common import select_labels
+from ..sizes import require
+
+#: memory of an image's factors, labels, mask and id beside its pixels (and the factors' float64
+#: draws while they are made), in bytes: what a huge ``--num-train`` is checked with.
+BYTES_PER_IMAGE_BESIDE_PIXELS = 300
 
 #: the default labels: binary attributes, in column order.
 LABEL_NAMES: tuple[str, ...] = ("square", "red", "large", "right", "stripe", "dark_background")
@@ -284,6 +289,13 @@ def load(options: DataOptions) -> DataSplits:
         raise DataError(f"shapes needs at least 1 training image, got num_train={options.num_train}")
     else:
         num_train, num_eval = options.num_train, max(1, options.num_train // 5)
+    # Before rendering: a huge --num-train is one line, not numpy's "Unable to allocate".
+    pixels = 3 * options.image_size * options.image_size
+    require(
+        (num_train + 2 * num_eval) * (pixels + BYTES_PER_IMAGE_BESIDE_PIXELS),
+        f"shapes with --num-train {num_train} ({num_train + 2 * num_eval} images of {pixels} bytes with validation and test)",
+        "--num-train",
+    )
     labels = select_labels(options.labels, LABEL_NAMES + tuple(CATEGORICAL_LABELS), LABEL_NAMES, "shapes")
     for label, (binary, classes) in CATEGORICAL_LABELS.items():
         if label in labels and binary in labels:
