@@ -87,8 +87,12 @@ class Loaded:
     def _x(self, x: torch.Tensor) -> torch.Tensor:
         """Images as floats in ``[0, 1]`` on the run's device (uint8 images are scaled); a
         :class:`ValueError` naming the shape the run's networks take for anything else."""
-        info = self.run.config.data.info
-        shape = [info["channels"], info["image_size"], info["image_size"]]
+        data = getattr(self.run, "data", None)
+        if data is not None:  # the images the run was trained on say it best
+            shape = list(data.test.images.shape[1:])
+        else:
+            info = self.run.config.data.info
+            shape = [info["channels"], info["image_size"], info["image_size"]]
         wanted = f"images [B, {', '.join(map(str, shape))}] (batch, channels, height, width)"
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"this run takes {wanted} as a torch tensor, got {type(x).__name__}")
