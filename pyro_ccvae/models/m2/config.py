@@ -19,8 +19,9 @@ class M2Config:
     models", NeurIPS 2014), on the CCVAE's networks and likelihood.
 
     Defaults: ``m2_alpha = 0.1`` is the paper's ``alpha = 0.1 N`` (section 3.1.2). The latent
-    ``z`` has the CCVAE's ``d_s = 27`` dims, so that it plays the part of ``z_s`` at the same
-    size (the paper used 50 on MNIST).
+    ``z`` has the CCVAE's ``d_s`` dims (the data set's default, :mod:`pyro_ccvae.dataset_defaults`:
+    27, or 4 for the digit sets), so that it plays the part of ``z_s`` at the same size (the paper
+    used 50 on MNIST).
     """
 
     name: str = option("m2", flag="--model", help="The model family.", choices=model_names)
