@@ -24,12 +24,26 @@ def _write_checkpoints(path, count: int, started) -> None:
 
 def test_a_reader_during_rotation_always_finds_the_checkpoint_whole(tmp_path, caplog):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint({"i": -1, "w": torch.zeros(50_000)}, path)
-    save_checkpoint({"i": -1, "w": torch.zeros(50_000)}, path)  # a previous copy from the start
-    context = multiprocessing.get_context("fork")
+    save_checkpoint({"i": -1, "w": torch.full((50_000,), -1.0)}, path)
+    save_checkpoint({"i": -1, "w": torch.full((50_000,), -1.0)}, path)  # a previous copy from the start
+    # spawn, not fork: a forked child of a process whose OpenMP pool is running deadlocks in its
+    # first parallel torch operation.
+    context = multiprocessing.get_context("spawn")
     started = context.Event()
-    writer = context.Process(target=_write_checkpoints, args=(path, 40, started))
+    # A daemon, killed below if it overruns: a stuck writer must fail this test, not hang the suite.
+    writer = context.Process(target=_write_checkpoints, args=(path, 40, started), daemon=True)
     writer.start()
+    try:
+        _read_while_writing(path, writer, started, caplog)
+    finally:
+        if writer.is_alive():
+            writer.kill()
+        writer.join(30)
+    assert writer.exitcode == 0
+    assert read_checkpoint(path).state["i"] == 39 and read_checkpoint(previous_path(path)).state["i"] == 38
+
+
+def _read_while_writing(path, writer, started, caplog) -> None:
     started.wait(30)
     reads, seen = 0, set()
     deadline = time.monotonic() + 30
@@ -40,11 +54,9 @@ def test_a_reader_during_rotation_always_finds_the_checkpoint_whole(tmp_path, ca
             assert torch.equal(loaded.state["w"], torch.full((50_000,), float(loaded.state["i"])))
             reads += 1
             seen.add(loaded.state["i"])
-    writer.join(30)
-    assert writer.exitcode == 0
+    writer.join(60)
     assert not caplog.records, caplog.text  # no "cannot be read ... using checkpoint.prev.pt"
     assert reads > 10 and len(seen) > 2  # the reader did overlap the writes
-    assert read_checkpoint(path).state["i"] == 39 and read_checkpoint(previous_path(path)).state["i"] == 38
 
 
 def test_a_write_that_fails_before_its_rename_keeps_both_copies(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def test_a_scheduler_s_signal_saves_and_exits(tmp_path, signum):
     state = torch.load(out / CHECKPOINT, weights_only=True)
     stopped_at = state["position"]["epoch"]
     assert 1 <= stopped_at < 1000 and state["world_size"] == 1
-    resumed = subprocess.run(ccvae("train", "--out", out, "--resume", "--epochs", stopped_at + 1, *TINY), capture_output=True, text=True)
+    resumed = subprocess.run(ccvae("train", "--out", out, "--resume", "--epochs", stopped_at + 1, *TINY), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(out / CHECKPOINT, weights_only=True)["position"]["epoch"] == stopped_at + 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -64,6 +65,15 @@ def start_pair(timeout_seconds: float, grace: float, warning: float):
     return processes
 
 
+def first_line(main, stopped, seconds: float = 120) -> str:
+    """The main process's first line, or both processes killed: a rendezvous that never happens
+    must fail the test, not block the suite on ``readline``."""
+    if not select.select([main.stdout], [], [], seconds)[0]:
+        finish(main, stopped, 0.1)
+        raise AssertionError(f"process 0 printed nothing within {seconds} s")
+    return main.stdout.readline().strip()
+
+
 def wait_stopped(process, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -77,6 +87,9 @@ def wait_stopped(process, seconds: float = 60) -> None:
 def finish(main, stopped, seconds: float):
     try:
         out, err = main.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        main.kill()
+        out, err = main.communicate()
     finally:
         main.kill()
         stopped.kill()
@@ -86,7 +99,7 @@ def finish(main, stopped, seconds: float):
 
 def test_a_sigterm_while_a_peer_is_stopped_ends_the_process_with_a_message():
     main, stopped = start_pair(timeout_seconds=120, grace=1.0, warning=100)
-    assert main.stdout.readline().strip() == "waiting"
+    assert first_line(main, stopped) == "waiting"
     wait_stopped(stopped)
     time.sleep(0.3)
     sent = time.monotonic()
@@ -101,7 +114,7 @@ def test_a_sigterm_while_a_peer_is_stopped_ends_the_process_with_a_message():
 
 def test_a_stopped_peer_is_announced_then_one_line_at_the_timeout():
     main, stopped = start_pair(timeout_seconds=3, grace=100, warning=0.5)
-    assert main.stdout.readline().strip() == "waiting"
+    assert first_line(main, stopped) == "waiting"
     code, out, err = finish(main, stopped, 60)
     assert code == 1 and "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]

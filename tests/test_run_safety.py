@@ -178,7 +178,7 @@ def test_a_second_writer_fails_at_once(tmp_path):
 
 def test_a_killed_writer_does_not_leave_the_lock_stuck(tmp_path):
     code = f"from pyro_ccvae.checkpoint import DirectoryLock; import os, signal; DirectoryLock({str(tmp_path)!r}, {LOCK!r}).acquire(); print('held', flush=True); os.kill(os.getpid(), signal.SIGKILL)"
-    holder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    holder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "held" in holder.stdout and holder.returncode == -9
     lock = DirectoryLock(tmp_path, LOCK)
     assert lock.acquire()
