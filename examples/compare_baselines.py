@@ -10,7 +10,10 @@ scores it on the test split with the same independent classifier (the judge) for
   the label vector, see their representations);
 - **Table 5**, conditional generation: how often the judge reads back each label of ``y ~ p(y)``.
 
-It writes ``OUT/tables.md``, ``OUT/tables.json`` and one page ``OUT/tables.html`` (runs in
+Each cell holds our figure with the paper's for the same model and rate in brackets
+(:mod:`paper_figures`: CelebA's figures beside ``shapes``, MNIST's beside ``digits``, with the
+data-set difference stated), and each column says how many pairs of models ours ranks the
+paper's way. It writes ``OUT/tables.md``, ``OUT/tables.json`` and one page ``OUT/tables.html`` (runs in
 ``OUT/DATASET/runs``, the judge in ``OUT/DATASET/judge``), each with the health warnings of every
 run beside the tables (a collapsed decoder or an unused latent makes its row a measure of a broken
 run). The default, ``shapes`` and ``digits`` at 0.06, 0.2 and 1, took about 20 minutes on one
@@ -47,12 +50,16 @@ from pyro_ccvae.models import MODELS
 from pyro_ccvae.run import has_run, load_run, read_summary
 from pyro_ccvae.training import train
 
-#: table -> (title, what a cell holds, how to read it from one scored run)
+from paper_figures import DATA_DIFFERENCES, SOURCE, STAND_INS, pairs_agreeing, paper_figure
+
+#: table -> (title, the score a cell holds)
 TABLES = {
     "table1_classification": ("Table 1: classification accuracy of q(y|x) (mean over labels; higher is better)", "accuracy"),
     "table2_swap": ("Table 2: characteristic swap, mean |change| of the judge's log-probability (lower is better)", "swap"),
     "table5_generation": ("Table 5: conditional generation accuracy read by the judge (mean over labels; higher is better)", "generation"),
 }
+#: tables where a lower figure is better.
+LOWER_IS_BETTER = {"table2_swap"}
 
 
 #: per data set: training images (None: all), epochs and model options (``--set``) of the default comparison.
@@ -141,11 +148,64 @@ def _cell(value) -> str:
 
 
 def titles(multiclass: bool) -> dict:
-    """Each table's title; on multi-class data Table 1 is the paper's Table 6 too."""
+    """Each table's title; on multi-class data Table 1 is the paper's Table 6, Table 5 its Table 7."""
     out = {key: title for key, (title, _) in TABLES.items()}
     if multiclass:
         out["table1_classification"] += " = the paper's Table 6 (multi-class accuracy)"
+        out["table5_generation"] += " = the paper's Table 7 (requested-class accuracy)"
     return out
+
+
+def paper_table(key: str, multiclass: bool) -> str:
+    """The paper's table printed beside our table ``key``."""
+    if multiclass and key in ("table1_classification", "table5_generation"):
+        return "table6" if key == "table1_classification" else "table7"
+    return key.split("_")[0]
+
+
+def paper_cells(result: dict, key: str, models: list[str], fracs: list[float]) -> dict:
+    """``{model: {frac: the paper's figure or None}}`` for our table ``key`` of one data set."""
+    table = paper_table(key, result["multiclass"])
+    out = {}
+    for model in models:
+        out[model] = {}
+        for f in fracs:
+            value = paper_figure(table, result["dataset"], model, f)
+            out[model][str(f)] = value[0] if isinstance(value, tuple) else value  # Table 7: (accuracy, MI)
+    return out
+
+
+def agreement(result: dict, key: str, models: list[str], fracs: list[float]) -> dict:
+    """Per rate, ``(agreeing, compared)`` pairs of models ranked the paper's way (lower-is-better tables negated)."""
+    sign = -1 if key in LOWER_IS_BETTER else 1
+    paper = paper_cells(result, key, models, fracs)
+    out = {}
+    for f in fracs:
+        ours = {m: None if result[key][m][str(f)] is None else sign * result[key][m][str(f)] for m in models}
+        theirs = {m: None if paper[m][str(f)] is None else sign * paper[m][str(f)] for m in models}
+        out[str(f)] = pairs_agreeing(ours, theirs)
+    return out
+
+
+def _with_paper(ours, paper) -> str:
+    return _cell(ours) + ("" if paper is None else f" ({paper:.3f})")
+
+
+def _agreement_cell(pair: tuple[int, int]) -> str:
+    agreeing, compared = pair
+    return "-" if compared == 0 else f"{agreeing}/{compared}" + (" agrees" if agreeing == compared else " differs")
+
+
+def comparison_note(dataset: str) -> str:
+    """Which of the paper's data sets our tables of ``dataset`` are read beside, and the difference."""
+    beside = STAND_INS.get(dataset)
+    if beside is None:
+        return f"The paper has no figures for a data set like `{dataset}`: no paper figures beside ours."
+    return (
+        f"In brackets: the paper's figure for the same model and rate on {beside} ({SOURCE}); "
+        f"{DATA_DIFFERENCES.get(dataset, 'a different data set')}. The figures are not comparable in level, only in "
+        "the models' ordering: the last row counts the pairs of models ours ranks the paper's way."
+    )
 
 
 def markdown(result: dict, models: list[str], fracs: list[float]) -> str:
@@ -154,12 +214,14 @@ def markdown(result: dict, models: list[str], fracs: list[float]) -> str:
     lines = [
         f"### {result['dataset']} ({result['epochs']} epochs, {result['num_train'] or 'all'} training images)", "",
         f"Judge: an independent classifier, test accuracy {result['judge_test_accuracy']:.3f} (mean over labels).", "",
+        comparison_note(result["dataset"]), "",
     ]  # fmt: skip
     for key, title in titles(result["multiclass"]).items():
+        paper, agree = paper_cells(result, key, models, fracs), agreement(result, key, models, fracs)
         lines += [f"**{title}**", "", "| model | " + " | ".join(f"f = {f:g}" for f in fracs) + " |", "|---" * (len(fracs) + 1) + "|"]
         for model in models:
-            lines.append(f"| {model} | " + " | ".join(_cell(result[key][model][str(f)]) for f in fracs) + " |")
-        lines.append("")
+            lines.append(f"| {model} | " + " | ".join(_with_paper(result[key][model][str(f)], paper[model][str(f)]) for f in fracs) + " |")
+        lines += ["| pairs ranked as the paper | " + " | ".join(_agreement_cell(agree[str(f)]) for f in fracs) + " |", ""]
     lines += ["**Health warnings of the runs** (training's checks; a warned run's cells measure that run's failure):", ""]
     items = [f"- {m}, f = {f:g}: {w}" for m in models for f in fracs for w in warnings[m][str(f)]]
     return "\n".join(lines + (items or ["- none"]))
@@ -171,13 +233,16 @@ def html_section(result: dict, models: list[str], fracs: list[float]) -> str:
     parts = [
         f"<h2>{esc(result['dataset'])} ({result['epochs']} epochs, {result['num_train'] or 'all'} training images)</h2>",
         f"<p>Judge: an independent classifier, test accuracy {result['judge_test_accuracy']:.3f} (mean over labels).</p>",
+        f"<p>{esc(comparison_note(result['dataset']))}</p>",
     ]
     for key, title in titles(result["multiclass"]).items():
+        paper, agree = paper_cells(result, key, models, fracs), agreement(result, key, models, fracs)
         head = "".join(f"<th>f = {f:g}</th>" for f in fracs)
         rows = "".join(
-            f"<tr><th>{esc(model)}</th>" + "".join(f"<td>{_cell(result[key][model][str(f)])}</td>" for f in fracs) + "</tr>"
+            f"<tr><th>{esc(model)}</th>"
+            + "".join(f"<td>{esc(_with_paper(result[key][model][str(f)], paper[model][str(f)]))}</td>" for f in fracs) + "</tr>"
             for model in models
-        )
+        ) + "<tr><th>pairs ranked as the paper</th>" + "".join(f"<td>{_agreement_cell(agree[str(f)])}</td>" for f in fracs) + "</tr>"
         parts.append(f"<h3>{esc(title)}</h3><table border='1'><tr><th>model</th>{head}</tr>{rows}</table>")
     items = [f"<li>{esc(m)}, f = {f:g}: {esc(w)}</li>" for m in models for f in fracs for w in warnings[m][str(f)]]
     parts.append("<h3>Health warnings of the runs</h3><ul>" + ("".join(items) or "<li>none</li>") + "</ul>")
@@ -201,10 +266,16 @@ def compare(args, models: list[str], fracs: list[float]) -> dict:
             for key, (_, field) in TABLES.items():
                 tables[key][model][str(frac)] = scores[field]
             print(f"{args.dataset} {model} f={frac:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
-    return {
+    result = {
         "dataset": args.dataset, "epochs": args.epochs, "num_train": args.num_train, "model_options": args.sets,
         "judge_test_accuracy": judge_accuracy, "multiclass": multiclass, **tables, "health_warnings": warnings,
     }  # fmt: skip
+    result["paper"] = {
+        key: {"table": paper_table(key, multiclass), "figures": paper_cells(result, key, models, fracs),
+              "pairs_agreeing": agreement(result, key, models, fracs)}
+        for key in TABLES
+    }  # fmt: skip
+    return result
 
 
 def main(argv=None) -> dict:

@@ -12,7 +12,8 @@ For every rate and model it runs ``train`` into ``OUT/<model>-sup-<rate>/`` (a f
 reused), ``train-classifier`` once into ``OUT/judge/``, and ``evaluate RUN --classifier OUT/judge``;
 then ``OUT/tables.md`` and ``OUT/tables.json`` hold, per rate: the labelled points, test accuracy,
 requested-class generation (the judge's reading of generated images, mean over the ten classes),
-and the paper's figures for the same model and rate on the full MNIST / Fashion-MNIST. Extra
+and the paper's figures for the same model and rate on the full MNIST / Fashion-MNIST (MNIST's
+beside ``digits``, with the difference in data stated). Extra
 ``train`` options go through ``--train-option=--epochs=20`` (repeatable).
 """
 from __future__ import annotations
@@ -23,17 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: the supervision rates of the paper's Tables 6 and 7.
-PAPER_RATES = (0.004, 0.06, 0.2, 1.0)
-#: Joy et al. (ICLR 2021), Table 6 (accuracy) and Table 7 (generation accuracy), by data set and
-#: model: one figure per rate of PAPER_RATES. Trained on the full sets (60,000 training images).
-PAPER = {
-    ("mnist", "ccvae"): {"accuracy": (0.927, 0.974, 0.979, 0.988), "generation": (0.910, 0.954, 0.961, 0.973)},
-    ("mnist", "m2"): {"accuracy": (0.918, 0.962, 0.968, 0.981), "generation": (0.883, 0.929, 0.934, 0.948)},
-    ("fashion-mnist", "ccvae"): {"accuracy": (0.741, 0.865, 0.879, 0.901), "generation": (0.734, 0.806, 0.801, 0.798)},
-    ("fashion-mnist", "m2"): {"accuracy": (0.756, 0.848, 0.860, 0.892), "generation": (0.750, 0.792, 0.787, 0.789)},
-}
-
+from paper_figures import DATA_DIFFERENCES, RATES as PAPER_RATES, SOURCE, STAND_INS, paper_figure
 
 def ccvae(*args) -> None:
     """Run one ``ccvae-pyro`` command (as ``python -m pyro_ccvae_cli``); stop on failure."""
@@ -53,11 +44,6 @@ def requested_class_rate(metrics: dict) -> float:
     return sum(rates.values()) / len(rates)
 
 
-def paper_figure(dataset: str, model: str, what: str, rate: float):
-    row = PAPER.get((dataset, model))
-    return row[what][PAPER_RATES.index(rate)] if row and rate in PAPER_RATES else None
-
-
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -66,7 +52,8 @@ def markdown(rows: list[dict], dataset: str, judge_accuracy: float, chance: floa
     lines = [
         f"One 10-class label on `{dataset}`: test accuracy of the model's q(y|x), and the share of images generated "
         f"for a requested class that the judge reads as that class (judge test accuracy {judge_accuracy:.3f}; "
-        f"chance {chance:.3f}). Paper: Joy et al. (ICLR 2021), Tables 6 and 7, on the full data set.",
+        f"chance {chance:.3f}). Paper: {SOURCE}, Tables 6 and 7, on the full {STAND_INS.get(dataset, dataset)} "
+        f"({DATA_DIFFERENCES.get(dataset, 'a different data set')}).",
         "",
         "| model | supervision rate | labelled points | accuracy | paper | generation | paper |",
         "|---|---|---|---|---|---|---|",
@@ -115,8 +102,8 @@ def main(argv=None) -> dict:
             rows.append({
                 "model": model, "sup_frac": rate, "labelled": summary["labelled"],
                 "accuracy": summary["test_accuracy_mean"], "generation": requested_class_rate(metrics),
-                "paper_accuracy": paper_figure(args.dataset, model, "accuracy", rate),
-                "paper_generation": paper_figure(args.dataset, model, "generation", rate),
+                "paper_accuracy": paper_figure("table6", args.dataset, model, rate),
+                "paper_generation": (paper_figure("table7", args.dataset, model, rate) or (None,))[0],
             })  # fmt: skip
     chance = next(iter(judge_summary["test_chance"].values()))
     judge_accuracy = judge_summary["test_accuracy_mean"]

@@ -56,11 +56,15 @@ def test_example_runs(name, tmp_path):
                 assert set(result[table]) == {"ccvae", "m2", "diva", "mvae"}
                 assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in result[table].values())
         assert md.count("| mvae |") == 6
-    if name == "multiclass_tables.py":  # one row per rate: accuracy and generation in [0, 1]; digits has no paper row
+        # the paper's figure beside ours where it has the rate (CelebA's beside shapes, MNIST's beside digits)
+        assert "| ccvae | " in md and "(0.900)" in md and "(0.988)" in md and md.count("pairs ranked as the paper") == 6
+        assert written["shapes"]["paper"]["table1_classification"]["figures"]["ccvae"] == {"0.5": None, "1.0": 0.900}
+        assert written["digits"]["paper"]["table1_classification"]["table"] == "table6"
+    if name == "multiclass_tables.py":  # one row per rate: accuracy and generation in [0, 1]; MNIST's figures beside digits
         tables = json.loads((tmp_path / "run" / "tables.json").read_text())
         assert [row["sup_frac"] for row in tables["rows"]] == [0.06, 1.0]
         assert all(0 <= row[key] <= 1 for row in tables["rows"] for key in ("accuracy", "generation"))
-        assert all(row["paper_accuracy"] is None for row in tables["rows"])
+        assert [(row["paper_accuracy"], row["paper_generation"]) for row in tables["rows"]] == [(0.974, 0.954), (0.988, 0.973)]
         assert "| ccvae | 0.06 |" in (tmp_path / "run" / "tables.md").read_text()
     if name == "gradient_variance.py":  # both models, both comparisons, and the figure
         report = json.loads((tmp_path / "run" / "gradient_variance.json").read_text())
