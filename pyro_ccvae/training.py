@@ -84,9 +84,9 @@ def predict_probs(representation, images: torch.Tensor, device: torch.device, ba
     return torch.cat(out)
 
 
-def choose_labelled(num_train: int, sup_frac: float, seed: int, flag: str = "--sup-frac") -> torch.Tensor:
+def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
     """The fixed-seed labelled subset for a supervision rate (sorted indices)."""
-    return labelled_order(num_train, _labelled_count(num_train, sup_frac, flag), seed).sort().values
+    return labelled_order(num_train, _labelled_count(num_train, sup_frac, "--sup-frac"), seed).sort().values
 
 
 def _labelled_count(num_train: int, sup_frac: float, flag: str) -> int:
@@ -268,6 +268,7 @@ class Trainer:
         self.saved_at: Optional[tuple[int, int]] = None
         if resume:
             self._load_checkpoint()
+            self._use_stage(stage_of_epoch(self.stages, self.position.epoch))
         elif world.distributed:
             pyro.set_rng_seed(rank_seed(config.run.seed, world.rank))  # each process its own stream
         if uses_bf16(self.networks):
