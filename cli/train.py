@@ -42,6 +42,8 @@ def train(out: Path, resume: bool, **options) -> None:
     foreign = sorted(given - TrainConfig.option_names(options["model"]))
     if foreign:
         raise ValueError(f"--{foreign[0].replace('_', '-')} is not an option of --model {options['model']}")
+    if {"sup_frac", "sup_schedule"} <= given:
+        raise ValueError("--sup-frac and --sup-schedule cannot be used together: the schedule's stages give the fractions")
     own = {option_name(f) for f in dataclasses.fields(config_class(options["model"]))} - {"model"}
     options = {
         k: v for k, v in options.items()
@@ -94,8 +96,17 @@ def header(trainer, resume: bool) -> str:
     return "\n".join([
         f"run: {trainer.run_dir} ({where})",
         f"data: {config.data.dataset}, {size}; {len(data.train)} training images, {len(trainer.labelled)} labelled "
-        f"(--sup-frac {config.optimisation.sup_frac:g}), {len(data.valid)} validation, {len(data.test)} test",
+        f"({supervision(trainer)}), {len(data.valid)} validation, {len(data.test)} test",
         f"labels: {labels}",
         # the guide's class: a baseline's own guide, though its config says meanfield
         f"model: {config.model.name}, guide {type(trainer.guide).__name__}; device {trainer.device}{processes}",
     ])  # fmt: skip
+
+
+def supervision(trainer) -> str:
+    """``--sup-frac F``, or the schedule and the labelled points of each of its stages."""
+    optimisation = trainer.config.optimisation
+    if optimisation.sup_schedule is None:
+        return f"--sup-frac {optimisation.sup_frac:g}"
+    counts = "/".join(str(len(subset)) for subset in trainer.stage_labelled)
+    return f"--sup-schedule {optimisation.sup_schedule}: {counts} labelled per stage"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .choices import DATASETS, NOISE_CHOICES, PRECISIONS
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
 from .models import MODELS, config_class
+from .supervision import Stage, check_epochs, format_schedule, parse_schedule
 
 if TYPE_CHECKING:
     from .data import DataOptions
@@ -110,6 +111,12 @@ class OptimisationConfig:
 
     #: fraction of training points whose labels are used; the rest train unsupervised.
     sup_frac: float = option(1.0, help="Fraction of training points whose labels are used (0 to 1).")
+    #: stages whose labelled subsets shrink and nest (:mod:`pyro_ccvae.supervision`); None: ``sup_frac`` throughout.
+    sup_schedule: Optional[str] = option(
+        None, help="FRAC:EPOCHS stages, e.g. 0.9:40,0.5:40,0.1:40: the labelled subset shrinks (nested, fixed by --seed) "
+        "from stage to stage; the epochs add up to --epochs (the last stage's may be left out: until the end). "
+        "Instead of --sup-frac (README: Supervision schedules).",
+    )  # fmt: skip
     epochs: int = option(20, help="Epochs to train (with --resume: the new last epoch).", resume=True)
     batch_size: int = option(64, help="Images per step.")
     lr: float = option(1e-3, help="Adam's learning rate.")
@@ -118,6 +125,16 @@ class OptimisationConfig:
         if not 0.0 <= self.sup_frac <= 1.0:
             raise ValueError(f"--sup-frac must be in [0, 1], got {self.sup_frac}")
         check_positive(self, "epochs", "batch_size", "lr")
+        if self.sup_schedule is not None:
+            stages = parse_schedule(self.sup_schedule)
+            # sup_frac records the first stage's fraction: the points whose labels are ever used.
+            if self.sup_frac not in (1.0, stages[0].sup_frac):
+                raise ValueError("--sup-frac and --sup-schedule cannot be used together: the schedule's stages give the fractions")
+            self.sup_schedule, self.sup_frac = format_schedule(stages), stages[0].sup_frac
+
+    def stages(self) -> Optional[tuple[Stage, ...]]:
+        """The supervision schedule's stages; ``None`` without one."""
+        return None if self.sup_schedule is None else parse_schedule(self.sup_schedule)
 
 
 @dataclass
@@ -180,7 +197,11 @@ class TrainConfig:
                 raise ValueError(f"unknown option {key!r}")
             section, name = where[key]
             values[section][name] = value
-        return cls(**{section: classes[section](**values[section]) for section in classes})
+        config = cls(**{section: classes[section](**values[section]) for section in classes})
+        stages = config.optimisation.stages()
+        if stages is not None:  # here, not in the section: a resumed run's --epochs may outgrow its schedule
+            check_epochs(stages, config.optimisation.epochs)
+        return config
 
     def fields_by_option(self) -> dict[str, tuple[Any, dataclasses.Field]]:
         """Flat option name -> (the section object that holds it, the field)."""
@@ -192,11 +213,13 @@ class TrainConfig:
 
     #: keys added since the nested format (version 2) was first written, with the value a file
     #: without one ran with (a run from before guide options had none; before the classifier tied
-    #: to the prior, every run had the linear one and a weight with gradients).
+    #: to the prior, every run had the linear one and a weight with gradients; before supervision
+    #: schedules, every run kept one labelled subset).
     ADDED_KEYS = {
         ("guide", "options"): {},
         ("model", "label_classifier"): "linear",
         ("model", "detach_weight"): False,
+        ("optimisation", "sup_schedule"): None,
     }
 
     @classmethod

@@ -6,7 +6,9 @@ each other::
 
     config.json      the TrainConfig, nested by section (model, data, guide, optimisation, run),
                      with the data's label spec (names, classes per label), channels and image size in data.info
-    labelled.json    indices (into the training split) of the points whose labels are used
+    labelled.json    indices (into the training split) of the points whose labels are used; with a
+                     supervision schedule, the first stage's in the seeded permutation's order
+                     (stage k labels its first round(f_k N): :func:`labelled_stages`)
     splits.json      which source item went to which split
     metrics.jsonl    one line per epoch: loss, validation accuracy, speed
     checkpoint.pt    model, guide, optimiser, RNG states and position; written atomically,
@@ -476,6 +478,19 @@ def read_labelled(path: Path, num_train: Optional[int] = None, sup_frac: Optiona
     except FileNotFoundError:
         raise RunError(f"{shown(file)} is missing; the run directory is damaged: restore the file, or start a new run with another --out") from None
     return torch.tensor(check_labelled(file, value, num_train, sup_frac), dtype=torch.long)
+
+
+def labelled_stages(path: Path, config: TrainConfig) -> list[torch.Tensor]:
+    """Each supervision stage's labelled subset (sorted indices) of the run in ``path``: one, the
+    ``--sup-frac`` subset, for a run without a schedule; checked like :func:`read_labelled`."""
+    from .supervision import nested_subsets, stage_counts
+
+    optimisation, num_train = config.optimisation, config.data.info.get("num_train")
+    order = read_labelled(path, num_train, optimisation.sup_frac)
+    stages = optimisation.stages()
+    if stages is None or num_train is None:  # without num_train in data.info: a run from before schedules
+        return [order.sort().values]
+    return nested_subsets(order, stage_counts(stages, num_train))
 
 
 def write_splits(path: Path, data: DataSplits) -> None:

@@ -64,7 +64,7 @@ class TensorBoardLog:
     def epoch(self, record: dict, originals: Optional[torch.Tensor] = None, reconstructions: Optional[torch.Tensor] = None) -> None:
         """One epoch's line of ``metrics.jsonl`` and, if given, its reconstruction grid."""
         epoch = record["epoch"]
-        for key in ("loss", "images_per_s", "bf16_elbo_gap"):
+        for key in ("loss", "images_per_s", "bf16_elbo_gap", "labelled"):  # labelled: a --sup-schedule run's
             if record.get(key) is not None:
                 name = "loss_per_image" if key == "loss" else key
                 self.writer.add_scalar(f"epoch/{name}", record[key], epoch)

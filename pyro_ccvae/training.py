@@ -40,6 +40,7 @@ from .models.base import RECONSTRUCT
 from .noise import batch_noise, noise_for
 from .prediction import label_accuracy, mean_of as _mean
 from .run import CONFIG, CHECKPOINT, RunError
+from .supervision import Stage, check_epochs, labelled_order, nested_subsets, stage_counts, stage_of_epoch, stage_spans
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,18 @@ def predict_probs(representation, images: torch.Tensor, device: torch.device, ba
 
 def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
     """The fixed-seed labelled subset for a supervision rate (sorted indices)."""
+    return labelled_order(num_train, _labelled_count(num_train, sup_frac, "--sup-frac"), seed).sort().values
+
+
+def _labelled_count(num_train: int, sup_frac: float, flag: str) -> int:
+    """:func:`~pyro_ccvae.run.labelled_count`, warning when a rate above 0 labels no point."""
     count = rundir.labelled_count(num_train, sup_frac)
     if count == 0 and sup_frac > 0:
         log.warning(
-            "--sup-frac %g of %d training points rounds to 0 labelled points: the run trains without labels; "
-            "give more than %.3g for one", sup_frac, num_train, 0.5 / num_train,
+            "%s %g of %d training points rounds to 0 labelled points: the run trains without labels; "
+            "give more than %.3g for one", flag, sup_frac, num_train, 0.5 / num_train,
         )  # fmt: skip
-    perm = torch.randperm(num_train, generator=torch.Generator().manual_seed(seed))
-    return perm[:count].sort().values
+    return count
 
 
 def _tensors(value):
@@ -146,6 +151,8 @@ class Trainer:
         self._tracker = None
         self._owns_group = False
         self._stop_signal: Optional[int] = None
+        #: the supervision stage (0-based) whose labelled subset the steps use (:meth:`_use_stage`).
+        self.stage: Optional[int] = None
         # The modules' Pyro parameters live in a store of the trainer's own, so that training
         # neither reads nor wipes the caller's (see :meth:`scope`).
         self._params: dict = {"params": {}, "constraints": {}}
@@ -200,6 +207,9 @@ class Trainer:
             raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
         else:  # typed from the guide's constructor ("rank=8" -> 8); a mistyped name stops here
             config.guide.options = get_family(config.model.name).guide_options(config.guide.name, config.guide.options)
+            stages = config.optimisation.stages()
+            if stages is not None:  # a config built without from_options (which checks it) too
+                check_epochs(stages, config.optimisation.epochs)
         config.data.make_paths_absolute()
         return config
 
@@ -222,20 +232,23 @@ class Trainer:
             "num_train": len(self.data.train),
         }
         world.together(self._check_step_fits)  # each process its own device's memory; one refusal stops all
+        # What labelled.json holds (rank 0 reads or draws it; every process gets the same).
         self.labelled = world.on_main(lambda: self._labelled_subset(resume))
         train = self.data.train
-        keep = torch.zeros(len(train), dtype=torch.bool)
-        keep[self.labelled] = True
+        #: the supervision stages (one, ``--sup-frac``'s, without a schedule) and each one's labelled subset.
+        self.stages = config.optimisation.stages() or (Stage(config.optimisation.sup_frac, None),)
+        self.stage_labelled = nested_subsets(self.labelled, stage_counts(self.stages, len(train)))
         # Labels and masks are small: on the device, so that a step indexes them there.
         self.labels = train.labels.to(self.device)
-        self.train_mask = (train.mask & keep.unsqueeze(-1)).to(self.device)
+        self._use_stage(0)
         if self.device.type == "cuda" and train.images.numel() < DEVICE_RESIDENT_BYTES:
             self.images = train.images.to(self.device)
         else:
             self.images = train.images
 
         self.model, self.guide = family.build_run(config)
-        family.prepare(self.model, train.labels[self.labelled], train.mask[self.labelled])
+        # The label prior from every point whose label training uses: the first stage's subset holds the others.
+        family.prepare(self.model, train.labels[self.stage_labelled[0]], train.mask[self.stage_labelled[0]])
         self.model.to(self.device)
         self.guide.to(self.device)
         self.representation = family.representation(self.model, self.guide, config.data.info, self.device, config.model)
@@ -255,6 +268,7 @@ class Trainer:
         self.saved_at: Optional[tuple[int, int]] = None
         if resume:
             self._load_checkpoint()
+            self._use_stage(stage_of_epoch(self.stages, self.position.epoch))
         elif world.distributed:
             pyro.set_rng_seed(rank_seed(config.run.seed, world.rank))  # each process its own stream
         if uses_bf16(self.networks):
@@ -332,9 +346,32 @@ class Trainer:
         return {"lr": self.config.optimisation.lr * factor}
 
     def _labelled_subset(self, resume: bool) -> torch.Tensor:
+        """``labelled.json``: ``--sup-frac``'s subset (sorted) or, with a schedule, the first stage's
+        points in the seeded permutation's order (stage k labels a prefix of it)."""
+        optimisation, num_train = self.config.optimisation, len(self.data.train)
         if resume:
-            return rundir.read_labelled(self.run_dir, len(self.data.train), self.config.optimisation.sup_frac)
-        return choose_labelled(len(self.data.train), self.config.optimisation.sup_frac, self.config.run.seed)
+            return rundir.read_labelled(self.run_dir, num_train, optimisation.sup_frac)
+        if optimisation.sup_schedule is None:
+            return choose_labelled(num_train, optimisation.sup_frac, self.config.run.seed)
+        return labelled_order(num_train, _labelled_count(num_train, optimisation.sup_frac, "--sup-schedule's first stage"), self.config.run.seed)
+
+    def _use_stage(self, stage: int) -> None:
+        """Mask the labels of the points outside supervision stage ``stage`` (0-based)."""
+        if self.stage == stage:
+            return
+        train = self.data.train
+        keep = torch.zeros(len(train), dtype=torch.bool)
+        keep[self.stage_labelled[stage]] = True
+        self.train_mask = (train.mask & keep.unsqueeze(-1)).to(self.device)
+        self.stage = stage
+
+    def _schedule_summary(self) -> list[dict]:
+        """Each stage of a supervision schedule: its fraction, epochs (first, last) and labelled points."""
+        spans = stage_spans(self.stages, self.config.optimisation.epochs)
+        return [
+            {"stage": k + 1, "sup_frac": stage.sup_frac, "epochs": list(span), "labelled": len(self.stage_labelled[k])}
+            for k, (stage, span) in enumerate(zip(self.stages, spans))
+        ]
 
     def _batch(self, index: torch.Tensor, index_on_device: Optional[torch.Tensor] = None):
         """Images, labels and masks of the training points ``index`` (CPU), on the device;
@@ -581,6 +618,7 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         config, pos = self.config.optimisation, self.position
+        self._use_stage(stage_of_epoch(self.stages, pos.epoch))
         order = self._epoch_order(pos.epoch)
         batches = order.split(config.batch_size)
         batches_on_device = order.to(self.device).split(config.batch_size)  # one copy per epoch
@@ -616,11 +654,12 @@ class Trainer:
         self._save_checkpoint()
         if self.world.is_main:
             log.info(
-                "epoch %d: loss %.2f/image, valid accuracy %s, %.0f images/s",
+                "epoch %d: loss %.2f/image, valid accuracy %s, %.0f images/s%s",
                 record["epoch"],
                 record["loss"],
                 "n/a" if record["valid_accuracy_mean"] is None else f"{record['valid_accuracy_mean']:.3f}",
                 record["images_per_s"],
+                f", supervision stage {record['sup_stage']}/{len(self.stages)} ({record['labelled']} labelled)" if "sup_stage" in record else "",
             )
         if record.get("bf16_elbo_gap") is not None:
             try:
@@ -672,6 +711,8 @@ class Trainer:
             "seconds": seconds,
             "images_per_s": (pos.images - images_at_start) / max(seconds, 1e-9),
         }
+        if self.config.optimisation.sup_schedule is not None:
+            record.update(sup_stage=self.stage + 1, labelled=len(self.stage_labelled[self.stage]))
         if uses_bf16(self.networks):
             record["bf16_elbo_gap"] = self._precision_gap()
         # An objective may count what its estimator did (the CCVAE: importance weights capped
@@ -700,9 +741,11 @@ class Trainer:
                 "epochs": self.position.epoch,
                 "test_accuracy": dict(zip(self.data.label_names, test_acc)),
                 "test_accuracy_mean": _mean(test_acc),
-                "labelled": len(self.labelled),
+                "labelled": len(self.stage_labelled[stage_of_epoch(self.stages, max(self.position.epoch - 1, 0))]),
                 "health": self._health(),
             }
+            if self.config.optimisation.sup_schedule is not None:
+                summary["sup_stages"] = self._schedule_summary()
             rundir.write_summary(self.run_dir, summary)
             return summary
 

@@ -20,7 +20,7 @@ from ..run import CHECKPOINT, CONFIG, FIGURES, PROVENANCE, REPORT, RunError, fig
 from .outputs import JUDGED_SECTIONS
 
 #: the settings the report shows, by option name (those a model family lacks are left out).
-SETTINGS = ("model", "dataset", "guide", "epochs", "sup_frac", "z_style_dim", "z_char_dim", "likelihood", "seed")
+SETTINGS = ("model", "dataset", "guide", "epochs", "sup_frac", "sup_schedule", "z_style_dim", "z_char_dim", "likelihood", "seed")
 
 #: figure-name prefix -> caption (the first matching prefix wins).
 CAPTIONS = {
