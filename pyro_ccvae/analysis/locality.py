@@ -43,8 +43,8 @@ MIN_TOTAL_CHANGE = 1e-6
 # ORB (Rublee et al. 2011, scikit-image's implementation). Its descriptor is read in a 31-pixel
 # patch and keypoints nearer the border than that are dropped, so images are first upscaled
 # (bilinear) by the smallest whole factor that makes their shorter side at least ORB_SIDE: x4 at
-# 32 px, x2 at 64 px. A larger side found a few more keypoints at 3 times the cost (measured on
-# shapes); the matches' ratios to their reference were alike.
+# 32 px, x2 at 64 px. On shapes, 256 px found about twice the keypoints at three times the cost,
+# and more matches between unrelated images.
 ORB_SIDE = 128
 #: at most this many keypoints per image (the strongest by Harris response), over 8 scales of 1.2.
 ORB_KEYPOINTS = 200
@@ -55,7 +55,8 @@ ORB_FAST_THRESHOLD = 0.02
 #: fraction of their 256 bits (unrelated descriptors differ in about half)...
 MAX_DESCRIPTOR_DISTANCE = 0.25
 #: ...at keypoints at most this many source pixels apart. An edit keeps everything else in place,
-#: so a match elsewhere is two look-alike corners (a square's four), not one point kept.
+#: so a match elsewhere is two look-alike corners, not one point kept (without it, unrelated shapes
+#: images matched about as often as an image and its blurred copy).
 MAX_KEYPOINT_SHIFT = 2.0
 #: the first images of the split the keypoint measure reads (ORB costs ~30 ms an image on one core).
 KEYPOINT_IMAGES = 64
