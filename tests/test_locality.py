@@ -165,3 +165,26 @@ def test_a_family_without_interventions_skips_it_with_the_reason(run_dir, monkey
     assert written["evaluation"]["skipped"]["edit_locality"] == "needs the capability 'intervene', which model 'partial' does not offer"
     assert "skipped edit_locality: needs the capability 'intervene'" in result.output
     assert not (run_dir / "figures" / "locality.png").exists()
+
+
+def test_labels_of_more_classes_average_over_their_targets(tmp_path, monkeypatch):
+    """Categorical ``shape`` and ``colour``: the mask share over every target class, each edit's
+    region the union of the shapes before and after, and figure rows saying from which class to which."""
+    out = tmp_path / "categorical"
+    labels = ["--labels", "shape,colour,right"]
+    result = cli("train", "--model", "ccvae", "--out", out, *TINY[:-2], *labels, "--z-style-dim", "3", "--k-samples", "4", *TRAINING)
+    assert result.exit_code == 0, result.output
+    analysis = Analysis.from_run(load_run(out, "cpu"), "test", max_images=6, progress=False)
+    shown = []
+    monkeypatch.setattr(locality.figures, "save_labelled_grid", lambda grid, path, rows, *rest, **kw: shown.append(rows) or path)
+    section, _ = locality.edit_locality(analysis, tmp_path / "locality.png", keypoint_images=3)
+    share = section["mask_share"]
+    assert list(share["share"]) == ["shape", "colour", "right"] and share["unchanged_images"]["shape"] == 0
+    assert all(0 <= v <= 1 for v in share["share"].values())
+    current = analysis.current_labels[:2].long()
+    assert shown[0][:3] == [f"test 0: shape {int(current[0, 0])} -> {(int(current[0, 0]) + 1) % 3}",
+                            f"test 1: shape {int(current[1, 0])} -> {(int(current[1, 0]) + 1) % 3}",
+                            f"test 0: colour {int(current[0, 1])} -> {(int(current[0, 1]) + 1) % 4}"]
+    assert shown[0][-1] == "test 1: switch right"
+    # a shape's region is the union of the shapes before and after: never smaller than colour's (the object alone)
+    assert share["area_fraction"]["shape"] >= share["area_fraction"]["colour"]

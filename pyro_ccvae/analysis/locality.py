@@ -231,7 +231,8 @@ def _colour_map(change: torch.Tensor, vmax: float) -> torch.Tensor:
 def locality_figure(analysis: Analysis, path: Path, count: int = FIGURE_IMAGES) -> Path:
     """For each label and each of the first ``count`` images, a row: the image, its
     reconstruction, the image decoded after the intervention (a label of ``K_i > 2``: to the next
-    class), the change (colour bar) and, where the renderer outlines it, the label's region."""
+    class; its row says from which class to which), the change (colour bar) and, where the
+    renderer outlines it, the label's region."""
     index = torch.arange(min(count, len(analysis)))
     regions = has_regions(analysis)
     rows, names, changes = [], [], []
@@ -243,8 +244,9 @@ def locality_figure(analysis: Analysis, path: Path, count: int = FIGURE_IMAGES) 
         if regions:
             cells.append(label_regions(analysis, index, i, target).cpu().unsqueeze(1))
         rows.append(cells)
-        edit = f"switch {name}" if analysis.num_classes[i] == 2 else f"{name}={{}}"
-        names += [f"test {b}: {edit.format(int(target[b]))}" for b in range(len(index))]
+        current = analysis.current_labels[index.to(analysis.device), i].long()
+        binary = analysis.num_classes[i] == 2
+        names += [f"test {b}: " + (f"switch {name}" if binary else f"{name} {int(current[b])} -> {int(target[b])}") for b in range(len(index))]
     vmax = max(max(float(c.max()) for c in changes), 1e-4)
     grid = []
     for cells, change in zip(rows, changes):
