@@ -106,6 +106,10 @@ def print_evaluation(m: dict) -> None:
         if requested:
             rates = ", ".join(f"{name} {_show(rate)}" for name, rate in requested["requested_class_rate_mean"].items())
             click.echo(f"requested class read by the judge (mean over classes): {rates}")
+    if "edit_locality" in m:
+        from pyro_ccvae.analysis.locality import describe as describe_locality
+
+        click.echo(f"edit locality: {describe_locality(m['edit_locality'])}")
     for section, why in m["evaluation"].get("skipped", {}).items():
         click.echo(f"skipped {section}: {why}")
 

@@ -45,6 +45,8 @@ CAPTIONS = {
     "reconstruction (colour bar: the variance; opacity grows with it).",
     "class_draws": "Diversity within each class: draws z_c^i ~ p(z_c^i | y_i = row's class) decoded with one test "
     "image's z_s and other characteristic latents fixed.",
+    "locality": "Edit locality: a test image, its reconstruction, the image decoded after the row's intervention, the "
+    "change |intervened - reconstruction| (colour bar) and, on shapes, the region where the renderer changes that label.",
     "swap": "Characteristic swaps: z_c of the row's image with z_s of the column's image (first row and column: "
     "the originals; diagonal: reconstructions).",
 }

@@ -20,7 +20,7 @@ from . import figures, metrics
 from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
 from .ground_truth import has_ground_truth, nuisance_transfer
-from . import generation, interventions, likelihood, swap as swaps, traversal
+from . import generation, interventions, likelihood, locality, swap as swaps, traversal
 from .generation import (
     class_generation_accuracy, generation_accuracy, generate as generate_images, is_one_hot, requested_class_accuracy, sample_labels,
 )  # fmt: skip
@@ -41,7 +41,7 @@ VISIBLE_CANDIDATES = 256
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "health", "classification", "likelihood", "latent_separation", "style_leakage",
-    *JUDGED_SECTIONS, "nuisance_transfer",
+    *JUDGED_SECTIONS, "nuisance_transfer", "edit_locality",
 )  # fmt: skip
 
 
@@ -125,6 +125,7 @@ EVALUATE_OPTIONAL = {
     "single_interventions": interventions.NEEDS,
     "characteristic_swap": swaps.NEEDS,
     "generation_accuracy": generation.NEEDS,
+    "edit_locality": locality.NEEDS,
 }
 
 
@@ -217,6 +218,11 @@ def evaluate(
 
     if has_ground_truth(analysis):
         m["nuisance_transfer"] = nuisance_transfer(analysis)
+    if "edit_locality" not in skipped:  # the mask share on data whose renderer outlines the labels, keypoints everywhere
+        m["edit_locality"], figure = locality.edit_locality(analysis, figure_path(run.path, "locality"))
+        written.figures.append(figure)
+    else:
+        figure_path(run.path, "locality").unlink(missing_ok=True)
     if judge is None and analysis.split.attributes is not None and attribute_epochs > 0:
         folder, net = attribute_classifier(run, attribute_epochs, progress)
         judge = ("ground-truth attribute classifier trained by evaluate", folder, _reader(run, net))

@@ -61,6 +61,13 @@ LABEL_NAMES: tuple[str, ...] = ("square", "red", "large", "right", "stripe", "da
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLOURS: tuple[str, ...] = ("blue", "red", "green", "yellow")
 CATEGORICAL_LABELS: dict[str, tuple[str, tuple[str, ...]]] = {"shape": ("square", SHAPES), "colour": ("red", COLOURS)}
+#: the parts of an image :func:`region_mask` outlines.
+REGIONS: tuple[str, ...] = ("object", "stripe", "background")
+#: the region each label changes in :func:`render` (the categorical labels: as the binary ones they extend).
+LABEL_REGIONS: dict[str, str] = {
+    "square": "object", "shape": "object", "red": "object", "colour": "object", "large": "object", "right": "object",
+    "stripe": "stripe", "dark_background": "background",
+}  # fmt: skip
 #: continuous nuisance factors, each in [0, 1] (see :func:`render` for what they mean).
 NUISANCE_NAMES: tuple[str, ...] = (
     "position_y",
@@ -143,14 +150,10 @@ def _triangle(cx: np.ndarray, cy: np.ndarray, r: np.ndarray, size: int) -> np.nd
     return np.clip(inside * size + 0.5, 0.0, 1.0)
 
 
-def _render_chunk(a: np.ndarray, shape: np.ndarray, colour: np.ndarray, size: int) -> np.ndarray:
-    """Images from factors ``a`` (columns 2.. as in :data:`ATTRIBUTE_NAMES`) and the shape and
-    colour classes (indices into :data:`SHAPES`, :data:`COLOURS`)."""
-    n = a.shape[0]
-    stripe, dark = a[:, 4] > 0.5, a[:, 5] > 0.5
+def _object_coverage(a: np.ndarray, shape: np.ndarray, size: int) -> np.ndarray:
+    """The object's share of each pixel ``[N, H, W]`` from factors ``a`` and the shape classes: a
+    box is separable; a disc and a triangle use a half-pixel soft edge."""
     cx, cy, r = _geometry(a)
-
-    # object coverage [N, 1, H, W]: a box is separable; a disc uses a half-pixel soft edge
     box = _coverage(cy - r, cy + r, size)[:, :, None] * _coverage(cx - r, cx + r, size)[:, None, :]
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size
     dist = np.sqrt((grid[None, None, :] - cx[:, None, None]) ** 2 + (grid[None, :, None] - cy[:, None, None]) ** 2)
@@ -158,14 +161,26 @@ def _render_chunk(a: np.ndarray, shape: np.ndarray, colour: np.ndarray, size: in
     alpha = np.where((shape == 1)[:, None, None], box, disc)
     if (shape == 2).any():  # the binary data have no triangle: skip the work
         alpha = np.where((shape == 2)[:, None, None], _triangle(cx, cy, r, size), alpha)
-    alpha = alpha[:, None]
+    return alpha
 
-    # stripe coverage [N, 1, H, W]
+
+def _stripe_coverage(a: np.ndarray, size: int) -> np.ndarray:
+    """The stripe's share of each pixel ``[N, H, W]`` (zero where no stripe is drawn)."""
+    n = a.shape[0]
     thick = _STRIPE_THICKNESS[0] + a[:, 13] * (_STRIPE_THICKNESS[1] - _STRIPE_THICKNESS[0])
     top = np.full(n, _STRIPE_TOP, dtype=np.float32)
     sy = _coverage(top, top + thick.astype(np.float32), size)
     sx = _coverage(np.full(n, _STRIPE_X[0], np.float32), np.full(n, _STRIPE_X[1], np.float32), size)
-    s_alpha = (sy[:, :, None] * sx[:, None, :] * stripe[:, None, None])[:, None]
+    return sy[:, :, None] * sx[:, None, :] * (a[:, 4] > 0.5)[:, None, None]
+
+
+def _render_chunk(a: np.ndarray, shape: np.ndarray, colour: np.ndarray, size: int) -> np.ndarray:
+    """Images from factors ``a`` (columns 2.. as in :data:`ATTRIBUTE_NAMES`) and the shape and
+    colour classes (indices into :data:`SHAPES`, :data:`COLOURS`)."""
+    n = a.shape[0]
+    dark = a[:, 5] > 0.5
+    alpha = _object_coverage(a, shape, size)[:, None]  # [N, 1, H, W]
+    s_alpha = _stripe_coverage(a, size)[:, None]
 
     # colours [N, 3, 1, 1]
     obj_hue = _HUES[colour] + (a[:, 9] - 0.5) * 2.0 * _HUE_JITTER
@@ -208,19 +223,9 @@ def _classes(column: np.ndarray, num_classes: int) -> np.ndarray:
     return np.clip(np.rint(column), 0, num_classes - 1).astype(np.int64)
 
 
-def render(
-    attributes: Union[np.ndarray, torch.Tensor], image_size: int = 32, names: Sequence[str] = ATTRIBUTE_NAMES
-) -> torch.Tensor:
-    """Render images from factor values.
-
-    :param attributes: ``[N, A]`` factors, columns as in ``names``: the six label factors
-        (binary ones read as ``> 0.5``, ``shape`` and ``colour`` as the nearest class index),
-        then the nuisances in [0, 1] (clipped).
-    :param image_size: 32 or 64.
-    :param names: the attribute columns, :func:`attribute_names` of the labels (default: the
-        binary :data:`ATTRIBUTE_NAMES`).
-    :returns: ``uint8`` tensor ``[N, 3, image_size, image_size]``.
-    """
+def _read_factors(attributes: Union[np.ndarray, torch.Tensor], image_size: int, names: Sequence[str]):
+    """Checked factors ``[N, A]`` (clipped to [0, 1]) with their shape and colour classes: what
+    :func:`render` and :func:`region_mask` read."""
     if image_size not in IMAGE_SIZES:
         raise DataError(f"shapes renders {' or '.join(map(str, IMAGE_SIZES))} pixel images, not {image_size}; "
                         f"pass --image-size 32 or 64")
@@ -236,10 +241,50 @@ def render(
     shape = _classes(a[:, 0], len(SHAPES) if names[0] == "shape" else 2)
     colour = _classes(a[:, 1], len(COLOURS) if names[1] == "colour" else 2)
     a = np.clip(a, 0.0, 1.0)
+    return a, shape, colour
+
+
+def render(
+    attributes: Union[np.ndarray, torch.Tensor], image_size: int = 32, names: Sequence[str] = ATTRIBUTE_NAMES
+) -> torch.Tensor:
+    """Render images from factor values.
+
+    :param attributes: ``[N, A]`` factors, columns as in ``names``: the six label factors
+        (binary ones read as ``> 0.5``, ``shape`` and ``colour`` as the nearest class index),
+        then the nuisances in [0, 1] (clipped).
+    :param image_size: 32 or 64.
+    :param names: the attribute columns, :func:`attribute_names` of the labels (default: the
+        binary :data:`ATTRIBUTE_NAMES`).
+    :returns: ``uint8`` tensor ``[N, 3, image_size, image_size]``.
+    """
+    a, shape, colour = _read_factors(attributes, image_size, names)
     out = np.empty((a.shape[0], 3, image_size, image_size), dtype=np.uint8)
     for start in range(0, a.shape[0], _CHUNK):
         chunk = slice(start, start + _CHUNK)
         out[chunk] = _render_chunk(a[chunk], shape[chunk], colour[chunk], image_size)
+    return torch.from_numpy(out)
+
+
+def region_mask(
+    attributes: Union[np.ndarray, torch.Tensor], image_size: int = 32, names: Sequence[str] = ATTRIBUTE_NAMES, region: str = "object"
+) -> torch.Tensor:
+    """Where :func:`render` draws a part of the image, from the same factors and geometry: each
+    pixel's share ``[N, image_size, image_size]`` (float32 in [0, 1]; a pixel on the soft edge is
+    partly covered) of the ``region``: ``"object"``, ``"stripe"`` (zero without one) or
+    ``"background"`` (neither the object nor the stripe). :data:`LABEL_REGIONS` says which region
+    each label changes."""
+    if region not in REGIONS:
+        raise ValueError(f"shapes regions are {', '.join(REGIONS)}, not {region!r}")
+    a, shape, _ = _read_factors(attributes, image_size, names)
+    out = np.empty((a.shape[0], image_size, image_size), dtype=np.float32)
+    for start in range(0, a.shape[0], _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        if region == "stripe":
+            out[chunk] = _stripe_coverage(a[chunk], image_size)
+            continue
+        covered = _object_coverage(a[chunk], shape[chunk], image_size)
+        # the object stays below the stripe's band, so the two never overlap
+        out[chunk] = covered if region == "object" else (1.0 - covered) * (1.0 - _stripe_coverage(a[chunk], image_size))
     return torch.from_numpy(out)
 
 
