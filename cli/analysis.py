@@ -75,7 +75,7 @@ def _show(value) -> str:
 
 
 def fid_line(fid: dict) -> str:
-    """``evaluate``'s FID in one line, with the count it depends on and the training-image floor."""
+    """``evaluate``'s FID in one line, with the count it depends on and the training images' FID, a perfect generator's."""
     scores = ", ".join(f"{kind} {_show(fid[kind])}" for kind in ("generated", "reconstructions") if kind in fid)
     official = "" if fid["official_weights"] else "; not the official weights: not comparable with published FIDs"
     reference = f"; {fid['num_training_images']} training images {_show(fid.get('training_images'))} (a perfect generator's FID at this count)"
@@ -128,7 +128,7 @@ def print_evaluation(m: dict) -> None:
 @click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
 @click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
 @click.option("--fid-weights", type=click.Path(path_type=Path), help="torch-fidelity's Inception v3 weights, a file (nothing is downloaded; without it FID is skipped, saying where the file is published): adds FID (Table 4) of generated images, reconstructions and training images against the test images.")
-@click.option("--fid-images", type=int, default=500, show_default=True, help="Images per set for FID (4 sets: test, generated, reconstructed, training). Inception v3 takes 0.2-0.5 s per image on a CPU core (500 images, 2,000 passes: 7-15 minutes on one core), milliseconds on a GPU. FID grows as the count shrinks: compare FIDs of equal counts.")
+@click.option("--fid-images", type=int, default=500, show_default=True, help="Images per set for FID (4 sets: test, generated, reconstructed, training). Inception v3 took 0.5 s per image on one busy CPU core (500 images, 2,000 passes: about 16 minutes); less on an idle core, far less on a GPU. FID grows as the count shrinks: compare FIDs of equal counts.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_run_command
 def evaluate(run, no_progress: bool, **options):

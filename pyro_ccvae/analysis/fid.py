@@ -99,6 +99,7 @@ def load_inception(weights: Union[str, Path], device: Union[str, torch.device] =
         raise ValueError(f"--fid-weights {path} is not a PyTorch state dict: {_one_line(error)}") from None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"--fid-weights {path} is not a state dict (names to tensors) of torch-fidelity's Inception v3")
+    del state  # checked; the network loads its own copy below
     try:
         metric = FrechetInceptionDistance(
             feature=feature, reset_real_features=False, antialias=False,  # antialias=False: the original TensorFlow resize
