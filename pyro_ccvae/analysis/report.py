@@ -81,6 +81,11 @@ HEADLINES = (
     ("single_interventions", ("exact_rate_mean",), "fraction of single interventions that change exactly the intended label"),
     ("characteristic_swap", ("log_prob_change_mean",), "characteristic-swap metric (lower is better)"),
     ("generation_accuracy", ("accuracy_mean",), "conditional-generation accuracy"),
+    # FID depends on the count of images: the count and the floor it sets go beside it
+    ("fid", ("generated",), "FID of generated images against the test images (lower is better)"),
+    ("fid", ("reconstructions",), "FID of reconstructions against the test images (lower is better)"),
+    ("fid", ("training_images",), "FID of training images against the test images: a perfect generator's at this count"),
+    ("fid", ("num_images",), "images per FID set (FID grows as the count shrinks)"),
 )
 
 

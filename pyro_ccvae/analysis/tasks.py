@@ -19,6 +19,7 @@ from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_me
 from . import figures, metrics
 from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
+from .fid import GENERATED_NEEDS as FID_GENERATED_NEEDS, LEAST_IMAGES as FID_LEAST_IMAGES, check_count, fid_scores, load_inception, missing_weights_note
 from .ground_truth import has_ground_truth, nuisance_transfer
 from . import generation, interventions, likelihood, locality, swap as swaps, traversal
 from .generation import (
@@ -41,7 +42,7 @@ VISIBLE_CANDIDATES = 256
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "health", "classification", "likelihood", "latent_separation", "style_leakage",
-    *JUDGED_SECTIONS, "nuisance_transfer", "edit_locality",
+    *JUDGED_SECTIONS, "nuisance_transfer", "edit_locality", "fid",
 )  # fmt: skip
 
 
@@ -126,6 +127,7 @@ EVALUATE_OPTIONAL = {
     "characteristic_swap": swaps.NEEDS,
     "generation_accuracy": generation.NEEDS,
     "edit_locality": locality.NEEDS,
+    "fid_generated": FID_GENERATED_NEEDS,  # the reconstructions' FID needs only EVALUATE_NEEDS
 }
 
 
@@ -139,6 +141,8 @@ def evaluate(
     gen_samples: int = 1000,
     attribute_epochs: int = 10,
     progress: bool = True,
+    fid_weights: Optional[Path] = None,
+    fid_images: int = 500,
 ) -> Written:
     """Classification (Table 1), the importance-weighted ``log p(x)``, latent separation,
     reconstructions, the health checks (:func:`~pyro_ccvae.health.check_health`, and a warning
@@ -153,8 +157,13 @@ def evaluate(
     and ``attribute_epochs > 0``, a classifier is trained on the ground-truth labels (see
     :func:`attribute_classifier`) to judge interventions, swaps and generation. Such data
     also get :func:`~.ground_truth.nuisance_transfer`, which needs no judge.
+
+    With ``fid_weights`` (torch-fidelity's Inception v3 weights, a file), the FID of generated
+    images, reconstructions and training images against the first ``fid_images`` test images
+    (Table 4, :func:`~.fid.fid_scores`); without, the ``fid`` section is skipped, saying where
+    the weights are published.
     """
-    for name, value, least in (("--iw-samples", iw_samples, 1), ("--gen-samples", gen_samples, 1), ("--attribute-epochs", attribute_epochs, 0)):
+    for name, value, least in (("--iw-samples", iw_samples, 1), ("--gen-samples", gen_samples, 1), ("--attribute-epochs", attribute_epochs, 0), ("--fid-images", fid_images, FID_LEAST_IMAGES)):
         if value < least:
             raise ValueError(f"{name} must be at least {least}, got {value}")
     analysis = Analysis.from_run(run, "test", max_images, batch_size, progress)
@@ -162,6 +171,9 @@ def evaluate(
     judge = None
     if classifier_dir is not None:
         judge = ("independent classifier", Path(classifier_dir), _reader(run, load_classifier(classifier_dir, run.device)))
+    if fid_weights is not None:  # a bad file, or too few images, fail here too
+        check_count(min(fid_images, len(analysis)))
+    inception = None if fid_weights is None else load_inception(fid_weights, run.device)
     written = Written()
     m = written.metrics
     rep = run.representation
@@ -244,6 +256,8 @@ def evaluate(
         "reliable_judge_accuracy": RELIABLE_JUDGE_ACCURACY,
         "skipped": {section: f"needs the capability {need!r}, which model {rep.family!r} does not offer" for section, need in skipped.items()},
     }
+    if inception is None:
+        m["evaluation"]["skipped"]["fid"] = missing_weights_note()
     if judge is not None:
         analysis.classifier = judge[2]
     if judge is not None and "single_interventions" not in skipped:
@@ -276,6 +290,8 @@ def evaluate(
     for name in JUDGED_SECTIONS:
         if name in m:
             m[name]["unreliable_labels"] = unreliable
+    if inception is not None:  # last: the other sections' random draws stay what they were without it
+        m["fid"] = fid_scores(analysis, inception, fid_images, generated="fid_generated" not in skipped)
     earlier = read_metrics(run.path)  # under the results lock: what _finish removes is what was there
     written.dropped = [name for name in JUDGED_SECTIONS if name in earlier and name not in m]
     return _finish(run, written, remove=EVALUATE_SECTIONS)
