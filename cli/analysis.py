@@ -106,6 +106,10 @@ def print_evaluation(m: dict) -> None:
         if requested:
             rates = ", ".join(f"{name} {_show(rate)}" for name, rate in requested["requested_class_rate_mean"].items())
             click.echo(f"requested class read by the judge (mean over classes): {rates}")
+    if "judge_uncertainty" in m:
+        ju = m["judge_uncertainty"]
+        mi = ", ".join(f"{name} {_show(ju['mutual_information_generated_mean'][name])} vs {_show(value)}" for name, value in ju["mutual_information_test"].items())
+        click.echo(f"judge's uncertainty (MI, nats; generated vs real test images): {mi}")
     for section, why in m["evaluation"].get("skipped", {}).items():
         click.echo(f"skipped {section}: {why}")
 

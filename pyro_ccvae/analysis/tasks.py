@@ -20,7 +20,7 @@ from . import figures, metrics
 from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from .context import Analysis
 from .ground_truth import has_ground_truth, nuisance_transfer
-from . import generation, interventions, likelihood, swap as swaps, traversal
+from . import generation, interventions, judge_uncertainty, likelihood, swap as swaps, traversal
 from .generation import (
     class_generation_accuracy, generation_accuracy, generate as generate_images, is_one_hot, requested_class_accuracy, sample_labels,
 )  # fmt: skip
@@ -41,7 +41,7 @@ VISIBLE_CANDIDATES = 256
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "health", "classification", "likelihood", "latent_separation", "style_leakage",
-    *JUDGED_SECTIONS, "nuisance_transfer",
+    *JUDGED_SECTIONS, "nuisance_transfer", "judge_uncertainty",
 )  # fmt: skip
 
 
@@ -125,6 +125,7 @@ EVALUATE_OPTIONAL = {
     "single_interventions": interventions.NEEDS,
     "characteristic_swap": swaps.NEEDS,
     "generation_accuracy": generation.NEEDS,
+    "judge_uncertainty": generation.NEEDS,  # reads generated images
 }
 
 
@@ -267,6 +268,11 @@ def evaluate(
         requested = requested_class_accuracy(analysis)
         if requested is not None:
             m["generation_accuracy"]["categorical"] = requested
+    if judge is not None and "judge_uncertainty" not in skipped:  # Table 7: MI of generated images beside real ones'
+        m["judge_uncertainty"], why = judge_uncertainty.judge_uncertainty(analysis, judge[1])
+        if why is not None:
+            del m["judge_uncertainty"]
+            m["evaluation"]["skipped"]["judge_uncertainty"] = why
     for name in JUDGED_SECTIONS:
         if name in m:
             m[name]["unreliable_labels"] = unreliable
