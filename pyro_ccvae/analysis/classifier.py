@@ -308,7 +308,8 @@ def train_classifier(
 
 
 def _resumed_config(out_dir: Path, saved: dict, config: ClassifierConfig, explicit: Sequence[str]) -> ClassifierConfig:
-    """The checkpoint's config with ``config``'s epochs and device (and data location, when given)."""
+    """The checkpoint's config with ``config``'s epochs and device, and the other options that may
+    change on resume (where the data lie) when they were given."""
     try:
         old = ClassifierConfig(**{k: v for k, v in json.loads(saved["config"]).items() if k in {f.name for f in fields(ClassifierConfig)}})
     except (KeyError, TypeError, ValueError) as error:
@@ -321,7 +322,7 @@ def _resumed_config(out_dir: Path, saved: dict, config: ClassifierConfig, explic
         new, was = getattr(config, name), getattr(old, name)
         if f.metadata.get("resume"):
             setattr(old, name, new)
-        elif new != was and not (f.metadata.get("path") and new and was and Path(new).expanduser().absolute() == Path(was)):
+        elif new != was:
             raise ValueError(
                 f"--{name.replace('_', '-')} cannot change when resuming: the judge in {shown(out_dir)} trains with {was!r}; "
                 "resume without it, or train a new judge (without --resume)"
