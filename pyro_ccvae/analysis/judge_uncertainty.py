@@ -16,10 +16,10 @@ and grows where they disagree: on inputs unlike the training images. It is estim
 classes), in nats (at most ``log K``). The generated images' MI is read against the real test
 images' MI, the in-distribution reference.
 
-The heads are Pyro's own :class:`pyro.contrib.gp.models.VariationalSparseGP` (RBF kernel on the
-standardised features, :data:`INDUCING` whitened inducing points started at training features,
-:class:`~pyro.contrib.gp.likelihoods.Binary` or :class:`~pyro.contrib.gp.likelihoods.MultiClass`
-likelihood), fitted with Adam on the ELBO. They are saved in the judge directory as
+The heads are Pyro's own :class:`pyro.contrib.gp.models.VariationalSparseGP`: an RBF kernel on
+the standardised features, ``--gp-inducing`` whitened inducing points (the paper's 200) started
+at training features, a :class:`~pyro.contrib.gp.likelihoods.Binary` or
+:class:`~pyro.contrib.gp.likelihoods.MultiClass` likelihood; fitted with Adam on the ELBO. They are saved in the judge directory as
 ``uncertainty.pt`` (each head's state dict and its settings, listed in the judge's manifest).
 """
 from __future__ import annotations
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 #: ``uncertainty.pt``'s format.
 FORMAT = 1
-#: inducing points of a head (the paper's 200), unless ``--gp-inducing`` says otherwise.
-INDUCING = 200
 #: draws of the latent function per image behind each MI (and mean predictive).
 F_SAMPLES = 100
 #: generated images per requested class in ``evaluate``'s section.
