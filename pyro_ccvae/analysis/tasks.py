@@ -145,7 +145,8 @@ def evaluate(
     from :func:`~.metrics.style_leakage` when ``z_s`` alone recovers a label of a model whose
     design keeps ``z_s`` free of the labels); with an
     independent classifier in ``classifier_dir`` also the single-intervention matrix, the swap
-    metric (Table 2) and generation accuracy (Table 5), with the labels the judge reads below
+    metric (Table 2), generation accuracy (Table 5) and, when the judge has GP heads, its
+    uncertainty on generated images (Table 7, :mod:`.judge_uncertainty`), with the labels the judge reads below
     :data:`~.outputs.RELIABLE_JUDGE_ACCURACY` listed as ``unreliable_labels``. Without a judge the
     judged sections of earlier evaluations are dropped, not kept beside numbers they do not match.
 
@@ -268,10 +269,11 @@ def evaluate(
         requested = requested_class_accuracy(analysis)
         if requested is not None:
             m["generation_accuracy"]["categorical"] = requested
-    if judge is not None and "judge_uncertainty" not in skipped:  # Table 7: MI of generated images beside real ones'
-        m["judge_uncertainty"], why = judge_uncertainty.judge_uncertainty(analysis, judge[1])
-        if why is not None:
-            del m["judge_uncertainty"]
+    if judge is not None and "judge_uncertainty" not in skipped:  # Table 7: the judge's MI on generated images beside real ones
+        section, why = judge_uncertainty.judge_uncertainty(analysis, judge[1])
+        if section is not None:
+            m["judge_uncertainty"] = section
+        else:
             m["evaluation"]["skipped"]["judge_uncertainty"] = why
     for name in JUDGED_SECTIONS:
         if name in m:
