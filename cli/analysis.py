@@ -120,6 +120,10 @@ def print_evaluation(m: dict) -> None:
         click.echo(f"edit locality: {describe_locality(m['edit_locality'])}")
     if "fid" in m:
         click.echo(fid_line(m["fid"]))
+    if "judge_uncertainty" in m:
+        ju = m["judge_uncertainty"]
+        mi = ", ".join(f"{name} {_show(ju['mutual_information_generated_mean'][name])} vs {_show(value)}" for name, value in ju["mutual_information_test"].items())
+        click.echo(f"judge's uncertainty (MI, nats; generated vs real test images): {mi}")
     for section, why in m["evaluation"].get("skipped", {}).items():
         click.echo(f"skipped {section}: {why}")
 

@@ -370,7 +370,7 @@ def test_a_judge_is_whole_or_refused(tmp_path, monkeypatch):
     out = tmp_path / "judge"
     options = dict(num_train=64, epochs=1, device="cpu")
     train_classifier(ClassifierConfig(**options), out, progress=False)
-    assert json.loads((out / judges.MANIFEST).read_text())["sha256"].keys() == {"config.json", "classifier.pt", "summary.json"}
+    assert json.loads((out / judges.MANIFEST).read_text())["sha256"].keys() == {"config.json", "classifier.pt", "summary.json", "uncertainty.pt"}
     load_classifier(out, "cpu")
 
     summary = json.loads((out / SUMMARY).read_text())

@@ -10,14 +10,16 @@ sections of ``RUN/metrics.json`` and ``RUN/report.html`` (:mod:`.tasks`):
                        ``z_c^i`` with their densities, reconstructions, the health checks
                        (:mod:`pyro_ccvae.health`); with ``--classifier`` the single-intervention
                        matrix and its condition number (D.1), the swap metric (Table 2) and the
-                       conditional-generation accuracy (Table 5)
+                       conditional-generation accuracy (Table 5), and the judge's uncertainty
+                       on generated images beside real ones (Table 7, :mod:`.judge_uncertainty`)
 ``traverse``           1-D and 2-D traversals of the characteristic latents (Fig. 3; the triangle
                        or path between the class means of a label of more classes, Fig. 21)
 ``generate``           conditional generation from ``p(z_c | y)`` (Fig. 4)
 ``intervene``          label switches and class settings (Fig. 11), diversity maps (Fig. 5) and
                        draws per class with ``z_s`` fixed (Fig. 22)
 ``swap``               characteristic swaps (Figs. 6-7)
-``train-classifier``   the independent CNN that judges edited and generated images
+``train-classifier``   the independent CNN that judges edited and generated images (stopping on a
+                       validation plateau, resumable), and its GP heads
 =====================  ==========================================================================
 
 Labels are class indices; label ``i`` has ``K_i`` classes (binary: 2). Binary labels keep the

@@ -12,10 +12,23 @@ label, beside the chance level (the most frequent class's share). Its directory:
 
     DIR/config.json      the ClassifierConfig (data options, training options, label names)
     DIR/classifier.pt    the network's weights and its label spec (names, classes per label)
-    DIR/summary.json     test accuracy and chance level per label
-    DIR/manifest.json    the sha256 of each of the three, written last
+    DIR/summary.json     test accuracy and chance level per label, the validation hold-out, the epochs
+    DIR/uncertainty.pt   the GP head that measures the judge's uncertainty (:mod:`.judge_uncertainty`)
+    DIR/manifest.json    the sha256 of each of these, written last
+    DIR/checkpoint.pt    training's state after each epoch (with its ``.prev`` copy and sha256
+                         record, :mod:`pyro_ccvae.checkpoint`), for ``--resume``; not part of the judge
 
-A judge is three files written one by one, so a kill between two could leave weights, config and
+Training holds out a seeded share of the training split (``--validation-fraction``), measures the
+NLL and accuracy there after every epoch, stops when that NLL has not fallen by ``--min-delta``
+for ``--patience`` epochs (``--epochs`` is the most) and keeps the weights of its best epoch.
+The checkpoint holds everything the rest of training depends on (weights, Adam's state, the best
+weights, the RNG states; each epoch's batch order is keyed by the seed and the epoch), so a
+resumed training ends where an uninterrupted one does. The judge files are written from the
+checkpoint's state once training stops; a judge directory while it trains still holds the
+previous judge, whole. Judges from before these files (no ``uncertainty.pt``, a summary without
+the validation fields) still load.
+
+A judge is several files written one by one, so a kill between two could leave weights, config and
 summary that disagree. The manifest is removed before the first is written and written after the
 last: a judge loads only when its files match their manifest (or when it predates manifests:
 no ``judge_format`` in its config). One process writes a judge directory at a time (its
@@ -35,18 +48,25 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import (
-    DirectoryLock, atomic_write_bytes, atomic_write_text, check_no_links, check_own_directory, file_errors,
-    make_folder, read_file, read_json_object, remove_stale_temporaries, sha256_of, shown,
+    CheckpointError, DirectoryLock, atomic_write_bytes, atomic_write_text, check_no_links, check_own_directory, checksums_path,
+    file_errors, make_folder, previous_path, read_checkpoint, read_file, read_json_object, remove_stale_temporaries, rng_state,
+    save_checkpoint, set_rng_state, sha256_of, shown,
 )  # fmt: skip
 from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
-from ..data.base import check_num_classes
+from ..data.base import ImageSet, check_num_classes
 from ..devices import resolve_device
 from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
 
 CONFIG, WEIGHTS, SUMMARY, MANIFEST = "config.json", "classifier.pt", "summary.json", "manifest.json"
+#: the GP head of :mod:`.judge_uncertainty` (a judge may lack it: trained before it, or --gp-steps 0).
+UNCERTAINTY = "uncertainty.pt"
 #: the files of a judge, in the order they are written (the manifest after them).
-JUDGE_FILES = (CONFIG, WEIGHTS, SUMMARY)
+JUDGE_FILES = (CONFIG, WEIGHTS, SUMMARY, UNCERTAINTY)
+#: training's state after the latest epoch, for ``train-classifier --resume``.
+CHECKPOINT = "checkpoint.pt"
+#: ``checkpoint.pt``'s mark, so that a foreign ``checkpoint.pt`` is not resumed.
+CHECKPOINT_FORMAT = 1
 #: held (flock) by the one process writing a judge directory.
 LOCK = ".writer.lock"
 #: ``config.json``'s mark of a judge written with a manifest (one without it predates manifests).
@@ -58,12 +78,24 @@ class ClassifierConfig(RunSection, DataConfig):
     """How the independent classifier was trained (the data and run options of a training run,
     and its own); saved flat as ``DIR/config.json``."""
 
-    epochs: int = option(10, help="Epochs to train the classifier.")
+    epochs: int = option(10, help="The most epochs to train (fewer when the validation loss stops falling; with --resume: the new most).", resume=True)
     batch_size: int = option(64, help="Images per step.")
     lr: float = option(1e-3, help="Adam's learning rate.")
+    patience: int = option(2, help="Stop when the validation loss has not fallen by --min-delta for this many epochs; the best epoch's weights are kept.")
+    min_delta: float = option(1e-3, help="The least fall of the validation loss (nats per seen label) that counts as an improvement.")
+    validation_fraction: float = option(0.1, help="Share of the training split held out (seeded by --seed) to decide when to stop.")
+    gp_steps: int = option(300, help="Adam steps fitting the GP head that measures the judge's uncertainty (0: no GP head).")
+    gp_inducing: int = option(200, help="Inducing points of the GP head.")
+    gp_points: int = option(2000, help="Training images (a seeded subsample) whose features fit the GP head.")
 
     def __post_init__(self) -> None:
-        check_positive(self, "epochs", "batch_size", "lr")
+        check_positive(self, "epochs", "batch_size", "lr", "patience", "gp_inducing", "gp_points")
+        if self.min_delta < 0:
+            raise ValueError(f"--min-delta must be at least 0, got {self.min_delta}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"--validation-fraction must be between 0 and 1 (both excluded), got {self.validation_fraction}")
+        if self.gp_steps < 0:
+            raise ValueError(f"--gp-steps must be at least 0, got {self.gp_steps}")
 
     @classmethod
     def like_run(cls, config: TrainConfig, **options) -> "ClassifierConfig":
@@ -238,10 +270,22 @@ class LabelReader:
         return predicted_classes(self.log_probs(x))
 
 
-def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = True) -> dict:
-    """Train an :class:`IndependentClassifier` with Adam into ``out_dir``; returns the summary."""
+#: a judge directory's files that do not make it someone else's (training's checkpoint has no config.json beside it yet).
+_TRAINING_FILES = (LOCK, CHECKPOINT, previous_path(Path(CHECKPOINT)).name, checksums_path(Path(CHECKPOINT)).name)
+
+
+def train_classifier(
+    config: ClassifierConfig, out_dir: Path, progress: bool = True, resume: bool = False, explicit: Sequence[str] = (),
+) -> dict:  # fmt: skip
+    """Train an :class:`IndependentClassifier` with Adam into ``out_dir``; returns the summary.
+
+    :param resume: go on from ``out_dir``'s checkpoint with its config (``config`` gives the new
+        ``epochs`` and ``device``).
+    :param explicit: the option names the user gave (on resume, one that differs from the
+        checkpoint's config, and cannot change, is a one-line error).
+    """
     out_dir = Path(out_dir)
-    check_own_directory(out_dir, CONFIG, is_classifier_config, "pyro-ccvae classifier", ignore=(LOCK,))
+    check_own_directory(out_dir, CONFIG, is_classifier_config, "pyro-ccvae classifier", ignore=_TRAINING_FILES)
     # --out may be a link (where a user keeps a judge is theirs to choose); a folder that becomes
     # one while the judge trains (RUN/attribute_classifier swapped for a link) is refused before writing.
     out_is_link = out_dir.is_symlink()
@@ -256,56 +300,200 @@ def train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool = T
             "wait for it to finish, or choose another --out"
         )
     try:
-        for name in (*JUDGE_FILES, MANIFEST):
+        for name in (*JUDGE_FILES, MANIFEST, CHECKPOINT, previous_path(Path(CHECKPOINT)).name, checksums_path(Path(CHECKPOINT)).name):
             remove_stale_temporaries(out_dir, name)
-        return _train_classifier(config, out_dir, progress, out_is_link)
+        return _JudgeTraining(config, out_dir, progress, out_is_link, resume, explicit).run()
     finally:
         lock.release()
 
 
-def _train_classifier(config: ClassifierConfig, out_dir: Path, progress: bool, out_is_link: bool) -> dict:
-    config.make_paths_absolute()
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    data = load_dataset(config.dataset, config.data_options(config.seed))
-    num_classes = list(data.num_classes)
-    config.info = {
-        "label_names": list(data.label_names), "num_classes": num_classes, "channels": data.channels, "image_size": data.image_size,
-    }  # fmt: skip
-    net = IndependentClassifier(data.label_names, data.channels, data.image_size, num_classes).to(device)
-    optim = torch.optim.Adam(net.parameters(), lr=config.lr)
-    train = data.train
-    generator = torch.Generator().manual_seed(config.seed)
-    for epoch in range(config.epochs):
-        batches = torch.randperm(len(train), generator=generator).split(config.batch_size)
-        bar = tqdm(batches, desc=f"classifier epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+def _resumed_config(out_dir: Path, saved: dict, config: ClassifierConfig, explicit: Sequence[str]) -> ClassifierConfig:
+    """The checkpoint's config with ``config``'s epochs and device, and the other options that may
+    change on resume (where the data lie) when they were given."""
+    try:
+        old = ClassifierConfig(**{k: v for k, v in json.loads(saved["config"]).items() if k in {f.name for f in fields(ClassifierConfig)}})
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"cannot resume: the checkpoint in {shown(out_dir)} holds no readable config ({error})") from None
+    old.epochs, old.device = config.epochs, config.device
+    for name in explicit:
+        f = next((f for f in fields(ClassifierConfig) if f.name == name), None)
+        if f is None:
+            continue
+        new, was = getattr(config, name), getattr(old, name)
+        if f.metadata.get("resume"):
+            setattr(old, name, new)
+        elif new != was:
+            raise ValueError(
+                f"--{name.replace('_', '-')} cannot change when resuming: the judge in {shown(out_dir)} trains with {was!r}; "
+                "resume without it, or train a new judge (without --resume)"
+            )
+    return old
+
+
+def split_validation(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet, int]:
+    """The training split without and with its held-out validation part (a seeded permutation's
+    first ``round(fraction * N)`` images, at least one), and that part's size."""
+    count = len(train)
+    held = min(max(1, round(fraction * count)), count - 1)
+    if held < 1:
+        raise ValueError(f"the training split has {count} image(s); holding out a validation part needs at least 2")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return train.subset(order[held:].sort().values), train.subset(order[:held].sort().values), held
+
+
+def validation_nll(probs: torch.Tensor, split: ImageSet) -> float:
+    """``-log C(y_i | x)`` per seen label, averaged (the training loss on held-out images);
+    ``probs [N, L, K]`` from :func:`predict`."""
+    picked = probs.gather(-1, split.labels.long().clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    nll = -picked.clamp(min=torch.finfo(probs.dtype).tiny).log()
+    return float((nll * split.mask).sum() / split.mask.sum().clamp(min=1))
+
+
+class _JudgeTraining:
+    """One ``train-classifier``: fresh or resumed, epoch by epoch with a checkpoint after each,
+    then the judge's files from the best epoch's weights."""
+
+    def __init__(self, config: ClassifierConfig, out_dir: Path, progress: bool, out_is_link: bool, resume: bool, explicit: Sequence[str]):
+        self.out_dir, self.progress, self.out_is_link = out_dir, progress, out_is_link
+        saved = None
+        if resume:
+            if not any(os.path.lexists(out_dir / name) for name in (CHECKPOINT, previous_path(Path(CHECKPOINT)).name)):
+                raise ValueError(f"cannot resume: {shown(out_dir)} holds no {CHECKPOINT} of an earlier train-classifier; train without --resume")
+            try:
+                saved = read_checkpoint(out_dir / CHECKPOINT, map_location="cpu").state
+            except CheckpointError as error:
+                raise ValueError(f"cannot resume: {error}") from None
+            if saved.get("judge_checkpoint") != CHECKPOINT_FORMAT:
+                raise ValueError(f"cannot resume: {shown(out_dir / CHECKPOINT)} is not a train-classifier checkpoint; train without --resume")
+            config = _resumed_config(out_dir, saved, config, explicit)
+        self.config = config
+        config.make_paths_absolute()
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        data = load_dataset(config.dataset, config.data_options(config.seed))
+        self.data = data
+        self.num_classes = list(data.num_classes)
+        config.info = {
+            "label_names": list(data.label_names), "num_classes": self.num_classes, "channels": data.channels, "image_size": data.image_size,
+        }  # fmt: skip
+        self.train, self.validation, self.held = split_validation(data.train, config.validation_fraction, config.seed)
+        self.net = IndependentClassifier(data.label_names, data.channels, data.image_size, self.num_classes).to(self.device)
+        self.optim = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.epoch, self.since_best, self.stopped_early, self.history = 0, 0, False, []
+        self.best = {"epoch": 0, "validation_nll": float("inf"), "state_dict": None}
+        if saved is not None:
+            self._restore(saved)
+
+    def _restore(self, saved: dict) -> None:
+        try:
+            self.net.load_state_dict(saved["net"])
+            self.optim.load_state_dict(saved["optimizer"])
+            self.epoch, self.since_best, self.stopped_early = int(saved["epoch"]), int(saved["since_best"]), bool(saved["stopped_early"])
+            self.history, self.best = list(saved["history"]), dict(saved["best"])
+            set_rng_state(saved["rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"cannot resume: the checkpoint in {shown(self.out_dir)} does not fit this judge ({' '.join(str(error).split()[:12])}); "
+                "train without --resume"
+            ) from None
+
+    def _state(self) -> dict:
+        return {
+            "judge_checkpoint": CHECKPOINT_FORMAT, "config": self.config.to_json(), "epoch": self.epoch, "net": self.net.state_dict(),
+            "optimizer": self.optim.state_dict(), "best": self.best, "since_best": self.since_best, "stopped_early": self.stopped_early,
+            "history": self.history, "rng": rng_state(),
+        }  # fmt: skip
+
+    def _check_folder(self) -> None:
+        if not self.out_is_link:
+            make_folder(self.out_dir)  # still a folder of its own, not a link
+        check_no_links(self.out_dir, "classifier directory")
+
+    def _epoch(self) -> float:
+        """One pass over the training images (minus the validation part); the mean loss of its steps."""
+        config, net = self.config, self.net
+        # Keyed by epoch, so a resumed training visits the same batches in the same order.
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(config.seed * 100003 + self.epoch))
+        bar = tqdm(order.split(config.batch_size), desc=f"epoch {self.epoch + 1}", disable=not self.progress, leave=False)
         net.train()
+        total, steps = 0.0, 0
         for index in bar:
-            x = as_float_images(train.images[index], device)
-            y, mask = train.labels[index].to(device), train.mask[index].to(device)
-            loss = judge_loss(net(x), y, mask, num_classes)
-            optim.zero_grad()
+            x = as_float_images(self.train.images[index], self.device)
+            y, mask = self.train.labels[index].to(self.device), self.train.mask[index].to(self.device)
+            loss = judge_loss(net(x), y, mask, self.num_classes)
+            self.optim.zero_grad()
             loss.backward()
-            optim.step()
+            self.optim.step()
+            total, steps = total + loss.item(), steps + 1
             bar.set_postfix(nll=f"{loss.item():.3f}")
-    net.eval()
-    probs = predict(net, data.test.images, device, config.batch_size)
-    test_acc = label_accuracy(probs, data.test)
-    summary = {
-        "epochs": config.epochs,
-        "test_accuracy": dict(zip(data.label_names, test_acc)),
-        "test_accuracy_mean": mean_of(test_acc),
-        "test_chance": dict(zip(data.label_names, chance_accuracy(data.test.labels, data.test.mask))),
-    }
-    if not out_is_link:
-        make_folder(out_dir)  # still a folder of its own, not a link
-    check_no_links(out_dir, "classifier directory")
-    weights = io.BytesIO()
-    torch.save({"state_dict": net.state_dict(), **config.info}, weights)
-    save_judge(out_dir, {
-        CONFIG: config.to_json().encode(), WEIGHTS: weights.getvalue(), SUMMARY: (json.dumps(summary, indent=2) + "\n").encode(),
-    })  # fmt: skip
-    return summary
+        net.eval()
+        return total / max(steps, 1)
+
+    def run(self) -> dict:
+        config = self.config
+        bar = tqdm(total=config.epochs, initial=min(self.epoch, config.epochs), desc="classifier", unit="epoch", disable=not self.progress)
+        with bar:
+            while self.epoch < config.epochs and not self.stopped_early:
+                train_nll = self._epoch()
+                probs = predict(self.net, self.validation.images, self.device, config.batch_size)
+                nll, accuracy = validation_nll(probs, self.validation), mean_of(label_accuracy(probs, self.validation))
+                self.epoch += 1
+                self.history.append({"epoch": self.epoch, "train_nll": train_nll, "validation_nll": nll, "validation_accuracy": accuracy})
+                if nll < self.best["validation_nll"] - config.min_delta:
+                    state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                    self.best, self.since_best = {"epoch": self.epoch, "validation_nll": nll, "state_dict": state}, 0
+                else:
+                    self.since_best += 1
+                    self.stopped_early = self.since_best >= config.patience
+                self._check_folder()
+                save_checkpoint(self._state(), self.out_dir / CHECKPOINT, hint="there, or choose another --out")
+                bar.update(1)
+                bar.set_postfix(nll=f"{train_nll:.3f}", val_nll=f"{nll:.3f}", val_acc="-" if accuracy is None else f"{accuracy:.3f}", best=self.best["epoch"])
+        return self._write_judge()
+
+    def _write_judge(self) -> dict:
+        from . import judge_uncertainty  # the GP head imports pyro.contrib.gp
+
+        config, data, net = self.config, self.data, self.net
+        if self.best["state_dict"] is not None:
+            net.load_state_dict(self.best["state_dict"])
+        net.eval()
+        probs = predict(net, data.test.images, self.device, config.batch_size)
+        test_acc = label_accuracy(probs, data.test)
+        last = self.history[-1] if self.history else {}
+        summary = {
+            "epochs": self.epoch,
+            "max_epochs": config.epochs,
+            "best_epoch": self.best["epoch"],
+            "stopped_early": self.stopped_early,
+            "validation": {
+                "source": "training split", "fraction": config.validation_fraction, "images": self.held, "seed": config.seed,
+                "monitor": "validation NLL per seen label", "patience": config.patience, "min_delta": config.min_delta,
+                "best_nll": self.best["validation_nll"] if self.best["state_dict"] is not None else None,
+                "best_accuracy": next((h["validation_accuracy"] for h in self.history if h["epoch"] == self.best["epoch"]), None),
+                "last_nll": last.get("validation_nll"),
+            },
+            "history": self.history,
+            "test_accuracy": dict(zip(data.label_names, test_acc)),
+            "test_accuracy_mean": mean_of(test_acc),
+            "test_chance": dict(zip(data.label_names, chance_accuracy(data.test.labels, data.test.mask))),
+        }
+        files = {}
+        if config.gp_steps > 0:
+            head = judge_uncertainty.fit_uncertainty(net, self.train, config, self.device, self.progress)
+            summary["uncertainty"] = head.describe(data.test, config.batch_size)
+            files[UNCERTAINTY] = head.to_bytes()
+        self._check_folder()
+        weights = io.BytesIO()
+        torch.save({"state_dict": net.state_dict(), **config.info}, weights)
+        save_judge(self.out_dir, {
+            CONFIG: config.to_json().encode(), WEIGHTS: weights.getvalue(), SUMMARY: (json.dumps(summary, indent=2) + "\n").encode(),
+            **files,
+        })  # fmt: skip
+        if UNCERTAINTY not in files:  # a GP head of an earlier judge would not match these weights
+            with file_errors(self.out_dir / UNCERTAINTY, "remove"):
+                (self.out_dir / UNCERTAINTY).unlink(missing_ok=True)
+        return summary
 
 
 def save_judge(out_dir: Path, files: dict[str, bytes]) -> None:

@@ -21,7 +21,7 @@ from .classifier import ClassifierConfig, LabelReader, load_classifier, train_cl
 from .context import Analysis
 from .fid import GENERATED_NEEDS as FID_GENERATED_NEEDS, LEAST_IMAGES as FID_LEAST_IMAGES, check_count, fid_scores, load_inception, missing_weights_note
 from .ground_truth import has_ground_truth, nuisance_transfer
-from . import generation, interventions, likelihood, locality, swap as swaps, traversal
+from . import generation, interventions, judge_uncertainty, likelihood, locality, swap as swaps, traversal
 from .generation import (
     class_generation_accuracy, generation_accuracy, generate as generate_images, is_one_hot, requested_class_accuracy, sample_labels,
 )  # fmt: skip
@@ -42,7 +42,7 @@ VISIBLE_CANDIDATES = 256
 #: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
 EVALUATE_SECTIONS = (
     "evaluation", "health", "classification", "likelihood", "latent_separation", "style_leakage",
-    *JUDGED_SECTIONS, "nuisance_transfer", "edit_locality", "fid",
+    *JUDGED_SECTIONS, "nuisance_transfer", "edit_locality", "fid", "judge_uncertainty",
 )  # fmt: skip
 
 
@@ -128,6 +128,7 @@ EVALUATE_OPTIONAL = {
     "generation_accuracy": generation.NEEDS,
     "edit_locality": locality.NEEDS,
     "fid_generated": FID_GENERATED_NEEDS,  # the reconstructions' FID needs only EVALUATE_NEEDS
+    "judge_uncertainty": generation.NEEDS,  # reads generated images
 }
 
 
@@ -149,7 +150,8 @@ def evaluate(
     from :func:`~.metrics.style_leakage` when ``z_s`` alone recovers a label of a model whose
     design keeps ``z_s`` free of the labels); with an
     independent classifier in ``classifier_dir`` also the single-intervention matrix, the swap
-    metric (Table 2) and generation accuracy (Table 5), with the labels the judge reads below
+    metric (Table 2), generation accuracy (Table 5) and, when the judge has GP heads, its
+    uncertainty on generated images (Table 7, :mod:`.judge_uncertainty`), with the labels the judge reads below
     :data:`~.outputs.RELIABLE_JUDGE_ACCURACY` listed as ``unreliable_labels``. Without a judge the
     judged sections of earlier evaluations are dropped, not kept beside numbers they do not match.
 
@@ -287,6 +289,12 @@ def evaluate(
         requested = requested_class_accuracy(analysis)
         if requested is not None:
             m["generation_accuracy"]["categorical"] = requested
+    if judge is not None and "judge_uncertainty" not in skipped:  # Table 7: the judge's MI on generated images beside real ones
+        section, why = judge_uncertainty.judge_uncertainty(analysis, judge[1])
+        if section is not None:
+            m["judge_uncertainty"] = section
+        else:
+            m["evaluation"]["skipped"]["judge_uncertainty"] = why
     for name in JUDGED_SECTIONS:
         if name in m:
             m[name]["unreliable_labels"] = unreliable
