@@ -36,6 +36,7 @@ import html
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import Optional
 
 import pyro
 import torch
@@ -43,7 +44,9 @@ import torch
 from pyro_ccvae.analysis import metrics
 from pyro_ccvae.analysis.classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
 from pyro_ccvae.analysis.context import Analysis
+from pyro_ccvae.analysis.fid import fid_scores, load_inception
 from pyro_ccvae.analysis.generation import generation_accuracy
+from pyro_ccvae.analysis.judge_uncertainty import judge_uncertainty
 from pyro_ccvae.analysis.swap import swap_metric
 from pyro_ccvae.config import TrainConfig, option_name
 from pyro_ccvae.models import MODELS
@@ -52,14 +55,24 @@ from pyro_ccvae.training import train
 
 from paper_figures import DATA_DIFFERENCES, SOURCE, STAND_INS, pairs_agreeing, paper_figure
 
-#: table -> (title, the score a cell holds)
+#: table -> (title, the score a cell holds); Table 4 needs --fid-weights, Table 7 a judge with a GP head.
 TABLES = {
     "table1_classification": ("Table 1: classification accuracy of q(y|x) (mean over labels; higher is better)", "accuracy"),
     "table2_swap": ("Table 2: characteristic swap, mean |change| of the judge's log-probability (lower is better)", "swap"),
+    "table4_fid": ("Table 4: FID of generated images against as many test images (lower is better)", "fid"),
     "table5_generation": ("Table 5: conditional generation accuracy read by the judge (mean over labels; higher is better)", "generation"),
+    "table7_information": (
+        "Table 7: the judge's mutual information on generated images, nats (mean over labels and requested classes; "
+        "lower is better; the real test images' MI in the last row)", "information",
+    ),
+}  # fmt: skip
+#: why a table has no figures.
+SKIP_REASONS = {
+    "table4_fid": "FID needs Inception weights: give --fid-weights FILE (the README's FID section says where the official file is published)",
+    "table7_information": "the judge has no GP head (trained with --gp-steps 0, or before the head existed): train it again",
 }
 #: tables where a lower figure is better.
-LOWER_IS_BETTER = {"table2_swap"}
+LOWER_IS_BETTER = {"table2_swap", "table4_fid", "table7_information"}
 
 
 #: per data set: training images (None: all), epochs and model options (``--set``) of the default comparison.
@@ -102,7 +115,9 @@ def settings(args, dataset: str) -> argparse.Namespace:
 def train_judge(args, out: Path) -> Path:
     """The independent classifier, trained on every training label of the data (once)."""
     if not (out / "classifier.pt").exists():
-        config = ClassifierConfig(dataset=args.dataset, num_train=args.num_train, epochs=args.judge_epochs, seed=args.seed, device=args.device)
+        config = ClassifierConfig(
+            dataset=args.dataset, num_train=args.num_train, epochs=args.judge_epochs, gp_steps=args.judge_gp_steps, seed=args.seed, device=args.device
+        )  # fmt: skip
         train_classifier(config, out, progress=False)
     return out
 
@@ -119,9 +134,22 @@ def train_run(args, model: str, sup_frac: float, out: Path, sets: dict) -> Path:
     return out
 
 
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def information_scores(analysis: Analysis, judge: Path) -> tuple:
+    """Table 7 for one run: the judge's mean MI on generated images and on real test images (None, None without a GP head)."""
+    section, _ = judge_uncertainty(analysis, judge)
+    if section is None:
+        return None, None
+    return mean(section["mutual_information_generated_mean"].values()), mean(section["mutual_information_test"].values())
+
+
 @torch.no_grad()
-def score(run_dir: Path, judge: Path, args) -> dict:
-    """Tables 1, 2 and 5 for one run, judged by ``judge``, and whether it has a multi-class label."""
+def score(run_dir: Path, judge: Path, args, inception=None) -> dict:
+    """Tables 1, 2, 4 (with ``inception``), 5 and 7 for one run, judged by ``judge``, and whether it has a multi-class label."""
     run = load_run(run_dir, args.device)
     pyro.set_rng_seed(args.seed)  # generation draws y, z_c and z_s: the same numbers on a rerun
     with run.scope():
@@ -130,12 +158,15 @@ def score(run_dir: Path, judge: Path, args) -> dict:
         analysis.classifier = LabelReader(
             load_classifier(judge, run.device), run.label_names, info["channels"], info["image_size"], run.num_classes
         )
-        return {
+        scores = {
             "accuracy": metrics.classification(analysis)["accuracy_mean"],
             "swap": swap_metric(analysis)["log_prob_change_mean"],
             "generation": generation_accuracy(analysis, args.gen_samples)["accuracy_mean"],
             "multiclass": max(run.num_classes) > 2,
         }
+        scores["information"], scores["information_test"] = information_scores(analysis, judge)
+        scores["fid"] = None if inception is None else fid_scores(analysis, inception, args.fid_images)["generated"]
+        return scores
 
 
 def health_warnings(run_dir: Path) -> list[str]:
@@ -147,13 +178,21 @@ def _cell(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def titles(multiclass: bool) -> dict:
-    """Each table's title; on multi-class data Table 1 is the paper's Table 6, Table 5 its Table 7."""
-    out = {key: title for key, (title, _) in TABLES.items()}
+def titles(result: dict) -> dict:
+    """The title of each table ``result`` holds; on multi-class data Table 1 is the paper's Table 6, Table 5 its Table 7."""
+    multiclass = result["multiclass"]
+    out = {key: title for key, (title, _) in TABLES.items() if key in result}
     if multiclass:
         out["table1_classification"] += " = the paper's Table 6 (multi-class accuracy)"
         out["table5_generation"] += " = the paper's Table 7 (requested-class accuracy)"
     return out
+
+
+def reference_row(result: dict, key: str) -> Optional[str]:
+    """Table 7's reference: the judge's MI on real test images (the same for every run)."""
+    if key != "table7_information" or result["judge_test_information"] is None:
+        return None
+    return f"real test images: {result['judge_test_information']:.3f}"
 
 
 def paper_table(key: str, multiclass: bool) -> str:
@@ -161,6 +200,13 @@ def paper_table(key: str, multiclass: bool) -> str:
     if multiclass and key in ("table1_classification", "table5_generation"):
         return "table6" if key == "table1_classification" else "table7"
     return key.split("_")[0]
+
+
+def _paper_value(key: str, value):
+    """Table 7 holds (accuracy, MI): the part that our table ``key`` shows."""
+    if isinstance(value, tuple):
+        return value[1] if key == "table7_information" else value[0]
+    return value
 
 
 def paper_cells(result: dict, key: str, models: list[str], fracs: list[float]) -> dict:
@@ -171,7 +217,7 @@ def paper_cells(result: dict, key: str, models: list[str], fracs: list[float]) -
         out[model] = {}
         for f in fracs:
             value = paper_figure(table, result["dataset"], model, f)
-            out[model][str(f)] = value[0] if isinstance(value, tuple) else value  # Table 7: (accuracy, MI)
+            out[model][str(f)] = _paper_value(key, value)
     return out
 
 
@@ -216,12 +262,16 @@ def markdown(result: dict, models: list[str], fracs: list[float]) -> str:
         f"Judge: an independent classifier, test accuracy {result['judge_test_accuracy']:.3f} (mean over labels).", "",
         comparison_note(result["dataset"]), "",
     ]  # fmt: skip
-    for key, title in titles(result["multiclass"]).items():
+    for key, title in titles(result).items():
         paper, agree = paper_cells(result, key, models, fracs), agreement(result, key, models, fracs)
         lines += [f"**{title}**", "", "| model | " + " | ".join(f"f = {f:g}" for f in fracs) + " |", "|---" * (len(fracs) + 1) + "|"]
         for model in models:
             lines.append(f"| {model} | " + " | ".join(_with_paper(result[key][model][str(f)], paper[model][str(f)]) for f in fracs) + " |")
-        lines += ["| pairs ranked as the paper | " + " | ".join(_agreement_cell(agree[str(f)]) for f in fracs) + " |", ""]
+        lines.append("| pairs ranked as the paper | " + " | ".join(_agreement_cell(agree[str(f)]) for f in fracs) + " |")
+        reference = reference_row(result, key)
+        lines += ([f"| {reference} |" + " |" * (len(fracs) - 1)] if reference else []) + [""]
+    lines += [f"*{TABLES[key][0].split(':')[0]}: not measured* ({why})." for key, why in result["skipped_tables"].items()]
+    lines += [""] if result["skipped_tables"] else []
     lines += ["**Health warnings of the runs** (training's checks; a warned run's cells measure that run's failure):", ""]
     items = [f"- {m}, f = {f:g}: {w}" for m in models for f in fracs for w in warnings[m][str(f)]]
     return "\n".join(lines + (items or ["- none"]))
@@ -235,15 +285,18 @@ def html_section(result: dict, models: list[str], fracs: list[float]) -> str:
         f"<p>Judge: an independent classifier, test accuracy {result['judge_test_accuracy']:.3f} (mean over labels).</p>",
         f"<p>{esc(comparison_note(result['dataset']))}</p>",
     ]
-    for key, title in titles(result["multiclass"]).items():
+    for key, title in titles(result).items():
         paper, agree = paper_cells(result, key, models, fracs), agreement(result, key, models, fracs)
+        reference = reference_row(result, key)
         head = "".join(f"<th>f = {f:g}</th>" for f in fracs)
         rows = "".join(
             f"<tr><th>{esc(model)}</th>"
             + "".join(f"<td>{esc(_with_paper(result[key][model][str(f)], paper[model][str(f)]))}</td>" for f in fracs) + "</tr>"
             for model in models
         ) + "<tr><th>pairs ranked as the paper</th>" + "".join(f"<td>{_agreement_cell(agree[str(f)])}</td>" for f in fracs) + "</tr>"
+        rows += f"<tr><th colspan='{len(fracs) + 1}'>{esc(reference)}</th></tr>" if reference else ""
         parts.append(f"<h3>{esc(title)}</h3><table border='1'><tr><th>model</th>{head}</tr>{rows}</table>")
+    parts += [f"<p><em>{esc(TABLES[key][0].split(':')[0])}: not measured</em> ({esc(why)}).</p>" for key, why in result["skipped_tables"].items()]
     items = [f"<li>{esc(m)}, f = {f:g}: {esc(w)}</li>" for m in models for f in fracs for w in warnings[m][str(f)]]
     parts.append("<h3>Health warnings of the runs</h3><ul>" + ("".join(items) or "<li>none</li>") + "</ul>")
     return "\n".join(parts)
@@ -254,26 +307,35 @@ def compare(args, models: list[str], fracs: list[float]) -> dict:
     out = args.out / args.dataset
     judge = train_judge(args, out / "judge")
     judge_accuracy = read_summary(judge)["test_accuracy_mean"]
+    inception = None if args.fid_weights is None else load_inception(args.fid_weights, args.device)
     tables = {key: {model: {} for model in models} for key in TABLES}
     warnings = {model: {} for model in models}
+    information_test: list[float] = []
     multiclass = False
     for model in models:
         for frac in fracs:
             run = train_run(args, model, frac, out / "runs" / f"{model}-{frac:g}", args.sets)
-            scores = score(run, judge, args)
+            scores = score(run, judge, args, inception)
             multiclass = multiclass or scores.pop("multiclass")
+            test = scores.pop("information_test")
+            if test is not None:
+                information_test.append(test)
             warnings[model][str(frac)] = health_warnings(run)
             for key, (_, field) in TABLES.items():
                 tables[key][model][str(frac)] = scores[field]
-            print(f"{args.dataset} {model} f={frac:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+            print(f"{args.dataset} {model} f={frac:g}: " + ", ".join(f"{k} {_cell(v)}" for k, v in scores.items()), flush=True)
+    # a table no run has a figure for (FID without --fid-weights, MI without a GP head) is left out, with why
+    skipped = {key: SKIP_REASONS[key] for key in TABLES if all(v is None for cells in tables[key].values() for v in cells.values())}
     result = {
         "dataset": args.dataset, "epochs": args.epochs, "num_train": args.num_train, "model_options": args.sets,
-        "judge_test_accuracy": judge_accuracy, "multiclass": multiclass, **tables, "health_warnings": warnings,
+        "judge_test_accuracy": judge_accuracy, "multiclass": multiclass,
+        **{key: cells for key, cells in tables.items() if key not in skipped}, "skipped_tables": skipped,
+        "judge_test_information": mean(information_test) if information_test else None, "health_warnings": warnings,
     }  # fmt: skip
     result["paper"] = {
         key: {"table": paper_table(key, multiclass), "figures": paper_cells(result, key, models, fracs),
               "pairs_agreeing": agreement(result, key, models, fracs)}
-        for key in TABLES
+        for key in TABLES if key not in skipped
     }  # fmt: skip
     return result
 
@@ -286,9 +348,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--sup-fracs", default="0.06,0.2,1.0")
     parser.add_argument("--epochs", type=int, help="epochs of every run (default: the data set's, DATASET_DEFAULTS)")
     parser.add_argument("--num-train", type=int, help="training images of every data set (default: the data set's)")
-    parser.add_argument("--judge-epochs", type=int, default=10)
+    parser.add_argument("--judge-epochs", type=int, default=10, help="the most the judge trains (it stops on a validation plateau)")
+    parser.add_argument("--judge-gp-steps", type=int, default=300, help="steps fitting the judge's GP head (Table 7); 0: none")
     parser.add_argument("--gen-samples", type=int, default=1000)
     parser.add_argument("--max-images", type=int, help="score on the first test images only")
+    parser.add_argument("--fid-weights", type=Path, help="Inception weights for Table 4 (FID; README: FID); without it Table 4 is not measured")
+    parser.add_argument("--fid-images", type=int, default=500, help="test and generated images per FID")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)

@@ -12,6 +12,7 @@ For every rate and model it runs ``train`` into ``OUT/<model>-sup-<rate>/`` (a f
 reused), ``train-classifier`` once into ``OUT/judge/``, and ``evaluate RUN --classifier OUT/judge``;
 then ``OUT/tables.md`` and ``OUT/tables.json`` hold, per rate: the labelled points, test accuracy,
 requested-class generation (the judge's reading of generated images, mean over the ten classes),
+the judge's mutual information on those images beside its MI on real test images (Table 7),
 and the paper's figures for the same model and rate on the full MNIST / Fashion-MNIST (MNIST's
 beside ``digits``, with the difference in data stated). Extra
 ``train`` options go through ``--train-option=--epochs=20`` (repeatable).
@@ -44,6 +45,16 @@ def requested_class_rate(metrics: dict) -> float:
     return sum(rates.values()) / len(rates)
 
 
+def judge_information(metrics: dict) -> tuple:
+    """The judge's mean mutual information on generated images and on real test images (Table 7;
+    None when the judge has no GP head: ``evaluation.skipped`` says why)."""
+    section = metrics.get("judge_uncertainty")
+    if section is None:
+        return None, None
+    generated, test = section["mutual_information_generated_mean"], section["mutual_information_test"]
+    return sum(generated.values()) / len(generated), sum(test.values()) / len(test)
+
+
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -55,13 +66,18 @@ def markdown(rows: list[dict], dataset: str, judge_accuracy: float, chance: floa
         f"chance {chance:.3f}). Paper: {SOURCE}, Tables 6 and 7, on the full {STAND_INS.get(dataset, dataset)} "
         f"({DATA_DIFFERENCES.get(dataset, 'a different data set')}).",
         "",
-        "| model | supervision rate | labelled points | accuracy | paper | generation | paper |",
-        "|---|---|---|---|---|---|---|",
+        "MI: the judge's mutual information (nats) between its prediction and its parameters on the generated images "
+        "(from its GP head; lower: the images look like the data it knows), beside its MI on real test images, the "
+        "in-distribution reference.",
+        "",
+        "| model | supervision rate | labelled points | accuracy | paper | generation | paper | MI (test images) | paper MI |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['sup_frac']:g} | {r['labelled']} | {_fmt(r['accuracy'])} | {_fmt(r['paper_accuracy'])} "
-            f"| {_fmt(r['generation'])} | {_fmt(r['paper_generation'])} |"
+            f"| {_fmt(r['generation'])} | {_fmt(r['paper_generation'])} "
+            f"| {_fmt(r['mutual_information'])} ({_fmt(r['mutual_information_test'])}) | {_fmt(r['paper_mutual_information'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -78,6 +94,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-images", type=int, help="evaluate on the first N test images only (a quick check)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-option", action="append", default=[], help="extra train option, e.g. --train-option=--epochs=20")
+    parser.add_argument("--judge-option", action="append", default=[], help="extra train-classifier option, e.g. --judge-option=--gp-steps=100")
     args = parser.parse_args(argv)
     try:
         rates = [float(r) for r in args.sup_fracs.split(",") if r.strip()]
@@ -87,7 +104,7 @@ def main(argv=None) -> dict:
     common = ["--threads", args.threads, "--no-progress"]
     judge = args.out / "judge"
     if not (judge / "summary.json").is_file():
-        ccvae("train-classifier", "--out", judge, "--epochs", args.judge_epochs, *data, *common)
+        ccvae("train-classifier", "--out", judge, "--epochs", args.judge_epochs, *data, *args.judge_option, *common)
     judge_summary = json.loads((judge / "summary.json").read_text())
     rows = []
     for model in args.models.split(","):
@@ -99,11 +116,15 @@ def main(argv=None) -> dict:
             ccvae("evaluate", run, "--classifier", judge, "--gen-samples", args.gen_samples, "--iw-samples", 10, *limit, *common)
             summary = json.loads((run / "summary.json").read_text())
             metrics = json.loads((run / "metrics.json").read_text())
+            information, test_information = judge_information(metrics)
+            paper_table7 = paper_figure("table7", args.dataset, model, rate) or (None, None)
             rows.append({
                 "model": model, "sup_frac": rate, "labelled": summary["labelled"],
                 "accuracy": summary["test_accuracy_mean"], "generation": requested_class_rate(metrics),
                 "paper_accuracy": paper_figure("table6", args.dataset, model, rate),
-                "paper_generation": (paper_figure("table7", args.dataset, model, rate) or (None,))[0],
+                "paper_generation": paper_table7[0],
+                "mutual_information": information, "mutual_information_test": test_information,
+                "paper_mutual_information": paper_table7[1],
             })  # fmt: skip
     chance = next(iter(judge_summary["test_chance"].values()))
     judge_accuracy = judge_summary["test_accuracy_mean"]

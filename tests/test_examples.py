@@ -12,11 +12,11 @@ TINY = {
     "gradient_variance.py": ["--draws", "3", "--batch-size", "8", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3", "--train-epochs", "1"],
     "multiclass_tables.py": [
         "--sup-fracs", "0.06,1", "--judge-epochs", "1", "--gen-samples", "20", "--max-images", "32",
-        "--train-option=--epochs=1", "--train-option=--num-train=64", "--train-option=--k-samples=4",
+        "--train-option=--epochs=1", "--train-option=--num-train=64", "--train-option=--k-samples=4", "--judge-option=--gp-steps=10",
     ],
     "compare_baselines.py": [
         "--datasets", "shapes,digits", "--sup-fracs", "0.5,1", "--epochs", "1", "--num-train", "48", "--judge-epochs", "1", "--gen-samples", "8",
-        "--max-images", "16", "--set", "z_style_dim=3", "--set", "k_samples=3", "--set", "z_dim=8",
+        "--max-images", "16", "--set", "z_style_dim=3", "--set", "k_samples=3", "--set", "z_dim=8", "--judge-gp-steps", "10",
     ],
 }
 #: what each example leaves in its --out folder.
@@ -51,13 +51,15 @@ def test_example_runs(name, tmp_path):
         for result in written.values():
             tables = [key for key in result if key.startswith("table")]
             assert set(result["health_warnings"]) == {"ccvae", "m2", "diva", "mvae"}
-            assert tables == ["table1_classification", "table2_swap", "table5_generation"]
+            assert tables == ["table1_classification", "table2_swap", "table5_generation", "table7_information"]
+            assert list(result["skipped_tables"]) == ["table4_fid"] and result["judge_test_information"] >= 0
             for table in tables:
                 assert set(result[table]) == {"ccvae", "m2", "diva", "mvae"}
                 assert all(set(cells) == {"0.5", "1.0"} and None not in cells.values() for cells in result[table].values())
-        assert md.count("| mvae |") == 6
+        assert md.count("| mvae |") == 8
         # the paper's figure beside ours where it has the rate (CelebA's beside shapes, MNIST's beside digits)
-        assert "| ccvae | " in md and "(0.900)" in md and "(0.988)" in md and md.count("pairs ranked as the paper") == 6
+        assert "| ccvae | " in md and "(0.900)" in md and "(0.988)" in md and md.count("pairs ranked as the paper") == 8
+        assert md.count("Table 4: not measured") == 2 and md.count("real test images: ") == 2
         assert written["shapes"]["paper"]["table1_classification"]["figures"]["ccvae"] == {"0.5": None, "1.0": 0.900}
         assert written["digits"]["paper"]["table1_classification"]["table"] == "table6"
     if name == "multiclass_tables.py":  # one row per rate: accuracy and generation in [0, 1]; MNIST's figures beside digits
@@ -65,6 +67,8 @@ def test_example_runs(name, tmp_path):
         assert [row["sup_frac"] for row in tables["rows"]] == [0.06, 1.0]
         assert all(0 <= row[key] <= 1 for row in tables["rows"] for key in ("accuracy", "generation"))
         assert [(row["paper_accuracy"], row["paper_generation"]) for row in tables["rows"]] == [(0.974, 0.954), (0.988, 0.973)]
+        assert [row["paper_mutual_information"] for row in tables["rows"]] == [0.014, 0.010]
+        assert all(0 <= row[key] <= 2.31 for row in tables["rows"] for key in ("mutual_information", "mutual_information_test"))
         assert "| ccvae | 0.06 |" in (tmp_path / "run" / "tables.md").read_text()
     if name == "gradient_variance.py":  # both models, both comparisons, and the figure
         report = json.loads((tmp_path / "run" / "gradient_variance.json").read_text())
