@@ -122,6 +122,11 @@ def test_evaluate_names_every_section_it_skipped(runs, judge, family):
     assert printed == [f"skipped {section}: {why}" for section, why in skipped.items()]
     assert ("log p(x) >=" in result.output) == ("likelihood" not in skipped)
     assert "accuracy (mean over labels)" in result.output and "conditional-generation accuracy" in result.output
+    # every family offers interventions and generation: edit locality and the judge's uncertainty for each;
+    # FID is skipped with where its weights are published (no --fid-weights)
+    assert {"edit_locality", "judge_uncertainty"} <= metrics.keys() and "fid" not in metrics
+    assert "edit locality:" in result.output and "judge's uncertainty (MI" in result.output
+    assert "torch-fidelity/releases" in skipped["fid"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -87,6 +87,7 @@ def test_evaluate_with_a_categorical_judge(run_dir, judge_dir):
     written = figures_of(out)
     assert {p.name for p in written} == {
         "reconstructions.png", "latent_densities.png", "intervention_matrix.png", "confusion_place.png", "confusion_shade.png",
+        "locality.png",
     }  # fmt: skip
     m = json.loads((run_dir / "metrics.json").read_text())
     cls = m["classification"]

@@ -19,14 +19,14 @@ class M2Config:
     models", NeurIPS 2014), on the CCVAE's networks and likelihood.
 
     Defaults: ``m2_alpha = 0.1`` is the paper's ``alpha = 0.1 N`` (section 3.1.2). The latent
-    ``z`` has the CCVAE's ``d_s`` dims (the data set's default, :mod:`pyro_ccvae.dataset_defaults`:
-    27, or 4 for the digit sets), so that it plays the part of ``z_s`` at the same size (the paper
-    used 50 on MNIST).
+    ``z`` has 27 dims on every data set, the CCVAE paper's ``d_s``, so that it plays the part of
+    ``z_s`` at that size (Kingma et al. used 50 on MNIST); the 4-dim ``z_s`` the digit sets give the
+    CCVAE collapsed M2's decoder (see :meth:`M2Family.fill_defaults`). The likelihood is the data set's.
     """
 
     name: str = option("m2", flag="--model", help="The model family.", choices=model_names)
     #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
+    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: 27 on every data set (the CCVAE paper's d_s).")
     #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
     likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
     label_sum: str = option(
