@@ -52,7 +52,7 @@ def figures_of(output: str) -> list[Path]:
 def test_evaluate(run_dir, classifier_dir):
     out = invoke("evaluate", run_dir, *FAST, "--iw-samples", 4, "--classifier", classifier_dir, "--gen-samples", 20, "--no-progress")
     written = figures_of(out)
-    assert {p.name for p in written} == {"reconstructions.png", "latent_densities.png", "intervention_matrix.png"}
+    assert {p.name for p in written} == {"reconstructions.png", "latent_densities.png", "intervention_matrix.png", "locality.png"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in written)
     m = json.loads((run_dir / "metrics.json").read_text())
     cls = m["classification"]
