@@ -13,13 +13,14 @@ separate process (wall time, CPU time and peak RSS of the child, from ``os.wait4
 * **the authors' pipeline** (``--authors-epoch DIR``, this file run as a child process): as the
   authors' ``ss_vae.py`` and ``utils/dataset_cached.py`` do, a ``torch.utils.data.Dataset`` that
   opens each JPEG with PIL and applies ``Compose([Resize((64, 64)), ToTensor()])`` per item, a
-  ``DataLoader(shuffle=True, num_workers=0)``, feeding the same networks (the library's CCVAE
-  family builders); then, as the authors' script does after training, the validation and test
+  ``DataLoader(shuffle=True, num_workers=0)``, feeding networks of the authors' size
+  (:func:`their_size_networks`, 1.45 M parameters; ``--authors-networks ours``: the library's
+  CCVAE networks, 0.79 M); then, as the authors' script does after training, the validation and test
   accuracy over JPEG loaders of the same kind. Its step is one of two:
 
   - ``authors`` (the default): the authors' supervised objective as their code computes it
-    (``TraceCCVAE_ELBO`` with ``SSVAE_CCVAE.classifier_loss``), written here for this library's
-    networks (:func:`authors_svi`): ``log q(y|x)`` from 100 samples of a fresh encoder pass
+    (``TraceCCVAE_ELBO`` with ``SSVAE_CCVAE.classifier_loss``), written here on this library's
+    model and guide (:func:`authors_svi`): ``log q(y|x)`` from 100 samples of a fresh encoder pass
     (their ``classifier_loss`` calls the encoder twice and uses the second result), then one
     ``Trace_ELBO`` trace of their model and guide, which encodes the batch again: three encoder
     passes a step, two of them with a backward pass, where this library's objective takes the
@@ -35,12 +36,14 @@ authors' process after the epoch (checkpoint, run files, the health checks); it 
 Every run reads JPEGs that the page cache holds (they were just written): "cold" means the
 decoded-image cache is built in the process, not a cold disk.
 
-The runs take turns (``--repeats`` rounds of cold, warm, authors). Reports the median and
-min-max wall time of each, images/s (training images / wall seconds of the whole process), the
+The runs take turns: ``--repeats`` rounds, the order of the three turning from round to round
+(:data:`ROUND_ORDERS`), so a load that changes while the benchmark runs is shared. Reports the
+median and min-max wall time of each, its CPU time (user + system, which another process's load
+hardly changes), images/s (training images / wall seconds of the whole process), the
 in-process epoch time (the training loop alone), the ratios authors/ours, the peak RSS, and ends
 with one JSON line holding the figures.
 
-    python benchmarks/end_to_end.py [--n 2000] [--repeats 3] [--cpu 0] [--authors-step authors|ours] [--keep]
+    python benchmarks/end_to_end.py [--n 2000] [--repeats 3] [--cpu 0] [--authors-step authors|ours] [--authors-networks theirs|ours] [--keep]
     python benchmarks/end_to_end.py --authors-epoch DIR   # the authors' pipeline alone (what the benchmark runs)
 """
 from __future__ import annotations
@@ -71,6 +74,13 @@ WIDTH, HEIGHT = 178, 218
 #: the CLI's defaults, which both pipelines use.
 BATCH, SUP_FRAC, IMAGE_SIZE = 64, 1.0, 64
 PIPELINES = ("ours_cold", "ours_warm", "authors")
+#: the order of each round, in turn: the authors' process takes every place once in three rounds,
+#: so a load that rises or falls during the benchmark does not fall on one contender (the warm run
+#: reads the cache the cold run of its round built, so it always comes after it).
+ROUND_ORDERS = (("ours_cold", "ours_warm", "authors"), ("authors", "ours_cold", "ours_warm"), ("ours_cold", "authors", "ours_warm"))
+#: the networks of the authors' process: theirs (their CelebA encoder and decoder's layer sizes,
+#: 1.45 M parameters at d = 45) or this library's (0.79 M).
+NETWORKS = ("theirs", "ours")
 
 
 def make_celeba(parent: Path, n: int, seed: int = 0) -> tuple[Path, int, float]:
@@ -107,6 +117,29 @@ def make_celeba(parent: Path, n: int, seed: int = 0) -> tuple[Path, int, float]:
 
 
 STEPS = ("authors", "ours")
+
+
+def their_size_networks(z_dim: int, channels: int = 3):
+    """An encoder and decoder with the layer sizes of the authors' CelebA networks (64 px): four
+    4x4 stride-2 convolutions (32, 32, 64, 128 channels) and a 4x4 one to 256, a linear layer to
+    ``2 z_dim``; the decoder mirrors it from a linear layer to 256 through transposed convolutions.
+    The encoder answers ``[B, 2 z_dim]`` (locations, then raw scales) and the decoder logits, the
+    contracts of this library's :class:`~pyro_ccvae.nets.ConvEncoder` and ``ConvDecoder``, so
+    they replace those in place; the authors' step then costs what it costs on their networks."""
+    from torch import nn
+
+    encoder = nn.Sequential(
+        nn.Conv2d(channels, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Conv2d(64, 128, 4, 2, 1), nn.ReLU(),
+        nn.Conv2d(128, 256, 4, 1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 2 * z_dim),
+    )  # fmt: skip
+    decoder = nn.Sequential(
+        nn.Linear(z_dim, 256), nn.Unflatten(1, (256, 1, 1)), nn.ReLU(),
+        nn.ConvTranspose2d(256, 128, 4), nn.ReLU(), nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(),
+        nn.ConvTranspose2d(32, channels, 4, 2, 1),
+    )  # fmt: skip
+    return encoder, decoder
 
 
 def authors_svi(model, guide, lr: float, k: int = 100):
@@ -174,10 +207,11 @@ def authors_svi(model, guide, lr: float, k: int = 100):
     return SVI(their_model, their_guide, pyro.optim.Adam({"lr": lr}), TheirObjective())
 
 
-def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool, step: str = "authors") -> dict:
+def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool, step: str = "authors", networks: str = "theirs") -> dict:
     """One epoch as the authors' code runs it: JPEGs decoded and resized per item in a DataLoader,
-    the library's CCVAE networks, the authors' objective (:func:`authors_svi`) or, with ``step =
-    "ours"``, the library's objective and SVI step; then validation and test accuracy."""
+    networks of the authors' size (:func:`their_size_networks`; ``networks="ours"``: the library's
+    CCVAE networks), the authors' objective (:func:`authors_svi`) or, with ``step = "ours"``, the
+    library's objective and SVI step; then validation and test accuracy."""
     import pyro
     import torch
     from PIL import Image
@@ -229,6 +263,9 @@ def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool, step: 
     }
     pyro.clear_param_store()
     model, guide = family.build_run(config)
+    if networks == "theirs":
+        guide.encoder, model.decoder = their_size_networks(guide.z_dim)
+    parameters = sum(p.numel() for module in (guide.encoder, model.decoder) for p in module.parameters())
     train_labels = labels[train.index]
     family.prepare(model, train_labels, torch.ones_like(train_labels, dtype=torch.bool))
     lr = config.optimisation.lr
@@ -249,7 +286,10 @@ def authors_epoch(root: Path, batch_size: int, seed: int, evaluate: bool, step: 
             images += len(x)
     epoch = time.perf_counter() - start
 
-    figures = {"images": images, "loss_per_image": loss / max(images, 1), "set_up_s": set_up, "epoch_s": epoch, "step": step}
+    figures = {
+        "images": images, "loss_per_image": loss / max(images, 1), "set_up_s": set_up, "epoch_s": epoch, "step": step,
+        "networks": networks, "network_parameters": parameters,
+    }  # fmt: skip
     if evaluate:  # the authors' ss_vae.py: validation accuracy after the epoch, test accuracy at the end
         start = time.perf_counter()
         representation = family.representation(model, guide, config.data.info, torch.device("cpu"), config.model)
@@ -297,10 +337,12 @@ def median_min_max(values: list[float]) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="number of JPEGs, ~90%% of them training images (default 2000)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of (ours cold, ours warm, authors)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of ours cold, ours warm and the authors' (their order turns each round)")
     parser.add_argument("--cpu", type=int, default=None, help="pin every timed process to this CPU")
     parser.add_argument("--authors-step", choices=STEPS, default="authors",
                         help="the authors' process runs their objective (default) or this library's step")
+    parser.add_argument("--authors-networks", choices=NETWORKS, default="theirs",
+                        help="the authors' process trains networks of their size (default) or this library's")
     parser.add_argument("--no-authors-eval", action="store_true", help="the authors' process trains only (no valid/test accuracy)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--authors-epoch", type=Path, metavar="DIR", help=argparse.SUPPRESS)
@@ -308,7 +350,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.authors_epoch is not None:  # the child process: one JSON line
-        figures = authors_epoch(args.authors_epoch, BATCH, args.seed, evaluate=not args.no_authors_eval, step=args.authors_step)
+        figures = authors_epoch(
+            args.authors_epoch, BATCH, args.seed, evaluate=not args.no_authors_eval, step=args.authors_step, networks=args.authors_networks
+        )  # fmt: skip
         print(json.dumps(figures))
         return
 
@@ -321,16 +365,18 @@ def main() -> None:
         # untimed: bring the interpreter's and libraries' files into the page cache
         subprocess.run([sys.executable, "-c", "import torch, torchvision, pyro, pyro_ccvae, pyro_ccvae_cli.main"], check=True)
         authors = [sys.executable, str(Path(__file__).resolve()), "--authors-epoch", str(root), "--seed", str(args.seed)]
-        authors += ["--authors-step", args.authors_step] + (["--no-authors-eval"] if args.no_authors_eval else [])
+        authors += ["--authors-step", args.authors_step, "--authors-networks", args.authors_networks]
+        authors += ["--no-authors-eval"] if args.no_authors_eval else []
+        parameters = None
         for r in range(args.repeats):
             cache = tmp / f"cache{r}"
-            for name in PIPELINES:
+            for name in ROUND_ORDERS[r % len(ROUND_ORDERS)]:
                 log = tmp / f"{name}{r}.log"
                 if name == "authors":
                     result = run_process(authors, log, args.cpu)
                     inner = json.loads(log.read_text().strip().splitlines()[-1])
                     assert inner["images"] == n_train, inner
-                    result["epoch_s"] = inner["epoch_s"]
+                    result["epoch_s"], parameters = inner["epoch_s"], inner["network_parameters"]
                 else:
                     out = tmp / f"run-{name}{r}"
                     if name == "ours_cold":
@@ -349,7 +395,9 @@ def main() -> None:
 
     figures: dict = {"n": args.n, "n_train": n_train, "jpeg_kb": jpeg_kb, "image_size": IMAGE_SIZE, "batch_size": BATCH,
                      "sup_frac": SUP_FRAC, "repeats": args.repeats, "torch_threads": 1, "cpus": os.cpu_count(),
-                     "authors_eval": not args.no_authors_eval, "authors_step": args.authors_step}  # fmt: skip
+                     "authors_eval": not args.no_authors_eval, "authors_step": args.authors_step,
+                     "authors_networks": args.authors_networks, "authors_network_parameters": parameters,
+                     "round_orders": [list(ROUND_ORDERS[r % len(ROUND_ORDERS)]) for r in range(args.repeats)]}  # fmt: skip
     rows = []
     for name in PIPELINES:
         wall, low, high = median_min_max([run["wall_s"] for run in runs[name]])
@@ -367,17 +415,21 @@ def main() -> None:
     for name in ("ours_warm", "ours_cold"):
         figures[f"authors_over_{name}"] = figures["authors_wall_s"] / figures[f"{name}_wall_s"]
         figures[f"authors_over_{name}_epoch"] = figures["authors_epoch_s"] / figures[f"{name}_epoch_s"]
+        figures[f"authors_over_{name}_cpu"] = figures["authors_cpu_s"] / figures[f"{name}_cpu_s"]
 
     print(f"{args.n} CelebA-format JPEGs ({jpeg_kb:.1f} KB each), {n_train} training images, {IMAGE_SIZE}x{IMAGE_SIZE}, "
           f"batch {BATCH}, sup-frac {SUP_FRAC}, one torch thread, {args.repeats} round(s); the authors' process runs "
-          f"{'their objective' if args.authors_step == 'authors' else 'our step'}\n")  # fmt: skip
+          f"{'their objective' if args.authors_step == 'authors' else 'our step'} on "
+          f"{'networks of their size' if args.authors_networks == 'theirs' else 'our networks'} ({parameters:,} parameters); "
+          "the order of the three turns each round\n")  # fmt: skip
     print("| pipeline | whole process s (median) | min-max s | images/s | CPU s | epoch loop s | epoch images/s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(
-        f"\nauthors / ours warm: {figures['authors_over_ours_warm']:.2f}x whole process "
-        f"({figures['authors_over_ours_warm_epoch']:.2f}x epoch loop); authors / ours cold: "
-        f"{figures['authors_over_ours_cold']:.2f}x whole process ({figures['authors_over_ours_cold_epoch']:.2f}x epoch loop)\n"
+        f"\nauthors / ours warm: {figures['authors_over_ours_warm']:.2f}x whole process, "
+        f"{figures['authors_over_ours_warm_cpu']:.2f}x CPU time ({figures['authors_over_ours_warm_epoch']:.2f}x epoch loop); "
+        f"authors / ours cold: {figures['authors_over_ours_cold']:.2f}x whole process, "
+        f"{figures['authors_over_ours_cold_cpu']:.2f}x CPU time ({figures['authors_over_ours_cold_epoch']:.2f}x epoch loop)\n"
     )
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
 
