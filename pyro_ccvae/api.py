@@ -33,6 +33,7 @@ from .analysis.traversal import traversal_values, traverse as traverse_images
 from .data import as_float_images
 from .models.base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, TRAVERSE
 from .run import Run, load_run
+from . import sizes
 
 Label = Union[str, int]
 
@@ -161,6 +162,10 @@ class Loaded:
             raise ValueError(f"count must be a whole number of images, at least 1, got {count!r}")
         if style is not None and (style.dim() != 2 or style.shape[0] != (len(labels) if isinstance(labels, torch.Tensor) else count)):
             raise ValueError(f"style must be z_s [N, d_s] with one row per generated image, got {list(style.shape)}")
+        info = self.run.config.data.info
+        images = len(labels) if isinstance(labels, torch.Tensor) else count
+        # decoded at once: refuse a count that cannot fit before allocating (one line, the figure)
+        sizes.require(sizes.decoded_bytes(images, info["channels"], info["image_size"]), f"generating {images} images", "count", self.device)
 
         def run():
             if isinstance(labels, torch.Tensor):

@@ -148,6 +148,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress and self.world.is_main
         self._lock = None
+        self._made_run_dir = False
         self._tracker = None
         self._owns_group = False
         self._stop_signal: Optional[int] = None
@@ -164,7 +165,14 @@ class Trainer:
                 self._set_up(config, resume, explicit)
         except BaseException:
             self.close()
+            self._remove_empty_run_directory()
             raise
+
+    def _remove_empty_run_directory(self) -> None:
+        """A set-up that failed leaves no folder behind that it made and that holds only its lock."""
+        if self._made_run_dir and {p.name for p in self.run_dir.iterdir()} <= {rundir.LOCK}:
+            (self.run_dir / rundir.LOCK).unlink(missing_ok=True)
+            self.run_dir.rmdir()
 
     @contextmanager
     def scope(self):
@@ -196,6 +204,7 @@ class Trainer:
         if resume and not rundir.has_run(self.run_dir):
             raise TrainingError(f"cannot resume: {self.run_dir} holds no {CONFIG} and {CHECKPOINT} from a previous run")
         rundir.check_run_directory(self.run_dir)
+        self._made_run_dir = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = rundir.lock_run(self.run_dir)
 

@@ -243,3 +243,17 @@ def test_a_pickled_checkpoint_loads_only_when_trusted(tmp_path):
     state, used = load_checkpoint(path, trusted=True)
     assert used == path and state["position"] == {"epoch": 3}
     assert np.array_equal(state["rng"]["numpy"][1], numpy_state[1])
+
+
+def test_a_set_up_that_fails_leaves_no_folder_it_made(tmp_path):
+    """Training refused during set-up (here: no MNIST files where --data-dir points) removes the
+    run folder it created, which held only its lock; a folder that was there before stays."""
+    out = tmp_path / "new-run"
+    config = TrainConfig.from_options(dataset="mnist", data_dir=str(tmp_path / "no-mnist-here"), epochs=1)
+    with pytest.raises(ValueError, match="MNIST"):
+        Trainer(config, out, progress=False)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(ValueError, match="MNIST"):
+        Trainer(config, out, progress=False)
+    assert out.is_dir()

@@ -32,6 +32,7 @@ def one_line(error: pytest.ExceptionInfo) -> str:
         (lambda run: run.intervene(run.images(2), "red", False), "not a bool"),
         (lambda run: run.generate(torch.zeros(3, 2)), "labels as a tensor must be class indices [N, 6]"),
         (lambda run: run.generate(count=2, style=torch.zeros(3, 4)), "style must be z_s [N, d_s] with one row per generated image"),
+        (lambda run: run.generate(count=10**12), "generating 1000000000000 images needs about"),  # refused before allocating
         (lambda run: run.encode(torch.zeros(2, 1, 32, 32)), "this run takes images [B, 3, 32, 32] (batch, channels, height, width), got [2, 1, 32, 32]"),
         (lambda run: run.reconstruct(torch.zeros(2, 3, 64, 64)), "got [2, 3, 64, 64]"),
         (lambda run: run.predict(torch.zeros(3, 32, 32)), "got one image [3, 32, 32]; pass x[None] for a batch of one"),
