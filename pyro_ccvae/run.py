@@ -949,12 +949,42 @@ class Run:
     def num_classes(self) -> list[int]:
         return self.config.num_classes
 
+    def __post_init__(self) -> None:
+        for module in (self.model, self.guide):
+            RunParams(self._params).attach(module)
+
     @contextmanager
     def scope(self) -> Iterator[None]:
         """Run the model and guide with the run's own Pyro parameter store: the caller's is put
-        aside and restored on exit, untouched (Pyro's ``ParamStoreDict.scope``)."""
+        aside and restored on exit, untouched (Pyro's ``ParamStoreDict.scope``). A call of
+        :attr:`model` or :attr:`guide` enters it by itself (:class:`RunParams`); the scope is for
+        several calls at once and for their submodules."""
         with pyro.get_param_store().scope(state=self._params):
             yield
+
+
+class RunParams:
+    """Torch forward hooks that run each call of a loaded run's model or guide with the run's
+    Pyro parameter store ``state``, so that Pyro code calling them (``Predictive``,
+    ``poutine.trace``, ``SVI``) outside :meth:`Run.scope` uses the run's parameters and leaves
+    the caller's store as it was (a PyroModule registers its parameters in the global store when
+    called). A hook object, not a closure: the module stays picklable."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.entered: list = []
+
+    def attach(self, module: torch.nn.Module) -> None:
+        module.register_forward_pre_hook(self.enter)
+        module.register_forward_hook(self.exit, always_call=True)  # also when the call fails
+
+    def enter(self, module, args) -> None:
+        scope = pyro.get_param_store().scope(state=self.state)
+        scope.__enter__()
+        self.entered.append(scope)
+
+    def exit(self, module, args, output) -> None:
+        self.entered.pop().__exit__(None, None, None)
 
 
 def load_run(
