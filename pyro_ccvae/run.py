@@ -38,7 +38,8 @@ section and figure describes, and are read, changed and written under a lock
 A run directory is trusted like code only where its config names a guide by import path
 (``module:attr``): loading it imports that module, so :func:`load_run` asks for ``trust=True``.
 Loading a run leaves the caller's Pyro parameter store alone: the run's modules keep their
-parameters in a store of their own, entered with :meth:`Run.scope`.
+parameters in a store of their own, entered with :meth:`Run.scope` and by each call of the run's
+model or guide (so that Pyro's own tools, ``Predictive`` or ``poutine.trace``, can call them).
 """
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def site_decoder_input(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
     return merged if merged.dim() > 3 else merged.squeeze(0)
 
 
-def batch_template(x: Optional[torch.Tensor], y: Optional[torch.Tensor], batch_size: Optional[int], like: torch.Tensor) -> torch.Tensor:
+def images_or_stand_in(x: Optional[torch.Tensor], y: Optional[torch.Tensor], batch_size: Optional[int], like: torch.Tensor) -> torch.Tensor:
     """``x``, or when it is ``None`` (the model draws the images) an empty ``[B, 0]`` tensor of
     ``like``'s dtype and device standing in for it, ``B`` from ``y`` or ``batch_size``."""
     if x is not None:
@@ -181,7 +181,7 @@ class CCVAEModel(PyroModule):
         ``poutine.condition(model, data={"y": y.T})(batch_size=B)`` and ``poutine.do`` on ``z_c``
         (sites and their layout: :mod:`.sites`, docs/contracts.md).
         """
-        like = batch_template(x, y, batch_size, self.label_probs)
+        like = images_or_stand_in(x, y, batch_size, self.label_probs)
         y, mask = fill_labels(like, y, mask, self.num_labels)
         batch, num_labels = y.shape
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
