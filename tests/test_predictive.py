@@ -52,7 +52,7 @@ def value_shapes(model, guide, *args) -> dict[str, tuple]:
     shapes = {}
     for trace in (guide_trace, model_trace):
         for name, site in trace.nodes.items():
-            if site["type"] == "sample" and not site["infer"].get("is_auxiliary") and not site["fn"].__class__.__name__ == "Unit":
+            if site["type"] == "sample":
                 shapes.setdefault(name, tuple(site["value"].shape))
     return shapes
 
