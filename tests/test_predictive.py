@@ -169,6 +169,13 @@ def test_m2_condition_on_labels_and_do_on_z():
     data = {"y_0_unobserved": y[:, 0], "y_1_unobserved": y[:, 1]}
     trace = poutine.trace(poutine.do(poutine.condition(model, data=data), data={"z": z})).get_trace(x)
     assert torch.allclose(trace.nodes["x"]["fn"].mean, model.decode(one_hot(y, 3, x.dtype), z))
+    # without images the model draws them: given labels as its argument, or conditioned on the label sites
+    for trace in (
+        poutine.trace(poutine.do(model, data={"z": z})).get_trace(None, y.float()),
+        poutine.trace(poutine.do(poutine.condition(model, data=data), data={"z": z})).get_trace(batch_size=BATCH),
+    ):
+        assert not trace.nodes["x"]["is_observed"] and trace.nodes["x"]["value"].shape == x.shape
+        assert torch.allclose(trace.nodes["x"]["fn"].mean, model.decode(one_hot(y, 3, x.dtype), z))
 
 
 def test_mvae_do_on_z():

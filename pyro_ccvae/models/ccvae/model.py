@@ -28,7 +28,7 @@ from pyro.nn import PyroModule, PyroParam
 from . import sites
 from ...data.base import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
-from ..labels import class_mask, fill_labels, one_hot
+from ..labels import class_mask, fill_labels, images_or_stand_in, one_hot
 from ...nets import ConvDecoder
 
 
@@ -53,16 +53,6 @@ def site_decoder_input(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
     dim, and so must ``x``)."""
     merged = merge_characteristic(z_c.transpose(-3, -2).unsqueeze(-4), z_s)  # [..., 1, B, D]
     return merged if merged.dim() > 3 else merged.squeeze(0)
-
-
-def images_or_stand_in(x: Optional[torch.Tensor], y: Optional[torch.Tensor], batch_size: Optional[int], like: torch.Tensor) -> torch.Tensor:
-    """``x``, or when it is ``None`` (the model draws the images) an empty ``[B, 0]`` tensor of
-    ``like``'s dtype and device standing in for it, ``B`` from ``y`` or ``batch_size``."""
-    if x is not None:
-        return x
-    if y is None and batch_size is None:
-        raise ValueError("without images x, give the labels y [B, L] or batch_size: the number of images to draw")
-    return like.new_zeros(y.shape[0] if y is not None else batch_size, 0)
 
 
 def initial_class_locations(num_classes: Sequence[int], z_char_dim: int) -> torch.Tensor:
