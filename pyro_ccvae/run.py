@@ -38,7 +38,8 @@ section and figure describes, and are read, changed and written under a lock
 A run directory is trusted like code only where its config names a guide by import path
 (``module:attr``): loading it imports that module, so :func:`load_run` asks for ``trust=True``.
 Loading a run leaves the caller's Pyro parameter store alone: the run's modules keep their
-parameters in a store of their own, entered with :meth:`Run.scope`.
+parameters in a store of their own, entered with :meth:`Run.scope` and by each call of the run's
+model or guide (so that Pyro's own tools, ``Predictive`` or ``poutine.trace``, can call them).
 """
 from __future__ import annotations
 
@@ -949,12 +950,42 @@ class Run:
     def num_classes(self) -> list[int]:
         return self.config.num_classes
 
+    def __post_init__(self) -> None:
+        for module in (self.model, self.guide):
+            RunParams(self._params).attach(module)
+
     @contextmanager
     def scope(self) -> Iterator[None]:
         """Run the model and guide with the run's own Pyro parameter store: the caller's is put
-        aside and restored on exit, untouched (Pyro's ``ParamStoreDict.scope``)."""
+        aside and restored on exit, untouched (Pyro's ``ParamStoreDict.scope``). A call of
+        :attr:`model` or :attr:`guide` enters it by itself (:class:`RunParams`); the scope is for
+        several calls at once and for their submodules."""
         with pyro.get_param_store().scope(state=self._params):
             yield
+
+
+class RunParams:
+    """Torch forward hooks that run each call of a loaded run's model or guide with the run's
+    Pyro parameter store ``state``, so that Pyro code calling them (``Predictive``,
+    ``poutine.trace``, ``SVI``) outside :meth:`Run.scope` uses the run's parameters and leaves
+    the caller's store as it was (a PyroModule registers its parameters in the global store when
+    called). A hook object, not a closure: the module stays picklable."""
+
+    def __init__(self, state: dict):
+        self.state = state
+        self.entered: list = []
+
+    def attach(self, module: torch.nn.Module) -> None:
+        module.register_forward_pre_hook(self.enter)
+        module.register_forward_hook(self.exit, always_call=True)  # also when the call fails
+
+    def enter(self, module, args) -> None:
+        scope = pyro.get_param_store().scope(state=self.state)
+        scope.__enter__()
+        self.entered.append(scope)
+
+    def exit(self, module, args, output) -> None:
+        self.entered.pop().__exit__(None, None, None)
 
 
 def load_run(

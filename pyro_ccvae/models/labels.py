@@ -44,6 +44,16 @@ def fill_labels(x: torch.Tensor, y: Optional[torch.Tensor], mask: Optional[torch
     return torch.where(mask, y, torch.zeros_like(y)), mask
 
 
+def images_or_stand_in(x: Optional[torch.Tensor], y: Optional[torch.Tensor], batch_size: Optional[int], like: torch.Tensor) -> torch.Tensor:
+    """``x``, or when it is ``None`` (the model draws the images) an empty ``[B, 0]`` tensor of
+    ``like``'s dtype and device standing in for it, ``B`` from ``y`` or ``batch_size``."""
+    if x is not None:
+        return x
+    if y is None and batch_size is None:
+        raise ValueError("without images x, give the labels y [B, L] or batch_size: the number of images to draw")
+    return like.new_zeros(y.shape[0] if y is not None else batch_size, 0)
+
+
 def one_hot(y: torch.Tensor, max_classes: int, dtype: torch.dtype) -> torch.Tensor:
     """Class indices ``[..., L]`` (floats or ints) -> one-hot vectors ``[..., L, K]``."""
     return torch.nn.functional.one_hot(y.long(), max_classes).to(dtype)

@@ -64,4 +64,30 @@ def test_without_data_images_are_refused(run_dir):
     bare = api.load(run_dir, data=False)
     with pytest.raises(ValueError, match="without its data"):
         bare.images(2)
+    with pytest.raises(ValueError, match="without its data"):
+        bare.labels(2)
+    z_c, z_s = bare.encode(torch.rand(2, 3, 32, 32))
+    assert bare.decode(z_c, z_s).shape == (2, 3, 32, 32)
     assert bare.predict(torch.rand(2, 3, 32, 32)).shape[:2] == (2, len(bare.label_names))
+
+
+def test_decode_and_labels_complete_the_verbs(loaded):
+    x = loaded.images(4)
+    assert torch.allclose(loaded.decode(*loaded.encode(x)), loaded.reconstruct(x), atol=1e-6)
+    y, seen = loaded.labels(4)
+    test = loaded.run.data.test
+    assert y.shape == seen.shape == (4, len(loaded.label_names)) and y.dtype == torch.long and seen.dtype == torch.bool
+    assert torch.equal(y, test.labels[:4].long()) and torch.equal(seen, test.mask[:4])
+    assert len(loaded.labels()[0]) == len(loaded.images()) == len(test)
+    assert loaded.labels(2, split="train")[0].shape == (2, len(loaded.label_names))
+
+
+def test_the_run_s_model_and_guide_work_with_pyro_and_leave_the_param_store_alone(loaded):
+    mine = pyro.param("mine", torch.ones(2))
+    x = loaded.images(3)
+    samples = pyro.infer.Predictive(loaded.model, guide=loaded.guide, num_samples=2)(x)
+    assert samples["z_c"].shape == (2, len(loaded.label_names), 3, 1)
+    y, _ = loaded.labels(3)
+    trace = pyro.poutine.trace(pyro.poutine.condition(loaded.model, data={"y": y.T})).get_trace(batch_size=3)
+    assert trace.nodes["x"]["fn"].mean.shape == x.shape
+    assert list(pyro.get_param_store().keys()) == ["mine"] and pyro.param("mine") is mine

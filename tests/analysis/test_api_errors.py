@@ -38,6 +38,12 @@ def one_line(error: pytest.ExceptionInfo) -> str:
         (lambda run: run.predict(torch.zeros(3, 32, 32)), "got one image [3, 32, 32]; pass x[None] for a batch of one"),
         (lambda run: run.encode(np.zeros((2, 3, 32, 32))), "as a torch tensor, got ndarray"),
         (lambda run: run.swap(run.images(2), run.images(3)), "give as many of each, got 2 and 3"),
+        (lambda run: run.decode(torch.zeros(2, 6, 1), torch.zeros(3, 4)), "this run decodes z_c [B, 6, 1] and z_s [B, 4] (as encode returns them), got z_c [2, 6, 1] and z_s [3, 4]"),
+        (lambda run: run.decode(torch.zeros(2, 5, 1), torch.zeros(2, 4)), "got z_c [2, 5, 1]"),
+        (lambda run: run.decode(torch.zeros(6, 1), torch.zeros(4)), "got the latents of one image; pass z_c[None], z_s[None] for a batch of one"),
+        (lambda run: run.decode(np.zeros((2, 6, 1)), torch.zeros(2, 4)), "as torch tensors, got ndarray"),
+        (lambda run: run.decode(torch.zeros(2, 6, 1, dtype=torch.long), torch.zeros(2, 4)), "as floats, got torch.int64"),
+        (lambda run: run.labels(2, split="validation"), "split must be 'train', 'valid' or 'test', got 'validation'"),
     ],
 )
 def test_wrong_arguments_are_one_line_value_errors(loaded, call, fragment):

@@ -28,7 +28,7 @@ from pyro.nn import PyroModule, PyroParam
 from . import sites
 from ...data.base import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
-from ..labels import class_mask, fill_labels, one_hot
+from ..labels import class_mask, fill_labels, images_or_stand_in, one_hot
 from ...nets import ConvDecoder
 
 
@@ -38,9 +38,21 @@ def class_padding(num_classes: Sequence[int]) -> torch.Tensor:
 
 
 def merge_characteristic(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
-    """``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]`` -> the decoder's input ``[..., B, L*d_c + d_s]``."""
-    z_s = z_s.expand(z_c.shape[:-2] + z_s.shape[-1:])
-    return torch.cat([z_c.flatten(-2), z_s], dim=-1)
+    """``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``, broadcast against each other -> the
+    decoder's input ``[..., B, L*d_c + d_s]``."""
+    z_c = z_c.flatten(-2)
+    shape = torch.broadcast_shapes(z_c.shape[:-1], z_s.shape[:-1])
+    return torch.cat([z_c.expand(shape + z_c.shape[-1:]), z_s.expand(shape + z_s.shape[-1:])], dim=-1)
+
+
+def site_decoder_input(z_c: torch.Tensor, z_s: torch.Tensor) -> torch.Tensor:
+    """The decoder's input from the values of the model's sites ``z_c [..., L, B, d_c]`` (labels
+    plate layout) and ``z_s [..., B, d_s]``, laid out as the ``x`` site's plates: ``[B, L*d_c + d_s]``,
+    or ``[..., 1, B, L*d_c + d_s]`` where plates outside the model's add the dims ``...`` (Pyro's
+    ``Predictive(..., parallel=True)``; ``z_s``, outside the labels plate, then has a size-1 labels
+    dim, and so must ``x``)."""
+    merged = merge_characteristic(z_c.transpose(-3, -2).unsqueeze(-4), z_s)  # [..., 1, B, D]
+    return merged if merged.dim() > 3 else merged.squeeze(0)
 
 
 def initial_class_locations(num_classes: Sequence[int], z_char_dim: int) -> torch.Tensor:
@@ -147,20 +159,30 @@ class CCVAEModel(PyroModule):
         """The expected image ``E[x | z]`` for ``z_c [..., B, L, d_c]`` and ``z_s [..., B, d_s]``."""
         return self.likelihood.mean(self.decoder(merge_characteristic(z_c, z_s)))
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
-        """:param x: images ``[B, C, S, S]`` in ``[0, 1]``; :param y: labels ``[B, L]``;
-        :param mask: ``[B, L]`` bool, ``True`` where a label is seen."""
-        y, mask = fill_labels(x, y, mask, self.num_labels)
+    def forward(
+        self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+        batch_size: Optional[int] = None,
+    ):  # fmt: skip
+        """:param x: images ``[B, C, S, S]`` in ``[0, 1]``, or ``None`` to draw them (generation:
+            ``B`` from ``y``, else ``batch_size``); :param y: labels ``[B, L]``;
+        :param mask: ``[B, L]`` bool, ``True`` where a label is seen.
+
+        Every site may be set with Pyro's handlers, e.g. images of given classes
+        ``poutine.condition(model, data={"y": y.T})(batch_size=B)`` and ``poutine.do`` on ``z_c``
+        (sites and their layout: :mod:`.sites`, docs/contracts.md).
+        """
+        like = images_or_stand_in(x, y, batch_size, self.label_probs)
+        y, mask = fill_labels(like, y, mask, self.num_labels)
         batch, num_labels = y.shape
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
             # z_s is sampled before the labels block, which keeps Pyro's dependency check quiet.
             z_s = pyro.sample(
-                sites.Z_S, dist.Normal(x.new_zeros(()), x.new_ones(())).expand([batch, self.z_style_dim]).to_event(1)
+                sites.Z_S, dist.Normal(like.new_zeros(()), like.new_ones(())).expand([batch, self.z_style_dim]).to_event(1)
             )
             with pyro.plate(sites.LABELS_PLATE, num_labels, dim=sites.LABELS_DIM):
                 prior_y = dist.Categorical(probs=self.label_probs.unsqueeze(-2).expand(num_labels, batch, -1))
                 y_all = pyro.sample(sites.Y, prior_y, obs=y.T, obs_mask=mask.T)
                 loc, scale = self.conditional_prior(y_all)
                 z_c = pyro.sample(sites.Z_C, dist.Normal(loc, scale).to_event(1))
-            out = self.decoder(merge_characteristic(z_c.transpose(-3, -2), z_s))
+            out = self.decoder(site_decoder_input(z_c, z_s))
             pyro.sample(sites.X, self.likelihood.distribution(out), obs=x)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ...likelihoods import Likelihood
 from ...nets import ConvEncoder
-from ..ccvae.model import merge_characteristic
+from ..ccvae.model import merge_characteristic, site_decoder_input
 from ..common import guess_label, observe_label
 from ..labels import ConditionalPrior, DiagonalClassifier, class_frequencies, class_mask, fill_labels, padded_log_probs
 from . import sites
@@ -79,7 +79,7 @@ class DIVAModel(PyroModule):
                     y_all = observe_label(sites.Y, prior_y, y.T, mask.T, all_seen, any_seen)
                     loc, scale = self.conditional_prior(y_all)
                     z_c = pyro.sample(sites.Z_C, dist.Normal(loc, scale).to_event(1))
-            out = self.decoder(merge_characteristic(z_c.transpose(-3, -2), z_s))
+            out = self.decoder(site_decoder_input(z_c, z_s))
             pyro.sample(sites.X, self.likelihood.distribution(out), obs=x)
 
 
@@ -132,5 +132,7 @@ class DIVAGuide(PyroModule):
                     guess_label(sites.Y, dist.Categorical(logits=log_q), y.T, mask.T, bool(mask.all()), {"enumerate": "parallel"})
                 if self.alpha > 0:
                     with poutine.mask(mask=mask.T):
-                        log_q_seen = log_q.gather(-1, y.T.long().unsqueeze(-1)).squeeze(-1)
+                        # expanded to log_q's dims, which include any plate outside the guide's (Predictive's)
+                        seen_class = y.T.long().unsqueeze(-1).expand(log_q.shape[:-1] + (1,))
+                        log_q_seen = log_q.gather(-1, seen_class).squeeze(-1)
                         pyro.factor(sites.CLASSIFICATION, -self.alpha * log_q_seen, has_rsample=True)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from ...likelihoods import Likelihood
 from ...nets import ConvDecoder, ConvEncoder
 from ..common import guess_label, observe_label, seen_pattern
-from ..labels import PAD_LOGIT, class_frequencies, class_mask, fill_labels, one_hot, padded_log_probs
+from ..labels import PAD_LOGIT, class_frequencies, class_mask, fill_labels, images_or_stand_in, one_hot, padded_log_probs
 from . import sites
 
 #: width of the encoder's features ``h(x)``, shared by ``q(y|x)`` and ``q(z|x,y)``.
@@ -74,11 +74,20 @@ class M2Model(PyroModule):
         """The expected image for label vectors ``[..., B, L, K]`` and ``z [..., B, d]``."""
         return self.likelihood.mean(self.decoder(decoder_input(y_vectors, z)))
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
-        """:param x: images ``[B, C, S, S]`` in ``[0, 1]``; :param y: class indices ``[B, L]``;
-        :param mask: ``[B, L]`` bool, ``True`` where a label is seen."""
-        y, mask = fill_labels(x, y, mask, len(self.num_classes))
-        batch = x.shape[0]
+    def forward(
+        self, x: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+        batch_size: Optional[int] = None,
+    ):  # fmt: skip
+        """:param x: images ``[B, C, S, S]`` in ``[0, 1]``, or ``None`` to draw them (generation:
+            ``B`` from ``y``, else ``batch_size``); :param y: class indices ``[B, L]``;
+        :param mask: ``[B, L]`` bool, ``True`` where a label is seen.
+
+        Images of given classes: ``model(None, y)``, or ``poutine.condition`` on the sites
+        ``y_{i}_unobserved`` (:mod:`.sites`); ``poutine.do`` on ``z`` fixes the style.
+        """
+        like = images_or_stand_in(x, y, batch_size, self.label_probs)
+        y, mask = fill_labels(like, y, mask, len(self.num_classes))
+        batch = like.shape[0]
         with pyro.plate(sites.DATA_PLATE, batch, dim=sites.DATA_DIM):
             if self.enumerate:
                 all_seen, any_seen = seen_pattern(mask)
@@ -86,13 +95,13 @@ class M2Model(PyroModule):
                 for i, k in enumerate(self.num_classes):
                     prior = dist.Categorical(probs=self.label_probs[i, :k].expand(batch, k))
                     values.append(observe_label(sites.label(i), prior, y[:, i], mask[:, i], all_seen[i], any_seen[i]))
-                vectors = stack_one_hot(values, self.max_classes, x.dtype)
+                vectors = stack_one_hot(values, self.max_classes, like.dtype)
             else:
                 with labels_plate(len(self.num_classes)):
                     log_pi = padded_log_probs(self.label_probs.log(), self.valid).unsqueeze(1).expand(-1, batch, -1)
                     values = observe_label(sites.Y, dist.Categorical(logits=log_pi), y.T, mask.T, bool(mask.all()), bool(mask.any()))
-                vectors = one_hot(values, self.max_classes, x.dtype).transpose(-3, -2)  # [B, L, K]
-            z = pyro.sample(sites.Z, dist.Normal(x.new_zeros(()), x.new_ones(())).expand([batch, self.z_dim]).to_event(1))
+                vectors = one_hot(values, self.max_classes, like.dtype).transpose(-3, -2)  # [B, L, K]
+            z = pyro.sample(sites.Z, dist.Normal(like.new_zeros(()), like.new_ones(())).expand([batch, self.z_dim]).to_event(1))
             out = self.decoder(decoder_input(vectors, z))
             pyro.sample(sites.X, self.likelihood.distribution(out), obs=x)
 

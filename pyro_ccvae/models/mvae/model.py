@@ -70,9 +70,9 @@ class LabelDecoder(torch.nn.Module):
         return padded_log_probs(logits.reshape(*z.shape[:-1], self.num_labels, self.max_classes), self.valid)
 
     def own_label(self, z: torch.Tensor) -> torch.Tensor:
-        """Label ``i``'s log-probabilities from ``z[i]``: ``z [L, B, d]`` -> ``[L, B, K]``."""
-        every = self(z)  # [L, B, L, K]
-        return torch.diagonal(every, dim1=0, dim2=-2).permute(2, 0, 1)
+        """Label ``i``'s log-probabilities from ``z[..., i, :, :]``: ``z [..., L, B, d]`` -> ``[..., L, B, K]``."""
+        every = self(z)  # [..., L, B, L, K]
+        return torch.diagonal(every, dim1=-4, dim2=-2).movedim(-1, -3)
 
 
 class MVAEModel(PyroModule):
@@ -130,7 +130,9 @@ class MVAEModel(PyroModule):
                 with poutine.scale(scale=self.image_weight):
                     pyro.sample(sites.X_JOINT, self.likelihood.distribution(self.decoder(z_joint)), obs=x)
                 with labels, poutine.mask(mask=mask.T), poutine.scale(scale=self.label_weight):
-                    log_p = self.label_decoder(z_joint).transpose(0, 1)  # [L, B, K]
+                    # Plates outside the model's (Predictive's) give z_joint, outside the labels plate, a size-1 labels dim.
+                    z = z_joint.squeeze(-3) if z_joint.dim() > 2 else z_joint
+                    log_p = self.label_decoder(z).transpose(-3, -2)  # [..., L, B, K]
                     pyro.sample(sites.Y_JOINT, dist.Categorical(logits=log_p), obs=y.T)
             # ELBO(y_i), for each seen label alone
             with labels, poutine.mask(mask=mask.T):
