@@ -107,8 +107,8 @@ class DIVAGuide(MeanFieldEncoding, PyroModule):
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         y, mask = fill_labels(x, y, mask, self.num_labels)
-        loc, scale = self.loc_scale(x)
-        (loc_c, loc_s), (scale_c, scale_s) = self.split_latents(loc), self.split_latents(scale)
+        loc, scale = self._loc_scale(x)
+        (loc_c, loc_s), (scale_c, scale_s) = self._split(loc), self._split(scale)
         with pyro.plate(sites.DATA_PLATE, x.shape[0], dim=sites.DATA_DIM):
             with poutine.scale(scale=self.beta):
                 pyro.sample(sites.Z_S, dist.Normal(loc_s, scale_s).to_event(1))

@@ -16,19 +16,19 @@ class MeanFieldEncoding:
     what :class:`MeanFieldGuide` and DIVA's guide share. The guide sets ``encoder`` (images ->
     ``2 * z_dim`` outputs), ``z_dim``, ``num_labels``, ``z_char_dim`` and ``z_style_dim``."""
 
-    def loc_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loc_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The location and scale of ``q(z | x)``, each ``[B, z_dim]``."""
         loc, raw_scale = self.encoder(x).split(self.z_dim, dim=-1)
         return loc, F.softplus(raw_scale) + 1e-4
 
-    def split_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, z_dim]`` -> ``z_c [B, L, d_c]``, ``z_s [B, d_s]``."""
         z_c, z_s = z.split([self.z_dim - self.z_style_dim, self.z_style_dim], dim=-1)
         return z_c.reshape(z.shape[0], self.num_labels, self.z_char_dim), z_s
 
     def mean(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior means ``z_c [B, L, d_c]`` and ``z_s [B, d_s]``."""
-        return self.split_latents(self.loc_scale(x)[0])
+        return self._split(self._loc_scale(x)[0])
 
 
 class MeanFieldGuide(MeanFieldEncoding, CCVAEGuide):
@@ -42,8 +42,8 @@ class MeanFieldGuide(MeanFieldEncoding, CCVAEGuide):
         self.encoder = ConvEncoder(channels, image_size, 2 * self.z_dim)
 
     def sample_latents(self, x, labels):
-        loc, scale = self.loc_scale(x)
-        (loc_c, loc_s), (scale_c, scale_s) = self.split_latents(loc), self.split_latents(scale)
+        loc, scale = self._loc_scale(x)
+        (loc_c, loc_s), (scale_c, scale_s) = self._split(loc), self._split(scale)
         pyro.sample(sites.Z_S, dist.Normal(loc_s, scale_s).to_event(1))
         with labels:
             return pyro.sample(sites.Z_C, dist.Normal(loc_c.transpose(0, 1), scale_c.transpose(0, 1)).to_event(1))
