@@ -13,7 +13,6 @@ import torch
 
 from ..base import CAPABILITIES, LabelPriorFromModel, Representation
 from ..encode_once import importance_log_weights
-
 from ..labels import fill_labels
 from . import sites
 from .config import CCVAEConfig
