@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .choices import DATASETS, NOISE_CHOICES, PRECISIONS
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
 from .models import MODELS, config_class
+from .models.ccvae.config import PAPER as CCVAE_PAPER
 from .supervision import Stage, check_epochs, format_schedule, parse_schedule
 
 if TYPE_CHECKING:
@@ -255,8 +256,8 @@ class TrainConfig:
 
     #: what runs written before these options existed (version 0.1) trained with: the paper's objective.
     LEGACY_DEFAULTS = {
-        "detach_weight_denominator": False, "classifier_weight": 1.0, "prior_lr_factor": 1.0,
-        "label_classifier": "linear", "detach_weight": False, "z_char_dim": 1, "z_style_dim": 27,
+        name: getattr(CCVAE_PAPER, name)
+        for name in ("detach_weight_denominator", "classifier_weight", "prior_lr_factor", "label_classifier", "detach_weight", "z_char_dim", "z_style_dim")
     }  # fmt: skip
     #: version 0.1's flat keys whose name changed.
     LEGACY_RENAMES = {"data_info": "info"}

@@ -24,11 +24,15 @@ has the measurements and the commands that give them):
 - ``celeba``, ``chexpert``: the paper's settings (appendix C): 64 px, one dim per label, a 27-dim
   ``z_s``, and a Laplace likelihood, here with a learned scale (the unit scale of the paper is
   weak on ``[0, 1]`` pixels: see :mod:`pyro_ccvae.likelihoods`).
+
+The paper's settings are read from :meth:`~pyro_ccvae.models.ccvae.config.CCVAEConfig.paper`.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from .models.ccvae.config import PAPER as PAPER_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,10 @@ _DIGITS = DatasetDefaults(
     image_size=32, likelihood="bernoulli", z_char_dim=4, z_style_dim=4,
     label_classifier="prior", detach_weight=True, classifier_weight=100.0,
 )  # fmt: skip
-#: the paper's networks and latent sizes with the objective measured best on ``shapes``.
+#: the paper's networks, latent sizes and classifier with the objective measured best on ``shapes``.
 PAPER = DatasetDefaults(
-    image_size=64, likelihood="laplace-learned", z_char_dim=1, z_style_dim=27,
-    label_classifier="linear", detach_weight=False, classifier_weight=1000.0,
+    image_size=64, likelihood="laplace-learned", classifier_weight=1000.0,
+    **{name: getattr(PAPER_SETTINGS, name) for name in ("z_char_dim", "z_style_dim", "label_classifier", "detach_weight")},
 )  # fmt: skip
 
 DATASET_DEFAULTS: dict[str, DatasetDefaults] = {

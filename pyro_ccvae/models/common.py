@@ -10,6 +10,7 @@ import torch
 from pyro import poutine
 
 from .base import ModelFamily
+from . import sites
 
 #: the one guide name every baseline answers to: its own inference network.
 OWN_GUIDE = "meanfield"
@@ -74,10 +75,10 @@ def observe_label(name: str, fn, value: torch.Tensor, seen: torch.Tensor, all_se
     observed = unobserved = None
     if any_seen:
         with poutine.mask(mask=seen):
-            observed = pyro.sample(f"{name}_observed", fn, obs=value)
+            observed = pyro.sample(sites.observed(name), fn, obs=value)
     if not all_seen:
         with poutine.mask(mask=~seen):
-            unobserved = pyro.sample(f"{name}_unobserved", fn)
+            unobserved = pyro.sample(sites.unobserved(name), fn)
     if unobserved is None:
         return observed
     return unobserved if observed is None else torch.where(seen, observed.to(unobserved.dtype), unobserved)
@@ -89,5 +90,5 @@ def guess_label(name: str, fn, value: torch.Tensor, seen: torch.Tensor, all_seen
     if all_seen:
         return value
     with poutine.mask(mask=~seen):
-        guessed = pyro.sample(f"{name}_unobserved", fn, infer=dict(infer or {}))
+        guessed = pyro.sample(sites.unobserved(name), fn, infer=dict(infer or {}))
     return torch.where(seen, value, guessed.to(value.dtype))

@@ -17,7 +17,7 @@ from torch import distributions as td
 from torch.nn import functional as F
 
 from pyro_ccvae.likelihoods import build_likelihood
-from pyro_ccvae.models.diva import DIVAGuide, DIVAModel, sites
+from pyro_ccvae.models.diva import DIVAGuide, DIVAModel, DIVARepresentation, sites
 from pyro_ccvae.models.diva.elbo import diva_elbo
 from pyro_ccvae.nets import ConvDecoder
 
@@ -114,3 +114,10 @@ def test_a_step_moves_every_parameter_with_finite_gradients():
     SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), diva_elbo()).step(images(), Y, MASKS["mixed"])
     after = dict([*model.named_parameters(), *guide.named_parameters()])
     assert {n for n in before if not torch.equal(before[n], after[n].detach())} == set(before)
+
+
+def test_intervene_refuses_a_class_the_label_lacks():
+    model, guide = make()
+    rep = DIVARepresentation(model, guide, ["a", "b", "c"], "cpu")
+    with pytest.raises(ValueError, match=r"'b' has classes 0\.\.1"):
+        rep.intervene(torch.zeros(B, L, DC, dtype=torch.float64), 1, 2)

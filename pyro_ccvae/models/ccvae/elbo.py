@@ -1,4 +1,4 @@
-"""The CCVAE objective: one Pyro ELBO for every label mask (DESIGN.md §2).
+"""The CCVAE objective: one Pyro ELBO for every label mask (docs/objective.md).
 
 For a data point with seen labels ``o`` and unseen labels ``u``::
 
@@ -36,14 +36,17 @@ from pyro.poutine import Trace
 from pyro.poutine.util import site_is_subsample
 from pyro.util import warn_if_nan
 
+from ...choices import JENSEN_ESTIMATORS
 from ..encode_once import repeat_rows
 from . import sites
-
-JENSEN_ESTIMATORS = ("exact", "sampled")
+from .config import PAPER
 
 
 class CCVAE_ELBO(ELBO):
     """The CCVAE evidence lower bound, usable with :class:`pyro.infer.SVI`.
+
+    The defaults are the paper's objective (:meth:`~pyro_ccvae.models.ccvae.config.CCVAEConfig.paper`),
+    the bound itself; a run builds its objective from its config (``CCVAEFamily.objective``).
 
     ``loss``, ``differentiable_loss``, ``loss_and_grads`` and ``CCVAE_ELBO()(model, guide)`` all
     evaluate :meth:`per_datum_elbo`, so they agree.
@@ -104,12 +107,12 @@ class CCVAE_ELBO(ELBO):
 
     def __init__(
         self,
-        k_samples: int = 100,
-        jensen: str = "exact",
-        detach_classifier_input: bool = True,
-        detach_weight_denominator: bool = False,
-        detach_weight: bool = False,
-        classifier_weight: float = 1.0,
+        k_samples: int = PAPER.k_samples,
+        jensen: str = PAPER.jensen,
+        detach_classifier_input: bool = PAPER.detach_classifier_input,
+        detach_weight_denominator: bool = PAPER.detach_weight_denominator,
+        detach_weight: bool = PAPER.detach_weight,
+        classifier_weight: float = PAPER.classifier_weight,
         max_log_weight: Optional[float] = 20.0,
         num_particles: int = 1,
         vectorize_particles: bool = False,

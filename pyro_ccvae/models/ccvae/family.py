@@ -80,8 +80,7 @@ class CCVAEFamily(ModelFamily):
         return config.prior_lr_factor if param_name.startswith(FAST_PARAMETERS) else 1.0
 
     def representation(self, model, guide, info: dict, device: torch.device, config: CCVAEConfig = None) -> CCVAERepresentation:
-        k_samples = config.k_samples if config is not None else 100
-        return CCVAERepresentation(model, guide, info["label_names"], device, k_samples=k_samples)
+        return CCVAERepresentation(model, guide, info["label_names"], device, k_samples=(config or CCVAEConfig()).k_samples)
 
 
 register_model(CCVAEFamily())

@@ -26,6 +26,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
 from . import sites
+from .config import PAPER
 from ...data.base import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
 from ..labels import class_mask, fill_labels, images_or_stand_in, one_hot
@@ -101,7 +102,7 @@ class CCVAEModel(PyroModule):
     :param channels: image channels (1 for CheXpert, 3 for CelebA).
     :param image_size: 32 or 64.
     :param z_style_dim: ``d_s``.
-    :param z_char_dim: ``d_c``, latent dims per label (default 1).
+    :param z_char_dim: ``d_c``, latent dims per label (default: the paper's, :meth:`~.config.CCVAEConfig.paper`).
     :param likelihood: a key of :data:`pyro_ccvae.likelihoods.LIKELIHOODS`, or a
         :class:`~pyro_ccvae.likelihoods.Likelihood` to use as it is.
     :param num_classes: ``K_i`` per label (default: every label binary).
@@ -115,8 +116,8 @@ class CCVAEModel(PyroModule):
         channels: int,
         image_size: int,
         z_style_dim: int,
-        z_char_dim: int = 1,
-        likelihood: Union[str, Likelihood] = "laplace",
+        z_char_dim: int = PAPER.z_char_dim,
+        likelihood: Union[str, Likelihood] = PAPER.likelihood,
         decoder: Optional[torch.nn.Module] = None,
         num_classes: Optional[Sequence[int]] = None,
     ):

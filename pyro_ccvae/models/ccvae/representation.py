@@ -13,23 +13,28 @@ import torch
 
 from ..base import CAPABILITIES, LabelPriorFromModel, Representation
 from ..encode_once import importance_log_weights
-
+from ..labels import fill_labels
 from . import sites
+from .config import CCVAEConfig
 from .elbo import CCVAE_ELBO, log_q_latents
 from .guides.base import label_probs
-from .model import fill_labels
+
 
 class CCVAERepresentation(LabelPriorFromModel, Representation):
     """The capabilities of a CCVAE ``model`` and ``guide`` (anything with ``guide.mean``,
     ``guide.classifier``, ``model.decode``, ``model.conditional_prior`` and ``model.label_probs``).
+    A family with the CCVAE's latent layout and generative model (DIVA) subclasses it.
 
     :param k_samples: ``K`` of the CCVAE objective reported by :meth:`unsupervised_objective`.
     """
 
     capabilities = frozenset(CAPABILITIES)
+    family = "ccvae"
+    #: guide sites that are not part of ``q(z | x)`` and stay out of :meth:`log_weights`' traces.
+    hidden_guide_sites: tuple[str, ...] = ()
 
-    def __init__(self, model, guide, label_names, device: torch.device, k_samples: int = 100):
-        super().__init__("ccvae", label_names, model.num_classes)
+    def __init__(self, model, guide, label_names, device: torch.device, k_samples: int = CCVAEConfig.k_samples):
+        super().__init__(self.family, label_names, model.num_classes)
         self.model, self.guide, self.device, self.k_samples = model, guide, torch.device(device), k_samples
 
     # --- encode, predict, decode ---------------------------------------------------------
@@ -89,15 +94,18 @@ class CCVAERepresentation(LabelPriorFromModel, Representation):
     def likelihood_is_density(self) -> bool:
         return self.model.likelihood.is_density
 
+    def log_label_prior(self) -> torch.Tensor:
+        """``log p(y_i = k)`` ``[L, K]`` (``-inf`` for the classes a label lacks)."""
+        return self.model.label_probs.log()
+
     def log_prior_characteristic(self, z_c: torch.Tensor) -> torch.Tensor:
-        """``log p(y_i = k) + log p(z_c^i | y_i = k)`` for each class: ``z_c [L, N, d_c]`` -> ``[K, L, N]``
-        (``-inf`` for the classes a label lacks)."""
+        """``log p(y_i = k) + log p(z_c^i | y_i = k)`` for each class: ``z_c [L, N, d_c]`` -> ``[K, L, N]``."""
         model = self.model
         classes = max(self.num_classes)
         y = torch.arange(classes, device=z_c.device).reshape(classes, 1, 1).expand(classes, model.num_labels, 1)
         loc, scale = model.conditional_prior(y)  # [K, L, 1, d_c]
         log_p_z = torch.distributions.Normal(loc, scale).log_prob(z_c).sum(-1)
-        return log_p_z + model.label_probs.T.log().unsqueeze(-1)  # log p(y): [K, L, 1]
+        return log_p_z + self.log_label_prior().T.unsqueeze(-1)  # log p(y): [K, L, 1]
 
     @torch.no_grad()
     def log_weights(
@@ -116,9 +124,16 @@ class CCVAERepresentation(LabelPriorFromModel, Representation):
         def log_q(guide_trace, rows):  # every latent site of the guide
             return log_q_latents(guide_trace, rows, lambda site: site["fn"].log_prob(site["value"]))
 
-        return importance_log_weights(self.model, self.guide, x, num_samples, y, mask, sites, log_q, self.log_prior_characteristic)
+        return importance_log_weights(
+            self.model, self.guide, x, num_samples, y, mask, sites, log_q, self.log_prior_characteristic,
+            hide=self.hidden_guide_sites,
+        )  # fmt: skip
+
+    def objective(self):
+        """The family's objective, a Pyro ELBO, as :meth:`unsupervised_objective` reports it."""
+        return CCVAE_ELBO(k_samples=self.k_samples, jensen="exact")
 
     @torch.no_grad()
     def unsupervised_objective(self, x: torch.Tensor) -> float:
-        """The CCVAE objective with no label seen (eq. 5), summed over the images ``x``."""
-        return -CCVAE_ELBO(k_samples=self.k_samples, jensen="exact").loss(self.model, self.guide, x)
+        """The family's objective with no label seen (the CCVAE's eq. 5), summed over the images ``x``."""
+        return -self.objective().loss(self.model, self.guide, x)

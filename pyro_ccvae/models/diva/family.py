@@ -39,7 +39,7 @@ class DIVAFamily(BaselineFamily):
         return diva_elbo()
 
     def representation(self, model, guide, info: dict, device: torch.device, config: DIVAConfig = None) -> DIVARepresentation:
-        return DIVARepresentation(model, guide, info["label_names"], info_num_classes(info), device)
+        return DIVARepresentation(model, guide, info["label_names"], device)
 
 
 register_model(DIVAFamily())

@@ -20,14 +20,15 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
-from torch.nn import functional as F
 
 from ...likelihoods import Likelihood
 from ...nets import ConvEncoder
+from ..ccvae.guides.meanfield import MeanFieldEncoding
 from ..ccvae.model import merge_characteristic, site_decoder_input
 from ..common import guess_label, observe_label
 from ..labels import ConditionalPrior, DiagonalClassifier, class_frequencies, class_mask, fill_labels, padded_log_probs
 from . import sites
+from .config import DIVAConfig
 
 
 class DIVAModel(PyroModule):
@@ -42,7 +43,7 @@ class DIVAModel(PyroModule):
 
     def __init__(
         self, num_classes: Sequence[int], z_char_dim: int, z_style_dim: int, likelihood: Likelihood,
-        decoder: torch.nn.Module, beta: float = 1.0,
+        decoder: torch.nn.Module, beta: float = DIVAConfig.diva_beta,
     ):  # fmt: skip
         super().__init__(name="model")
         self.num_classes, self.max_classes = list(num_classes), max(num_classes)
@@ -83,7 +84,7 @@ class DIVAModel(PyroModule):
             pyro.sample(sites.X, self.likelihood.distribution(out), obs=x)
 
 
-class DIVAGuide(PyroModule):
+class DIVAGuide(MeanFieldEncoding, PyroModule):
     """``q(z | x) = Normal(mu(x), sigma(x))`` (the CCVAE's mean-field guide) and ``q(y_i | z_c^i)``,
     with DIVA's auxiliary classifier term as a factor.
 
@@ -95,7 +96,7 @@ class DIVAGuide(PyroModule):
 
     def __init__(
         self, num_classes: Sequence[int], z_char_dim: int, z_style_dim: int, channels: int, image_size: int,
-        beta: float = 1.0, alpha: float = 3500.0,
+        beta: float = DIVAConfig.diva_beta, alpha: float = DIVAConfig.diva_alpha,
     ):  # fmt: skip
         super().__init__(name="guide")
         self.num_classes, self.num_labels = list(num_classes), len(num_classes)
@@ -103,19 +104,6 @@ class DIVAGuide(PyroModule):
         self.z_dim = self.num_labels * z_char_dim + z_style_dim
         self.encoder = ConvEncoder(channels, image_size, 2 * self.z_dim)
         self.classifier = DiagonalClassifier(num_classes, z_char_dim)
-
-    def _loc_scale(self, x: torch.Tensor):
-        loc, raw_scale = self.encoder(x).split(self.z_dim, dim=-1)
-        return loc, F.softplus(raw_scale) + 1e-4
-
-    def _split(self, z: torch.Tensor):
-        """``[B, z_dim]`` -> ``z_c [B, L, d_c]``, ``z_s [B, d_s]``."""
-        z_c, z_s = z.split([self.z_dim - self.z_style_dim, self.z_style_dim], dim=-1)
-        return z_c.reshape(z.shape[0], self.num_labels, self.z_char_dim), z_s
-
-    def mean(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior means ``z_c [B, L, d_c]`` and ``z_s [B, d_s]``."""
-        return self._split(self._loc_scale(x)[0])
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         y, mask = fill_labels(x, y, mask, self.num_labels)

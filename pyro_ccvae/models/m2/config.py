@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ...fields import check_positive, option
-from ...choices import LIKELIHOODS
-from ..ccvae.config import model_names
+from ..config_base import FamilyConfig, family_name
 
 #: how M2 sums out the labels it does not see (see :mod:`.elbo`); ``auto`` is resolved when the
 #: model is built and the run's config records the choice.
@@ -14,7 +13,7 @@ LABEL_SUMS = ("auto", "enumerate", "sampled")
 
 
 @dataclass
-class M2Config:
+class M2Config(FamilyConfig):
     """M2 (Kingma, Rezende, Mohamed & Welling, "Semi-supervised learning with deep generative
     models", NeurIPS 2014), on the CCVAE's networks and likelihood.
 
@@ -24,11 +23,9 @@ class M2Config:
     CCVAE collapsed M2's decoder (see :meth:`M2Family.fill_defaults`). The likelihood is the data set's.
     """
 
-    name: str = option("m2", flag="--model", help="The model family.", choices=model_names)
-    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    name: str = family_name("m2")
+    #: None: the CCVAE paper's ``d_s`` (:meth:`M2Family.fill_defaults`).
     z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: 27 on every data set (the CCVAE paper's d_s).")
-    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
     label_sum: str = option(
         "auto", choices=LABEL_SUMS,
         help="M2: sum unseen labels out exactly (enumerate), by a score-function estimate (sampled), "
@@ -36,9 +33,9 @@ class M2Config:
     )  # fmt: skip
     max_enumerated: int = option(64, help="M2 with --label-sum auto: the most joint label configurations it enumerates.")
     m2_alpha: float = option(0.1, help="M2's alpha / N, the weight of log q(y|x) on labelled points (Kingma et al.: 0.1).")
-    prior_lr_factor: float = option(10.0, help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
 
     def __post_init__(self) -> None:
-        check_positive(self, "z_style_dim", "max_enumerated", "prior_lr_factor")
+        check_positive(self, "z_style_dim", "max_enumerated")
+        super().__post_init__()
         if self.m2_alpha < 0:
             raise ValueError(f"--m2-alpha must be at least 0, got {self.m2_alpha}")

@@ -27,6 +27,7 @@ from ...nets import ConvDecoder, ConvEncoder
 from ..common import guess_label, observe_label, seen_pattern
 from ..labels import PAD_LOGIT, class_frequencies, class_mask, fill_labels, images_or_stand_in, one_hot, padded_log_probs
 from . import sites
+from .config import M2Config
 
 #: width of the encoder's features ``h(x)``, shared by ``q(y|x)`` and ``q(z|x,y)``.
 FEATURES = 256
@@ -143,7 +144,7 @@ class M2Guide(PyroModule):
         so the objective gains ``alpha N E_labelled[log q(y|x)]`` in expectation over batches.
     """
 
-    def __init__(self, num_classes: Sequence[int], z_dim: int, channels: int, image_size: int, enumerate: bool = True, alpha: float = 0.1):
+    def __init__(self, num_classes: Sequence[int], z_dim: int, channels: int, image_size: int, enumerate: bool = True, alpha: float = M2Config.m2_alpha):
         super().__init__(name="guide")
         self.num_classes, self.max_classes, self.z_dim = list(num_classes), max(num_classes), z_dim
         self.enumerate, self.alpha = enumerate, alpha
@@ -196,7 +197,7 @@ class M2Guide(PyroModule):
                 q_y = dist.Categorical(logits=torch.where(seen, point_mass, log_q).transpose(0, 1))
                 with labels_plate(len(self.num_classes)):
                     infer = {"baseline": {"nn_baseline": self.baseline, "nn_baseline_input": h}}
-                    values = pyro.sample(f"{sites.Y}_unobserved", q_y, infer=infer)
+                    values = pyro.sample(sites.unobserved(sites.Y), q_y, infer=infer)
                 vectors = one_hot(values, self.max_classes, x.dtype).transpose(-3, -2)
             if self.alpha > 0 and bool(mask.any()):
                 seen = mask.to(x.dtype)

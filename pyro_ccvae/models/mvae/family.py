@@ -8,13 +8,11 @@ from ...nets import ConvDecoder
 from .. import register_model
 from ..common import BaselineFamily
 from ...config import info_num_classes
+from ..ccvae.config import PAPER as CCVAE_PAPER
 from .config import MVAEConfig
 from .elbo import mvae_elbo
 from .model import MVAEGuide, MVAEModel
 from .representation import MVAERepresentation
-
-#: the CCVAE's default style dims: MVAE's default latent is the CCVAE's total, ``L * 1 + 27``.
-CCVAE_STYLE_DIM = 27
 
 
 class MVAEFamily(BaselineFamily):
@@ -29,7 +27,8 @@ class MVAEFamily(BaselineFamily):
         self.check_guide_name(guide)
         num_classes = info_num_classes(info)
         if config.z_dim is None:
-            config.z_dim = len(num_classes) + CCVAE_STYLE_DIM
+            # the CCVAE paper's total latent size, L * d_c + d_s
+            config.z_dim = len(num_classes) * CCVAE_PAPER.z_char_dim + CCVAE_PAPER.z_style_dim
         likelihood = build_likelihood(config.likelihood, info["channels"])
         decoder = ConvDecoder(config.z_dim, info["channels"], info["image_size"])
         model = MVAEModel(

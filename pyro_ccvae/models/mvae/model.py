@@ -36,6 +36,7 @@ from ...likelihoods import Likelihood
 from ...nets import ConvEncoder
 from ..labels import class_frequencies, class_mask, fill_labels, padded_log_probs
 from . import sites
+from .config import MVAEConfig
 
 #: hidden width of the label decoder.
 LABEL_HIDDEN = 256
@@ -87,7 +88,8 @@ class MVAEModel(PyroModule):
 
     def __init__(
         self, num_classes: Sequence[int], z_dim: int, likelihood: Likelihood, decoder: torch.nn.Module,
-        beta: float = 1.0, image_weight: float = 1.0, label_weight: float = 10.0,
+        beta: float = MVAEConfig.mvae_beta, image_weight: float = MVAEConfig.mvae_image_weight,
+        label_weight: float = MVAEConfig.mvae_label_weight,
     ):  # fmt: skip
         super().__init__(name="model")
         self.num_classes, self.max_classes, self.num_labels, self.z_dim = list(num_classes), max(num_classes), len(num_classes), z_dim
@@ -147,7 +149,7 @@ class MVAEGuide(PyroModule):
     :param beta: scales the latent sites as the model's (so each KL carries ``beta``).
     """
 
-    def __init__(self, num_classes: Sequence[int], z_dim: int, channels: int, image_size: int, beta: float = 1.0):
+    def __init__(self, num_classes: Sequence[int], z_dim: int, channels: int, image_size: int, beta: float = MVAEConfig.mvae_beta):
         super().__init__(name="guide")
         self.num_classes, self.num_labels, self.max_classes, self.z_dim, self.beta = list(num_classes), len(num_classes), max(num_classes), z_dim, beta
         self.kl_annealing = 1.0  # as the model's

@@ -3,13 +3,9 @@
 The sub-sampled objective is a sum of ELBOs, each with its own latent: ``z_image`` for
 ``ELBO(x)``, ``z_joint`` for ``ELBO(x, y_o)`` and, inside the labels plate, ``z_label`` (one per
 label, batch shape ``(L, B)``) for each ``ELBO(y_i)``. Each reconstructs what it was given.
+The plates are those of every family (:mod:`pyro_ccvae.models.sites`).
 """
-
-DATA_PLATE = "data"
-LABELS_PLATE = "labels"
-DATA_DIM = -1
-LABELS_DIM = -2
-MAX_PLATE_NESTING = 2
+from ..sites import DATA_DIM, DATA_PLATE, LABELS_DIM, LABELS_PLATE, MAX_PLATE_NESTING  # noqa: F401 (the shared plates)
 
 Z_IMAGE = "z_image"
 Z_JOINT = "z_joint"
