@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Optional
 # Names only (no torch, no Pyro): the command line is built from these classes (README: Start-up time).
 from .choices import DATASETS, NOISE_CHOICES, PRECISIONS
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
-from .models import MODELS, config_class
+from .data.label_spec import info_num_classes
+from .models.registry import MODELS, config_class
 from .supervision import Stage, check_epochs, format_schedule, parse_schedule
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class GuideConfig:
 
     name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, fullrank, flow, or module:attr.")
     #: keyword arguments of the guide's constructor, typed from it when training starts
-    #: (``pyro_ccvae.guides.guide_options``): ``{"rank": 8}`` for ``--guide-option rank=8``.
+    #: (``pyro_ccvae.models.ccvae.guides.guide_options``): ``{"rank": 8}`` for ``--guide-option rank=8``.
     options: dict = option(
         flag="--guide-option", default_factory=dict,
         help="NAME=VALUE, repeatable: an argument of the guide's constructor (e.g. --guide lowrank --guide-option rank=8).",
@@ -287,7 +288,3 @@ class TrainConfig:
         """Classes per label (runs written before categorical labels: every label binary)."""
         return info_num_classes(self.data.info)
 
-
-def info_num_classes(info: dict) -> list[int]:
-    """The label spec's classes per label in a run's ``data.info`` (2 each when it predates them)."""
-    return [int(k) for k in info.get("num_classes") or [2] * len(info["label_names"])]

@@ -7,9 +7,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_ccvae import sites
-from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import (
+from pyro_ccvae.models.ccvae import sites
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.models.ccvae.guides import (
     GUIDES,
     CCVAEGuide,
     FlowGuide,
@@ -22,7 +22,7 @@ from pyro_ccvae.guides import (
     resolve_guide,
     sample_labels,
 )
-from pyro_ccvae.model import CCVAEModel, fill_labels
+from pyro_ccvae.models.ccvae.model import CCVAEModel, fill_labels
 
 B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
 DIMS = dict(num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE)

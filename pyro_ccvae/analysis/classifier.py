@@ -54,7 +54,8 @@ from ..checkpoint import (
 )  # fmt: skip
 from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
-from ..data.base import ImageSet, check_num_classes
+from ..data.base import ImageSet
+from ..data.label_spec import check_num_classes
 from ..devices import resolve_device
 from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
 

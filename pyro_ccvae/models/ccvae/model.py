@@ -26,7 +26,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
 from . import sites
-from ...data.base import check_num_classes
+from ...data.label_spec import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
 from ..labels import class_mask, fill_labels, one_hot
 from ...nets import ConvDecoder
