@@ -908,15 +908,6 @@ def figure_paths(path: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.png") if p.is_file() and not p.is_symlink())
 
 
-def raw_config(path: Path) -> dict:
-    """``config.json`` as the plain object it is (for display); empty if there is none or it is damaged."""
-    try:
-        raw = read_json_file(Path(path) / CONFIG, max_bytes=CONFIG_MAX_BYTES)
-    except (FileNotFoundError, RunError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
-
-
 # --- loading a run ----------------------------------------------------------------------------
 
 
