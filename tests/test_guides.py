@@ -160,6 +160,20 @@ def test_builtins_by_name():
         assert type(guide) is cls and guide.num_labels == L and guide.z_style_dim == DS
 
 
+@pytest.mark.parametrize(
+    "spec, guide",
+    [
+        ("pyro_ccvae.guides:MeanFieldGuide", MeanFieldGuide),
+        ("pyro_ccvae.guides:FlowGuide", FlowGuide),
+        ("pyro_ccvae.guides.base:CCVAEGuide", CCVAEGuide),
+        ("pyro_ccvae.guides.lowrank:LowRankGuide", LowRankGuide),
+    ],
+)
+def test_a_guide_named_by_its_old_import_path_still_resolves(spec, guide):
+    # A run's config.json written before the guides moved into the CCVAE family names them so.
+    assert resolve_guide(spec) is guide
+
+
 def test_custom_guide_by_import_path_trains_with_the_same_model_and_elbo():
     spec = f"{__name__}:TinyGuide"
     assert resolve_guide(spec) is TinyGuide
