@@ -82,6 +82,7 @@ from .checkpoint import (
 from .config import SECTIONS, TrainConfig
 from .data import DataSplits, load_dataset
 from .devices import resolve_device
+from .errors import UserError
 from .models import Representation, get_family
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ CONFIG_MAX_BYTES = 1 << 20
 CONFIG_VERSION = 2
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A missing, incomplete or damaged run directory; the message is one line."""
 
 

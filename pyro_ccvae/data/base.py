@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 
+from ..errors import UserError
 from .label_spec import check_num_classes
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad or missing input data. Its message is one line saying what is wrong and how to fix it."""
 
 

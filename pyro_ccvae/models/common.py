@@ -9,13 +9,14 @@ import pyro
 import torch
 from pyro import poutine
 
+from ..errors import UserError
 from .base import ModelFamily
 
 #: the one guide name every baseline answers to: its own inference network.
 OWN_GUIDE = "meanfield"
 
 
-class FamilyCheckError(ValueError):
+class FamilyCheckError(UserError):
     """A model and guide that do not run together on a batch; the message is one line."""
 
 
@@ -41,7 +42,7 @@ class BaselineFamily(ModelFamily):
 
     def check_guide_name(self, guide: str) -> None:
         if guide != OWN_GUIDE:
-            raise ValueError(f"model {self.name!r} brings its own guide ({OWN_GUIDE!r}); --guide {guide!r} is for the ccvae")
+            raise UserError(f"model {self.name!r} brings its own guide ({OWN_GUIDE!r}); --guide {guide!r} is for the ccvae")
 
     def check(self, model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
         """Trace the guide and replay the model on its samples once; a one-line

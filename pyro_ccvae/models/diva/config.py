@@ -6,6 +6,7 @@ from typing import Optional
 
 from ...fields import check_positive, option
 from ...choices import LIKELIHOODS
+from ...errors import UserError
 from ..ccvae.config import model_names
 
 
@@ -34,4 +35,4 @@ class DIVAConfig:
     def __post_init__(self) -> None:
         check_positive(self, "z_style_dim", "z_char_dim", "diva_beta", "prior_lr_factor")
         if self.diva_alpha < 0:
-            raise ValueError(f"--diva-alpha must be at least 0, got {self.diva_alpha}")
+            raise UserError(f"--diva-alpha must be at least 0, got {self.diva_alpha}")

@@ -6,6 +6,7 @@ from typing import Optional
 
 from ...fields import check_positive, option
 from ...choices import LIKELIHOODS
+from ...errors import UserError
 from ..ccvae.config import model_names
 
 #: how M2 sums out the labels it does not see (see :mod:`.elbo`); ``auto`` is resolved when the
@@ -41,4 +42,4 @@ class M2Config:
     def __post_init__(self) -> None:
         check_positive(self, "z_style_dim", "max_enumerated", "prior_lr_factor")
         if self.m2_alpha < 0:
-            raise ValueError(f"--m2-alpha must be at least 0, got {self.m2_alpha}")
+            raise UserError(f"--m2-alpha must be at least 0, got {self.m2_alpha}")

@@ -6,6 +6,7 @@ from typing import Optional
 
 from ...fields import check_positive, option
 from ...choices import LIKELIHOODS
+from ...errors import UserError
 from ..ccvae.config import model_names
 
 
@@ -37,6 +38,6 @@ class MVAEConfig:
     def __post_init__(self) -> None:
         check_positive(self, "mvae_image_weight", "mvae_label_weight", "mvae_beta", "prior_lr_factor")
         if self.mvae_kl_warmup_epochs < 0:
-            raise ValueError(f"--mvae-kl-warmup-epochs must be at least 0, got {self.mvae_kl_warmup_epochs}")
+            raise UserError(f"--mvae-kl-warmup-epochs must be at least 0, got {self.mvae_kl_warmup_epochs}")
         if self.z_dim is not None and self.z_dim <= 0:
-            raise ValueError(f"--z-dim must be positive, got {self.z_dim}")
+            raise UserError(f"--z-dim must be positive, got {self.z_dim}")
