@@ -60,7 +60,7 @@ def check_guide(model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tens
             )
     if not callable(guide_trace.nodes[sites.Y_UNOBSERVED]["infer"].get(sites.CLASSIFIER)):
         raise GuideError(
-            f"guide site {sites.Y!r} carries no classifier; sample it with pyro_ccvae.guides.sample_labels"
+            f"guide site {sites.Y!r} carries no classifier; sample it with pyro_ccvae.models.ccvae.guides.sample_labels"
         )
     classes = max(model.num_classes)
     q_y = guide_trace.nodes[sites.Y_UNOBSERVED]["fn"]
