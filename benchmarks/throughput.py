@@ -43,9 +43,9 @@ from pyro.infer import SVI
 from pyro_ccvae.acceleration import accelerate
 from pyro_ccvae.data import as_float_images
 from pyro_ccvae.distributed import DataParallelSVI
-from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import GUIDES, MeanFieldGuide
-from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.models.ccvae.guides import GUIDES, MeanFieldGuide
+from pyro_ccvae.models.ccvae.model import CCVAEModel
 from pyro_ccvae.models import MODELS, get_family
 from pyro_ccvae.nets import ConvDecoder, ConvEncoder
 from pyro_ccvae.noise import KeyedNoise, batch_noise

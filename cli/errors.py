@@ -1,8 +1,11 @@
 """Known failures become one line on stderr and a non-zero exit, never a traceback; warnings one line each.
 
-The library's error classes are looked up among the modules already imported, not imported
-here: an error of a class can only be raised once its module is loaded, and importing them all
-would import torch into every command, ``--help`` and option errors included.
+A known failure is one of the library's user errors (:class:`pyro_ccvae.errors.UserError` and its
+subclasses: bad input, whose message says what is wrong and how to fix it), one of the library's
+own run-time errors below, or a missing file; anything else is a fault of the code and keeps its
+traceback. The run-time errors' classes are looked up among the modules already imported, not
+imported here: an error of a class can only be raised once its module is loaded, and importing
+them all would import torch into every command, ``--help`` and option errors included.
 """
 from __future__ import annotations
 
@@ -12,13 +15,11 @@ import sys
 
 import click
 
-#: (module, class) of the library's exceptions whose message already says what is wrong and how
-#: to fix it; with the built-in ``ValueError`` and ``FileNotFoundError`` (many of them subclass
-#: ``ValueError`` too).
-USER_ERRORS = (
-    ("pyro_ccvae.data.base", "DataError"),
-    ("pyro_ccvae.models.ccvae.guides", "GuideError"),
-    ("pyro_ccvae.run", "RunError"),
+from pyro_ccvae.errors import UserError
+
+#: (module, class) of the library's run-time errors (not :class:`UserError`: not bad input) whose
+#: message already says what went wrong and what to do.
+KNOWN_ERRORS = (
     ("pyro_ccvae.training", "TrainingError"),
     ("pyro_ccvae.checkpoint", "CheckpointError"),
     ("pyro_ccvae.checkpoint", "DiskFullError"),
@@ -62,8 +63,8 @@ def one_line_errors(command):
                 if not _is_main_process():
                     raise SystemExit(1) from None
                 fail(str(error))
-            user_errors = (ValueError, FileNotFoundError, *(kind for spec in USER_ERRORS for kind in _loaded(*spec)))
-            if isinstance(error, user_errors):
+            known = (UserError, FileNotFoundError, *(kind for spec in KNOWN_ERRORS for kind in _loaded(*spec)))
+            if isinstance(error, known):
                 fail(str(error) or type(error).__name__)
             if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
                 where = f" writing {error.filename}" if error.filename else ""

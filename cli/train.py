@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from pyro_ccvae.config import TrainConfig, option_name
+from pyro_ccvae.errors import UserError
 from pyro_ccvae.models import MODELS, config_class
 
 from .errors import one_line_errors, print_health_warnings
@@ -41,9 +42,9 @@ def train(out: Path, resume: bool, **options) -> None:
     given = set(given_on_command_line(options))
     foreign = sorted(given - TrainConfig.option_names(options["model"]))
     if foreign:
-        raise ValueError(f"--{foreign[0].replace('_', '-')} is not an option of --model {options['model']}")
+        raise UserError(f"--{foreign[0].replace('_', '-')} is not an option of --model {options['model']}")
     if {"sup_frac", "sup_schedule"} <= given:
-        raise ValueError("--sup-frac and --sup-schedule cannot be used together: the schedule's stages give the fractions")
+        raise UserError("--sup-frac and --sup-schedule cannot be used together: the schedule's stages give the fractions")
     own = {option_name(f) for f in dataclasses.fields(config_class(options["model"]))} - {"model"}
     options = {
         k: v for k, v in options.items()

@@ -2,7 +2,7 @@
 
 The guide below replaces the paper's mean-field posterior with a Student-t posterior over the
 style latent ``z_s`` (heavier tails), keeping a Normal over each characteristic block. It
-subclasses :class:`pyro_ccvae.guides.CCVAEGuide`, which supplies the plates, the diagonal
+subclasses :class:`pyro_ccvae.models.ccvae.guides.CCVAEGuide`, which supplies the plates, the diagonal
 classifier and the ``y`` sites; a guide only samples ``z_s`` and ``z_c``.
 
 Run it (tiny settings finish in seconds)::
@@ -22,9 +22,9 @@ import pyro
 import pyro.distributions as dist
 from torch.nn import functional as F
 
-from pyro_ccvae import sites
+from pyro_ccvae.models.ccvae import sites
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.guides import CCVAEGuide
+from pyro_ccvae.models.ccvae.guides import CCVAEGuide
 from pyro_ccvae.nets import ConvEncoder
 from pyro_ccvae.training import train
 

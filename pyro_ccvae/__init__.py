@@ -7,16 +7,16 @@ from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 _EXPORTS = {
-    "CCVAE_ELBO": ".elbo",
-    "CCVAEGuide": ".guides",
-    "CCVAEModel": ".model",
-    "FlowGuide": ".guides",
-    "FullRankGuide": ".guides",
-    "GUIDES": ".guides",
-    "LowRankGuide": ".guides",
-    "MeanFieldGuide": ".guides",
-    "build_guide": ".guides",
-    "check_guide": ".guides",
+    "CCVAE_ELBO": ".models.ccvae.elbo",
+    "CCVAEGuide": ".models.ccvae.guides.base",
+    "CCVAEModel": ".models.ccvae.model",
+    "FlowGuide": ".models.ccvae.guides.flow",
+    "FullRankGuide": ".models.ccvae.guides.fullrank",
+    "GUIDES": ".models.ccvae.guides.registry",
+    "LowRankGuide": ".models.ccvae.guides.lowrank",
+    "MeanFieldGuide": ".models.ccvae.guides.meanfield",
+    "build_guide": ".models.ccvae.guides.registry",
+    "check_guide": ".models.ccvae.guides.check",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import torch
 
 from .choices import PRECISIONS
+from .errors import UserError
 from .nets import ConvDecoder, ConvEncoder
 
 #: the largest accepted ``|ELBO_bf16 - ELBO_fp32| / |ELBO_fp32|`` on the check batch.
@@ -36,7 +37,7 @@ BF16_ELBO_TOLERANCE = 1e-3
 NETWORK_TYPES = (ConvEncoder, ConvDecoder)
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UserError):
     """bf16 moved the objective too far from fp32; the message is one line."""
 
 
@@ -68,7 +69,7 @@ class _Autocast:
 def accelerate(modules: tuple[torch.nn.Module, ...], device: torch.device, precision: str = "fp32", compile: bool = False) -> list[torch.nn.Module]:
     """Make the conv networks inside ``modules`` run in ``precision`` and/or compiled; returns them."""
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     nets = networks(*modules)
     for net in nets:
         if precision == "bf16" and not isinstance(net.forward, _Autocast):

@@ -43,6 +43,7 @@ from .analysis.labels import parse_label_list
 from .analysis.tasks import Written
 from .analysis.traversal import traversal_values, traverse as traverse_images
 from .data import as_float_images
+from .errors import UserError
 from .models.base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, TRAVERSE
 from .run import Run, load_run
 from . import sizes
@@ -122,13 +123,13 @@ class Loaded:
         shape = self._image_shape()
         wanted = f"images [B, {', '.join(map(str, shape))}] (batch, channels, height, width)"
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"this run takes {wanted} as a torch tensor, got {type(x).__name__}")
+            raise UserError(f"this run takes {wanted} as a torch tensor, got {type(x).__name__}")
         if x.dim() == 3 and list(x.shape) == shape:
-            raise ValueError(f"this run takes {wanted}, got one image {list(x.shape)}; pass x[None] for a batch of one")
+            raise UserError(f"this run takes {wanted}, got one image {list(x.shape)}; pass x[None] for a batch of one")
         if x.dim() != 4 or list(x.shape[1:]) != shape:
-            raise ValueError(f"this run takes {wanted}, got {list(x.shape)}")
+            raise UserError(f"this run takes {wanted}, got {list(x.shape)}")
         if x.dtype == torch.bool or x.is_complex():
-            raise ValueError(f"this run takes {wanted} as floats in [0, 1] or uint8, got {x.dtype}")
+            raise UserError(f"this run takes {wanted} as floats in [0, 1] or uint8, got {x.dtype}")
         return as_float_images(x, self.device) if x.dtype == torch.uint8 else x.to(self.device)
 
     def _latents(self, z_c: torch.Tensor, z_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,19 +142,19 @@ class Loaded:
         wanted = f"z_c [{shown(shape_c)}] and z_s [{shown(shape_s)}] (as encode returns them)"
         for z in (z_c, z_s):
             if not isinstance(z, torch.Tensor):
-                raise ValueError(f"this run decodes {wanted} as torch tensors, got {type(z).__name__}")
+                raise UserError(f"this run decodes {wanted} as torch tensors, got {type(z).__name__}")
             if not z.is_floating_point():
-                raise ValueError(f"this run decodes {wanted} as floats, got {z.dtype}")
+                raise UserError(f"this run decodes {wanted} as floats, got {z.dtype}")
         if list(z_c.shape) == shape_c and list(z_s.shape) == shape_s:
-            raise ValueError(f"this run decodes {wanted}, got the latents of one image; pass z_c[None], z_s[None] for a batch of one")
+            raise UserError(f"this run decodes {wanted}, got the latents of one image; pass z_c[None], z_s[None] for a batch of one")
         if list(z_c.shape[1:]) != shape_c or list(z_s.shape[1:]) != shape_s or z_c.dim() < 2 or len(z_c) != len(z_s):
-            raise ValueError(f"this run decodes {wanted}, got z_c {list(z_c.shape)} and z_s {list(z_s.shape)}")
+            raise UserError(f"this run decodes {wanted}, got z_c {list(z_c.shape)} and z_s {list(z_s.shape)}")
         return z_c.to(self.device), z_s.to(self.device)
 
     def _label(self, label: Label) -> int:
         if isinstance(label, int):
             if not 0 <= label < len(self.label_names):
-                raise ValueError(f"label {label} is out of range; the run has {len(self.label_names)} labels")
+                raise UserError(f"label {label} is out of range; the run has {len(self.label_names)} labels")
             return label
         return parse_label_list(label, self.label_names)[0]
 
@@ -162,18 +163,18 @@ class Loaded:
         :class:`ValueError` names their range otherwise."""
         count, values = self.num_classes[label], torch.as_tensor(k)
         if isinstance(k, bool) or values.dtype == torch.bool:  # True would silently read as class 1
-            raise ValueError(f"class {k!r} of label {self.label_names[label]!r} must be a class index 0..{count - 1}, not a bool")
+            raise UserError(f"class {k!r} of label {self.label_names[label]!r} must be a class index 0..{count - 1}, not a bool")
         if (values != values.round()).any() or ((values < 0) | (values >= count)).any():
-            raise ValueError(f"class {k!r} of label {self.label_names[label]!r} is out of range; its classes are 0..{count - 1}")
+            raise UserError(f"class {k!r} of label {self.label_names[label]!r} is out of range; its classes are 0..{count - 1}")
         return int(values) if values.dim() == 0 else k
 
     # --- images ------------------------------------------------------------------------------
 
     def _split(self, split: str):
         if self.run.data is None:
-            raise ValueError("this run was loaded without its data; use api.load(path, data=True)")
+            raise UserError("this run was loaded without its data; use api.load(path, data=True)")
         if split not in ("train", "valid", "test"):
-            raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+            raise UserError(f"split must be 'train', 'valid' or 'test', got {split!r}")
         return getattr(self.run.data, split)
 
     def images(self, count: Optional[int] = None, split: str = "test") -> torch.Tensor:
@@ -220,14 +221,14 @@ class Loaded:
         rep = self.representation
         if isinstance(labels, torch.Tensor):
             if labels.dim() != 2 or labels.shape[1] != len(self.label_names) or len(labels) == 0:
-                raise ValueError(
+                raise UserError(
                     f"labels as a tensor must be class indices [N, {len(self.label_names)}] (N >= 1, one column per label: "
                     f"{', '.join(self.label_names)}), got {list(labels.shape)}"
                 )
         elif isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
-            raise ValueError(f"count must be a whole number of images, at least 1, got {count!r}")
+            raise UserError(f"count must be a whole number of images, at least 1, got {count!r}")
         if style is not None and (style.dim() != 2 or style.shape[0] != (len(labels) if isinstance(labels, torch.Tensor) else count)):
-            raise ValueError(f"style must be z_s [N, d_s] with one row per generated image, got {list(style.shape)}")
+            raise UserError(f"style must be z_s [N, d_s] with one row per generated image, got {list(style.shape)}")
         info = self.run.config.data.info
         images = len(labels) if isinstance(labels, torch.Tensor) else count
         # decoded at once: refuse a count that cannot fit before allocating (one line, the figure)
@@ -265,7 +266,7 @@ class Loaded:
         rep = self.representation
         x1, x2 = self._x(x1), self._x(x2)
         if len(x1) != len(x2):
-            raise ValueError(f"swap pairs x1 and x2 image by image: give as many of each, got {len(x1)} and {len(x2)}")
+            raise UserError(f"swap pairs x1 and x2 image by image: give as many of each, got {len(x1)} and {len(x2)}")
 
         def run():
             (z_c, _), (_, z_s) = rep.encode(x1), rep.encode(x2)
@@ -292,5 +293,5 @@ class Loaded:
         """Run the research task ``task`` (one of :data:`TASKS`) with its options; it writes figures
         into ``RUN/figures``, metrics into ``RUN/metrics.json`` and ``RUN/report.html``."""
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+            raise UserError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
         return TASKS[task](self.run, **options)

@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: a checkpoint's digests, beside it: ``{"sha256": [newest, ...]}``.
@@ -56,7 +58,7 @@ class CheckpointError(RuntimeError):
     """No usable checkpoint; the message is one line."""
 
 
-class PathError(ValueError):
+class PathError(UserError):
     """A file or folder that cannot be used as it is: a symbolic link, a folder where a file
     belongs or a file where a folder belongs, a name longer than the file system allows, a FIFO
     or device in place of a file, no permission. The message is one line that names the path and
@@ -509,7 +511,7 @@ def checkpoint_exists(path: Path) -> bool:
 # --- folders of our own ---------------------------------------------------------------------------
 
 
-class ForeignDirectoryError(ValueError):
+class ForeignDirectoryError(UserError):
     """An output folder that holds someone else's files; the message is one line."""
 
 

@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any, Optional
 # Names only (no torch, no Pyro): the command line is built from these classes (README: Start-up time).
 from .choices import DATASETS, NOISE_CHOICES, PRECISIONS
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
-from .models import MODELS, config_class
+from .data.label_spec import info_num_classes
+from .errors import UserError
 from .models.ccvae.config import PAPER as CCVAE_PAPER
+from .models.registry import MODELS, config_class
 from .supervision import Stage, check_epochs, format_schedule, parse_schedule
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ class GuideConfig:
 
     name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, fullrank, flow, or module:attr.")
     #: keyword arguments of the guide's constructor, typed from it when training starts
-    #: (``pyro_ccvae.guides.guide_options``): ``{"rank": 8}`` for ``--guide-option rank=8``.
+    #: (``pyro_ccvae.models.ccvae.guides.guide_options``): ``{"rank": 8}`` for ``--guide-option rank=8``.
     options: dict = option(
         flag="--guide-option", default_factory=dict,
         help="NAME=VALUE, repeatable: an argument of the guide's constructor (e.g. --guide lowrank --guide-option rank=8).",
@@ -124,13 +126,13 @@ class OptimisationConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sup_frac <= 1.0:
-            raise ValueError(f"--sup-frac must be in [0, 1], got {self.sup_frac}")
+            raise UserError(f"--sup-frac must be in [0, 1], got {self.sup_frac}")
         check_positive(self, "epochs", "batch_size", "lr")
         if self.sup_schedule is not None:
             stages = parse_schedule(self.sup_schedule)
             # sup_frac records the first stage's fraction: the points whose labels are ever used.
             if self.sup_frac not in (1.0, stages[0].sup_frac):
-                raise ValueError("--sup-frac and --sup-schedule cannot be used together: the schedule's stages give the fractions")
+                raise UserError("--sup-frac and --sup-schedule cannot be used together: the schedule's stages give the fractions")
             self.sup_schedule, self.sup_frac = format_schedule(stages), stages[0].sup_frac
 
     def stages(self) -> Optional[tuple[Stage, ...]]:
@@ -195,7 +197,7 @@ class TrainConfig:
         where = {option_name(f): (section, f.name) for section, kind in classes.items() for f in fields(kind)}
         for key, value in options.items():
             if key not in where:
-                raise ValueError(f"unknown option {key!r}")
+                raise UserError(f"unknown option {key!r}")
             section, name = where[key]
             values[section][name] = value
         config = cls(**{section: classes[section](**values[section]) for section in classes})
@@ -288,7 +290,3 @@ class TrainConfig:
         """Classes per label (runs written before categorical labels: every label binary)."""
         return info_num_classes(self.data.info)
 
-
-def info_num_classes(info: dict) -> list[int]:
-    """The label spec's classes per label in a run's ``data.info`` (2 each when it predates them)."""
-    return [int(k) for k in info.get("num_classes") or [2] * len(info["label_names"])]

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UserError
 
-class DeviceError(ValueError):
+
+class DeviceError(UserError):
     """A device that this machine does not have; the message is one line."""
 
 

@@ -7,6 +7,8 @@ import typing
 from dataclasses import MISSING, field
 from typing import Any, Optional
 
+from .errors import UserError
+
 
 def option(default: Any = MISSING, *, help: str = "", flag: Optional[str] = None, choices=None,
            path: bool = False, cli: bool = True, resume: bool = False, default_factory: Any = MISSING):  # fmt: skip
@@ -48,4 +50,4 @@ def check_positive(config, *names: str) -> None:
     option left to a default filled in later, passes)."""
     for name in names:
         if getattr(config, name) is not None and getattr(config, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")

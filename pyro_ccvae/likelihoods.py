@@ -34,6 +34,8 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
+from .errors import UserError
+
 #: smallest learned scale: a quarter of one 8-bit grey level.
 MIN_SCALE = 0.25 / 255
 #: the continuous Bernoulli's parameter is kept this far from 0 and 1 (its log-normaliser diverges there).
@@ -108,5 +110,5 @@ LIKELIHOODS: dict[str, Callable[[int], Likelihood]] = {
 
 def build_likelihood(name: str, channels: int) -> Likelihood:
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
+        raise UserError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
     return LIKELIHOODS[name](channels)

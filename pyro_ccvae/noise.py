@@ -40,6 +40,7 @@ from pyro.poutine.messenger import Messenger
 from torch.overrides import TorchFunctionMode
 
 from .choices import NOISE_CHOICES
+from .errors import UserError
 
 #: every family's data plate (DESIGN.md §2: ``pyro.plate("data")``).
 DATA_PLATE = "data"
@@ -47,7 +48,7 @@ DATA_PLATE = "data"
 _MASK64 = (1 << 64) - 1
 
 
-class NoiseError(ValueError):
+class NoiseError(UserError):
     """A draw that keyed noise cannot place; the message is one line."""
 
 
@@ -91,7 +92,7 @@ class KeyedNoise:
 def noise_for(name: str, seed: int) -> Optional[KeyedNoise]:
     """The :class:`KeyedNoise` of ``--noise keyed``; ``None`` for ``global`` (each process's RNG)."""
     if name not in NOISE_CHOICES:
-        raise ValueError(f"--noise must be one of {', '.join(NOISE_CHOICES)}, got {name!r}")
+        raise UserError(f"--noise must be one of {', '.join(NOISE_CHOICES)}, got {name!r}")
     return KeyedNoise(seed) if name == "keyed" else None
 
 

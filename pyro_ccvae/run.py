@@ -83,6 +83,7 @@ from .checkpoint import (
 from .config import SECTIONS, TrainConfig
 from .data import DataSplits, load_dataset
 from .devices import resolve_device
+from .errors import UserError
 from .models import Representation, get_family
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ CONFIG_MAX_BYTES = 1 << 20
 CONFIG_VERSION = 2
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A missing, incomplete or damaged run directory; the message is one line."""
 
 
@@ -907,15 +908,6 @@ def figure_paths(path: Path) -> list[Path]:
     if folder.is_symlink() or not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.png") if p.is_file() and not p.is_symlink())
-
-
-def raw_config(path: Path) -> dict:
-    """``config.json`` as the plain object it is (for display); empty if there is none or it is damaged."""
-    try:
-        raw = read_json_file(Path(path) / CONFIG, max_bytes=CONFIG_MAX_BYTES)
-    except (FileNotFoundError, RunError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
 
 
 # --- loading a run ----------------------------------------------------------------------------

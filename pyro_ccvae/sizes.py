@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 FLOAT_BYTES = 4
@@ -48,7 +50,7 @@ WARN_SECONDS = 10 * 60
 REFUSE_SECONDS = 24 * 60 * 60
 
 
-class SizeError(ValueError):
+class SizeError(UserError):
     """A size the machine cannot serve; the message is one line with the estimate and the option to lower."""
 
 

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,7 +37,7 @@ def parse_schedule(spec: str) -> tuple[Stage, ...]:
     malformed, out of range, or whose fraction is above the one before."""
     parts = [part.strip() for part in spec.split(",")]
     if not spec.strip():
-        raise ValueError(f"{FLAG} is empty; give FRAC:EPOCHS stages, e.g. {EXAMPLE}")
+        raise UserError(f"{FLAG} is empty; give FRAC:EPOCHS stages, e.g. {EXAMPLE}")
     stages: list[Stage] = []
     for number, part in enumerate(parts, start=1):
         frac_text, has_epochs, epochs_text = part.partition(":")
@@ -43,18 +45,18 @@ def parse_schedule(spec: str) -> tuple[Stage, ...]:
         try:
             frac = float(frac_text)
         except ValueError:
-            raise ValueError(f"{where} is not FRAC:EPOCHS (e.g. 0.5:40)") from None
+            raise UserError(f"{where} is not FRAC:EPOCHS (e.g. 0.5:40)") from None
         if not (math.isfinite(frac) and 0.0 <= frac <= 1.0):
-            raise ValueError(f"{where}: the fraction must be in [0, 1]")
+            raise UserError(f"{where}: the fraction must be in [0, 1]")
         epochs: Optional[int] = None
         if has_epochs:
             if not epochs_text.strip().isdigit() or int(epochs_text) <= 0:
-                raise ValueError(f"{where}: the epochs must be a positive whole number")
+                raise UserError(f"{where}: the epochs must be a positive whole number")
             epochs = int(epochs_text)
         elif number < len(parts):
-            raise ValueError(f"{where} has no :EPOCHS; only the last stage may leave them out (it then lasts until --epochs)")
+            raise UserError(f"{where} has no :EPOCHS; only the last stage may leave them out (it then lasts until --epochs)")
         if stages and frac > stages[-1].sup_frac:
-            raise ValueError(
+            raise UserError(
                 f"{where}: the fractions must not increase (the labelled subsets nest), and {frac:g} is above "
                 f"stage {number - 1}'s {stages[-1].sup_frac:g}"
             )
@@ -72,12 +74,12 @@ def check_epochs(stages: Sequence[Stage], epochs: int) -> None:
     stage's epochs add up to it, or those before an open last stage leave it at least one."""
     fixed = sum(s.epochs for s in stages if s.epochs is not None)
     if stages[-1].epochs is not None and fixed != epochs:
-        raise ValueError(
+        raise UserError(
             f"{FLAG}'s stages last {fixed} epochs but --epochs is {epochs}; make them add up, or leave out the "
             "last stage's epochs (e.g. 0.9:40,0.1) so that it lasts until --epochs"
         )
     if stages[-1].epochs is None and fixed >= epochs:
-        raise ValueError(f"{FLAG}'s stages before the last last {fixed} epochs, leaving none of --epochs {epochs} to the last")
+        raise UserError(f"{FLAG}'s stages before the last last {fixed} epochs, leaving none of --epochs {epochs} to the last")
 
 
 def stage_of_epoch(stages: Sequence[Stage], epoch: int) -> int:

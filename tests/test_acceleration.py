@@ -12,9 +12,9 @@ from pyro_ccvae import acceleration
 from pyro_ccvae.acceleration import BF16_ELBO_TOLERANCE, PrecisionError, accelerate, networks
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.distributed import DataParallelSVI, World
-from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import build_guide
-from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.models.ccvae.guides import build_guide
+from pyro_ccvae.models.ccvae.model import CCVAEModel
 from pyro_ccvae.run import CHECKPOINT, METRICS
 from pyro_ccvae.training import Trainer, train
 

@@ -12,7 +12,7 @@ import torch
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.data import DATASETS, DataSplits, ImageSet
-from pyro_ccvae.guides import GUIDES, DiagonalClassifier, GuideError, build_guide
+from pyro_ccvae.models.ccvae.guides import GUIDES, DiagonalClassifier, GuideError, build_guide
 from pyro_ccvae.models.ccvae.model import CCVAEModel, initial_class_locations
 from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
 from pyro_ccvae.run import load_run

@@ -16,9 +16,9 @@ import torch
 import pyro_ccvae.models.ccvae.elbo as elbo_module
 import pyro_ccvae.models.ccvae.guides.base as guide_base_module
 import pyro_ccvae.models.ccvae.model as model_module
-from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import build_guide
-from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.models.ccvae.guides import build_guide
+from pyro_ccvae.models.ccvae.model import CCVAEModel
 
 B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 3, 32
 META = torch.device("meta")

@@ -21,10 +21,10 @@ from pyro.optim import Adam
 from torch import distributions as td
 from torch.nn import functional as F
 
-from pyro_ccvae import sites
-from pyro_ccvae.elbo import CCVAE_ELBO, log_q_labels
-from pyro_ccvae.guides import GUIDES, DiagonalClassifier, PriorClassifier, tie_classifier
-from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.models.ccvae import sites
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO, log_q_labels
+from pyro_ccvae.models.ccvae.guides import GUIDES, DiagonalClassifier, PriorClassifier, tie_classifier
+from pyro_ccvae.models.ccvae.model import CCVAEModel
 
 B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
 K = 6

@@ -10,10 +10,10 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI
 
-from pyro_ccvae import sites
-from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import GUIDES
-from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.models.ccvae import sites
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.models.ccvae.guides import GUIDES
+from pyro_ccvae.models.ccvae.model import CCVAEModel
 
 B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
 MIXED = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)

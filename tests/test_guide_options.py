@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.guides import FlowGuide, GuideError, LowRankGuide, build_guide, guide_options
+from pyro_ccvae.models.ccvae.guides import FlowGuide, GuideError, LowRankGuide, build_guide, guide_options
 from pyro_ccvae.run import config_from_json, load_run, read_config
 from pyro_ccvae_cli.main import main
 

@@ -7,9 +7,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_ccvae import sites
-from pyro_ccvae.elbo import CCVAE_ELBO
-from pyro_ccvae.guides import (
+from pyro_ccvae.models.ccvae import sites
+from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
+from pyro_ccvae.models.ccvae.guides import (
     GUIDES,
     CCVAEGuide,
     FlowGuide,
@@ -22,7 +22,7 @@ from pyro_ccvae.guides import (
     resolve_guide,
     sample_labels,
 )
-from pyro_ccvae.model import CCVAEModel, fill_labels
+from pyro_ccvae.models.ccvae.model import CCVAEModel, fill_labels
 
 B, L, DC, DS, CH, SIZE = 5, 3, 2, 4, 1, 32
 DIMS = dict(num_labels=L, z_char_dim=DC, z_style_dim=DS, channels=CH, image_size=SIZE)
@@ -158,6 +158,20 @@ def test_builtins_by_name():
     for name, cls in GUIDES.items():
         guide = build_guide(name, **DIMS)
         assert type(guide) is cls and guide.num_labels == L and guide.z_style_dim == DS
+
+
+@pytest.mark.parametrize(
+    "spec, guide",
+    [
+        ("pyro_ccvae.guides:MeanFieldGuide", MeanFieldGuide),
+        ("pyro_ccvae.guides:FlowGuide", FlowGuide),
+        ("pyro_ccvae.guides.base:CCVAEGuide", CCVAEGuide),
+        ("pyro_ccvae.guides.lowrank:LowRankGuide", LowRankGuide),
+    ],
+)
+def test_a_guide_named_by_its_old_import_path_still_resolves(spec, guide):
+    # A run's config.json written before the guides moved into the CCVAE family names them so.
+    assert resolve_guide(spec) is guide
 
 
 def test_custom_guide_by_import_path_trains_with_the_same_model_and_elbo():

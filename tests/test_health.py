@@ -9,9 +9,9 @@ from scipy.stats import norm
 
 from pyro_ccvae import health
 from pyro_ccvae.data import DataOptions, load_dataset
-from pyro_ccvae.guides import build_guide
-from pyro_ccvae.guides.base import DiagonalClassifier
-from pyro_ccvae.model import CCVAEModel, ConditionalPrior
+from pyro_ccvae.models.ccvae.guides import build_guide
+from pyro_ccvae.models.ccvae.guides.base import DiagonalClassifier
+from pyro_ccvae.models.ccvae.model import CCVAEModel, ConditionalPrior
 from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
 from pyro_ccvae_cli.main import main
 

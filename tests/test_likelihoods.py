@@ -8,9 +8,9 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_ccvae import sites
+from pyro_ccvae.models.ccvae import sites
 from pyro_ccvae.likelihoods import LIKELIHOODS, MIN_SCALE, build_likelihood
-from pyro_ccvae.model import CCVAEModel
+from pyro_ccvae.models.ccvae.model import CCVAEModel
 
 C, S = 3, 4
 

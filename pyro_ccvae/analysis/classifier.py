@@ -54,8 +54,10 @@ from ..checkpoint import (
 )  # fmt: skip
 from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
-from ..data.base import ImageSet, check_num_classes
+from ..data.base import ImageSet
+from ..data.label_spec import check_num_classes
 from ..devices import resolve_device
+from ..errors import UserError
 from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
 
 CONFIG, WEIGHTS, SUMMARY, MANIFEST = "config.json", "classifier.pt", "summary.json", "manifest.json"
@@ -91,11 +93,11 @@ class ClassifierConfig(RunSection, DataConfig):
     def __post_init__(self) -> None:
         check_positive(self, "epochs", "batch_size", "lr", "patience", "gp_inducing", "gp_points")
         if self.min_delta < 0:
-            raise ValueError(f"--min-delta must be at least 0, got {self.min_delta}")
+            raise UserError(f"--min-delta must be at least 0, got {self.min_delta}")
         if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"--validation-fraction must be between 0 and 1 (both excluded), got {self.validation_fraction}")
+            raise UserError(f"--validation-fraction must be between 0 and 1 (both excluded), got {self.validation_fraction}")
         if self.gp_steps < 0:
-            raise ValueError(f"--gp-steps must be at least 0, got {self.gp_steps}")
+            raise UserError(f"--gp-steps must be at least 0, got {self.gp_steps}")
 
     @classmethod
     def like_run(cls, config: TrainConfig, **options) -> "ClassifierConfig":
@@ -113,12 +115,12 @@ class ClassifierConfig(RunSection, DataConfig):
         """The config in ``path``; a one-line ``ValueError`` naming the file when it cannot be read."""
         raw = read_json_object(path)
         if raw is None:
-            raise ValueError(f"{shown(path)} is missing or not a JSON object; train the classifier again")
+            raise UserError(f"{shown(path)} is missing or not a JSON object; train the classifier again")
         known = {f.name for f in fields(cls)}
         try:
             return cls(**{k: v for k, v in raw.items() if k in known})
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{shown(path)} cannot be read ({' '.join(str(error).split())}); train the classifier again") from None
+            raise UserError(f"{shown(path)} cannot be read ({' '.join(str(error).split())}); train the classifier again") from None
 
 
 def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequential:
@@ -210,7 +212,7 @@ class IndependentClassifier(torch.nn.Module):
         """The output columns of ``label_names``; a :class:`ValueError` names any it lacks."""
         missing = [name for name in label_names if name not in self.label_names]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"the independent classifier has no label(s) {', '.join(missing)}; it knows "
                 f"{', '.join(self.label_names)}; train one on the run's labels with `ccvae-pyro train-classifier`"
             )
@@ -221,14 +223,14 @@ class IndependentClassifier(torch.nn.Module):
         for name, k in zip(label_names, num_classes):
             mine = self.num_classes[self.label_names.index(name)]
             if mine != k:
-                raise ValueError(
+                raise UserError(
                     f"the independent classifier reads label {name!r} as {mine} classes, the run has {k}; "
                     "train one on the run's data with `ccvae-pyro train-classifier`"
                 )
 
     def check_images(self, channels: int, image_size: int) -> None:
         if (channels, image_size) != (self.channels, self.image_size):
-            raise ValueError(
+            raise UserError(
                 f"the independent classifier reads {self.channels}x{self.image_size}x{self.image_size} images, "
                 f"the run makes {channels}x{image_size}x{image_size}; train it with the run's --image-size"
             )
@@ -295,7 +297,7 @@ def train_classifier(
     lock = DirectoryLock(out_dir, LOCK)
     if not lock.acquire():
         holder = lock.holder()
-        raise ValueError(
+        raise UserError(
             f"{shown(out_dir)} is in use by another train-classifier{f' ({holder})' if holder else ''}; "
             "wait for it to finish, or choose another --out"
         )
@@ -313,7 +315,7 @@ def _resumed_config(out_dir: Path, saved: dict, config: ClassifierConfig, explic
     try:
         old = ClassifierConfig(**{k: v for k, v in json.loads(saved["config"]).items() if k in {f.name for f in fields(ClassifierConfig)}})
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"cannot resume: the checkpoint in {shown(out_dir)} holds no readable config ({error})") from None
+        raise UserError(f"cannot resume: the checkpoint in {shown(out_dir)} holds no readable config ({error})") from None
     old.epochs, old.device = config.epochs, config.device
     for name in explicit:
         f = next((f for f in fields(ClassifierConfig) if f.name == name), None)
@@ -323,7 +325,7 @@ def _resumed_config(out_dir: Path, saved: dict, config: ClassifierConfig, explic
         if f.metadata.get("resume"):
             setattr(old, name, new)
         elif new != was:
-            raise ValueError(
+            raise UserError(
                 f"--{name.replace('_', '-')} cannot change when resuming: the judge in {shown(out_dir)} trains with {was!r}; "
                 "resume without it, or train a new judge (without --resume)"
             )
@@ -336,7 +338,7 @@ def split_validation(train: ImageSet, fraction: float, seed: int) -> tuple[Image
     count = len(train)
     held = min(max(1, round(fraction * count)), count - 1)
     if held < 1:
-        raise ValueError(f"the training split has {count} image(s); holding out a validation part needs at least 2")
+        raise UserError(f"the training split has {count} image(s); holding out a validation part needs at least 2")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     return train.subset(order[held:].sort().values), train.subset(order[:held].sort().values), held
 
@@ -358,13 +360,13 @@ class _JudgeTraining:
         saved = None
         if resume:
             if not any(os.path.lexists(out_dir / name) for name in (CHECKPOINT, previous_path(Path(CHECKPOINT)).name)):
-                raise ValueError(f"cannot resume: {shown(out_dir)} holds no {CHECKPOINT} of an earlier train-classifier; train without --resume")
+                raise UserError(f"cannot resume: {shown(out_dir)} holds no {CHECKPOINT} of an earlier train-classifier; train without --resume")
             try:
                 saved = read_checkpoint(out_dir / CHECKPOINT, map_location="cpu").state
             except CheckpointError as error:
-                raise ValueError(f"cannot resume: {error}") from None
+                raise UserError(f"cannot resume: {error}") from None
             if saved.get("judge_checkpoint") != CHECKPOINT_FORMAT:
-                raise ValueError(f"cannot resume: {shown(out_dir / CHECKPOINT)} is not a train-classifier checkpoint; train without --resume")
+                raise UserError(f"cannot resume: {shown(out_dir / CHECKPOINT)} is not a train-classifier checkpoint; train without --resume")
             config = _resumed_config(out_dir, saved, config, explicit)
         self.config = config
         config.make_paths_absolute()
@@ -392,7 +394,7 @@ class _JudgeTraining:
             self.history, self.best = list(saved["history"]), dict(saved["best"])
             set_rng_state(saved["rng"])
         except (KeyError, RuntimeError, TypeError, ValueError) as error:
-            raise ValueError(
+            raise UserError(
                 f"cannot resume: the checkpoint in {shown(self.out_dir)} does not fit this judge ({' '.join(str(error).split()[:12])}); "
                 "train without --resume"
             ) from None
@@ -516,19 +518,19 @@ def _judge_bytes(path: Path) -> dict[str, bytes]:
     if manifest is None:
         config = read_json_object(path / CONFIG)
         if os.path.lexists(path / MANIFEST) or (config is not None and "judge_format" in config):
-            raise ValueError(f"the classifier in {shown(path)} is incomplete ({MANIFEST} is missing or damaged: its writing was interrupted); {again}")
+            raise UserError(f"the classifier in {shown(path)} is incomplete ({MANIFEST} is missing or damaged: its writing was interrupted); {again}")
         return {WEIGHTS: read_file(path / WEIGHTS)}  # a judge from before manifests
     digests = manifest.get("sha256")
     if not isinstance(digests, dict) or WEIGHTS not in digests:
-        raise ValueError(f"{shown(path / MANIFEST)} is damaged; {again}")
+        raise UserError(f"{shown(path / MANIFEST)} is damaged; {again}")
     files = {}
     for name, digest in digests.items():
         try:
             data = read_file(path / str(name))
         except FileNotFoundError:
-            raise ValueError(f"the classifier in {shown(path)} lacks {name}, which its {MANIFEST} lists; {again}") from None
+            raise UserError(f"the classifier in {shown(path)} lacks {name}, which its {MANIFEST} lists; {again}") from None
         if sha256_of(data) != digest:
-            raise ValueError(
+            raise UserError(
                 f"{shown(path / str(name))} does not match {MANIFEST} (a write interrupted, or files of two classifiers mixed); {again}"
             )
         files[name] = data
@@ -557,7 +559,7 @@ def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
     try:
         state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
     except Exception as error:  # truncated, damaged, or objects a weights-only load refuses
-        raise ValueError(
+        raise UserError(
             f"{path / WEIGHTS} cannot be read ({' '.join(str(error).split()[:12])}); train it again with "
             f"`ccvae-pyro train-classifier --out {path}`"
         ) from None
@@ -566,7 +568,7 @@ def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
         net = IndependentClassifier(state["label_names"], state["channels"], state["image_size"], state.get("num_classes"))
         net.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError):
-        raise ValueError(
+        raise UserError(
             f"the classifier in {path} was trained by an older version with another network; "
             f"train it again with `ccvae-pyro train-classifier --out {path}`"
         ) from None

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ImageSet, as_float_images
+from ..errors import UserError
 from ..models import Representation
 from ..prediction import predicted_classes
 from ..run import Run, RunError
@@ -49,11 +50,11 @@ class Analysis:
         if run.data is None:
             raise RunError(f"the run in {run.path} was loaded without its data")
         if batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+            raise UserError(f"--batch-size must be at least 1, got {batch_size}")
         images = getattr(run.data, split)
         if max_images is not None:
             if max_images < 1:
-                raise ValueError(f"--max-images must be at least 1, got {max_images}")
+                raise UserError(f"--max-images must be at least 1, got {max_images}")
             images = images.subset(torch.arange(min(max_images, len(images))))
         if len(images) == 0:
             raise RunError(f"the {split} split of the run in {run.path} holds no images")
@@ -131,7 +132,7 @@ class Analysis:
 
     def require_classifier(self, what: str) -> "LabelReader":
         if self.classifier is None:
-            raise ValueError(f"{what} needs an independent classifier; pass --classifier DIR (see `ccvae-pyro train-classifier`)")
+            raise UserError(f"{what} needs an independent classifier; pass --classifier DIR (see `ccvae-pyro train-classifier`)")
         return self.classifier
 
     def reconstruct(self, index: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Union
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from .context import Analysis
 from .generation import NEEDS as GENERATION_NEEDS, generate
 
@@ -92,13 +93,13 @@ def load_inception(weights: Union[str, Path], device: Union[str, torch.device] =
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ValueError(f"--fid-weights {path}: cannot read it ({error.strerror or error})") from None
+        raise UserError(f"--fid-weights {path}: cannot read it ({error.strerror or error})") from None
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for a file that is not a plain tensor pickle
-        raise ValueError(f"--fid-weights {path} is not a PyTorch state dict: {_one_line(error)}") from None
+        raise UserError(f"--fid-weights {path} is not a PyTorch state dict: {_one_line(error)}") from None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"--fid-weights {path} is not a state dict (names to tensors) of torch-fidelity's Inception v3")
+        raise UserError(f"--fid-weights {path} is not a state dict (names to tensors) of torch-fidelity's Inception v3")
     del state  # checked; the network loads its own copy below
     try:
         metric = FrechetInceptionDistance(
@@ -106,7 +107,7 @@ def load_inception(weights: Union[str, Path], device: Union[str, torch.device] =
             feature_extractor_weights_path=io.BytesIO(data),
         )  # fmt: skip
     except RuntimeError as error:  # load_state_dict: missing, unexpected or misshapen keys
-        raise ValueError(f"--fid-weights {path} does not fit torch-fidelity's Inception v3: {_one_line(error)}") from None
+        raise UserError(f"--fid-weights {path} does not fit torch-fidelity's Inception v3: {_one_line(error)}") from None
     metric.weights_sha256 = hashlib.sha256(data).hexdigest()
     return metric.to(device)
 
@@ -114,7 +115,7 @@ def load_inception(weights: Union[str, Path], device: Union[str, torch.device] =
 def check_count(count: int) -> None:
     """Refuse, before the slow part, a FID of fewer than :data:`LEAST_IMAGES` test images."""
     if count < LEAST_IMAGES:
-        raise ValueError(f"FID needs at least {LEAST_IMAGES} test images, got {count} (--fid-images, --max-images)")
+        raise UserError(f"FID needs at least {LEAST_IMAGES} test images, got {count} (--fid-images, --max-images)")
 
 
 def inception_input(images: torch.Tensor) -> torch.Tensor:

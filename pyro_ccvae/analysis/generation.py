@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..models.base import DECODE, SAMPLE, Representation
 from ..prediction import predicted_classes
 from .context import Analysis
@@ -41,7 +42,7 @@ def generation_accuracy(analysis: Analysis, num_samples: int = 1000) -> dict:
     guessing the likeliest class under ``p(y_i)``, for comparison."""
     reader = analysis.require_classifier("conditional-generation accuracy")
     if num_samples < 1:
-        raise ValueError(f"--gen-samples must be at least 1, got {num_samples}")
+        raise UserError(f"--gen-samples must be at least 1, got {num_samples}")
     rep = analysis.representation
     correct = torch.zeros(analysis.num_labels, dtype=torch.float64)
     sizes = torch.arange(num_samples).split(analysis.batch_size)
@@ -67,7 +68,7 @@ def requested_class_accuracy(analysis: Analysis, samples_per_class: int = 100) -
     ``None`` when every label is binary (:func:`generation_accuracy` covers them)."""
     reader = analysis.require_classifier("requested-class generation accuracy")
     if samples_per_class < 1:
-        raise ValueError(f"samples per class must be at least 1, got {samples_per_class}")
+        raise UserError(f"samples per class must be at least 1, got {samples_per_class}")
     rep, names = analysis.representation, analysis.label_names
     categorical = [i for i, k in enumerate(analysis.num_classes) if k > 2]
     if not categorical:

@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from ..errors import UserError
 from .context import Analysis
 from ..health import random_partners
 
@@ -33,7 +34,7 @@ def nuisance_transfer(analysis: Analysis, partners: Optional[torch.Tensor] = Non
     (default :func:`pyro_ccvae.health.random_partners`)."""
     data = analysis.run.data
     if not has_ground_truth(analysis):
-        raise ValueError(f"the {data.name} data set has no renderer of its factors; nuisance transfer needs one (shapes)")
+        raise UserError(f"the {data.name} data set has no renderer of its factors; nuisance transfer needs one (shapes)")
     n = len(analysis)
     partners = random_partners(n) if partners is None else partners
     # which attribute columns are the run's labels: those stay with the z_c image

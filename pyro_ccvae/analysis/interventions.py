@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..models.base import DECODE, ENCODE, INTERVENE, PREDICT, Representation
 from ..prediction import predicted_classes
 from .context import Analysis
@@ -87,7 +88,7 @@ def diversity_maps(
     target class other than the current one, averaged over those classes): maps
     ``[B, len(labels), H, W]`` and reconstructions ``[B, C, H, W]``."""
     if samples < 2:
-        raise ValueError(f"--samples must be at least 2 for a variance, got {samples}")
+        raise UserError(f"--samples must be at least 2 for a variance, got {samples}")
     index = torch.arange(min(count, len(analysis)))
     z_c, z_s = (z[index.to(analysis.device)] for z in analysis.posterior_means)
     current = analysis.current_labels[index.to(analysis.device)]
@@ -110,7 +111,7 @@ def class_draws(analysis: Analysis, label: int, image: int, draws: int) -> torch
     ``z_c^label ~ p(z_c^label | y_label = k)`` with test image ``image``'s ``z_s`` and other
     blocks of ``z_c`` (posterior means) fixed: how much a class varies on its own."""
     if draws < 1:
-        raise ValueError(f"--draws must be at least 1, got {draws}")
+        raise UserError(f"--draws must be at least 1, got {draws}")
     num = analysis.num_classes[label]
     z_c, z_s = (z[image] for z in analysis.posterior_means)
     rep = analysis.representation

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ImageSet, as_float_images
+from ..errors import UserError
 from ..prediction import mean_of, predicted_classes
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ def load_uncertainty(path: Path, net: "IndependentClassifier", device: torch.dev
     try:
         return JudgeUncertainty.from_bytes(data, net, device)
     except Exception as error:  # damaged, or written by another version
-        raise ValueError(
+        raise UserError(
             f"{Path(path) / UNCERTAINTY} cannot be read ({' '.join(str(error).split()[:12])}); train the judge again "
             f"with `ccvae-pyro train-classifier --out {path}`"
         ) from None
@@ -273,7 +274,7 @@ def uncertainty_section(analysis: "Analysis", uncertainty: JudgeUncertainty, sam
     rep, names = analysis.representation, analysis.label_names
     missing = [name for name in names if name not in uncertainty.heads]
     if missing:
-        raise ValueError(f"the judge's GP head has no label(s) {', '.join(missing)}; train the judge on the run's labels")
+        raise UserError(f"the judge's GP head has no label(s) {', '.join(missing)}; train the judge on the run's labels")
     rate, information, test_information, test_accuracy = {}, {}, {}, {}
     for i, name in enumerate(names):
         hits, mi = [], []

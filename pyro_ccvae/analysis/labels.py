@@ -1,15 +1,17 @@
 """Parsing the label arguments of the analysis commands against a run's label names.
 
-Every error is a :class:`ValueError` with a one-line message naming the run's labels.
+Every error is a :class:`~pyro_ccvae.errors.UserError` with a one-line message naming the run's labels.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ..errors import UserError
+
 
 def _lookup(name: str, label_names: Sequence[str]) -> int:
     if name not in label_names:
-        raise ValueError(f"unknown label {name!r}; this run's labels are: {', '.join(label_names)}")
+        raise UserError(f"unknown label {name!r}; this run's labels are: {', '.join(label_names)}")
     return list(label_names).index(name)
 
 
@@ -19,10 +21,10 @@ def parse_label_list(spec: Optional[str], label_names: Sequence[str]) -> list[in
         return list(range(len(label_names)))
     names = [part.strip() for part in spec.split(",")]
     if any(not name for name in names):
-        raise ValueError(f"bad --labels {spec!r}: expected comma-separated label names, e.g. {label_names[0]},...")
+        raise UserError(f"bad --labels {spec!r}: expected comma-separated label names, e.g. {label_names[0]},...")
     index = [_lookup(name, label_names) for name in names]
     if len(set(index)) != len(index):
-        raise ValueError(f"bad --labels {spec!r}: a label is named twice")
+        raise UserError(f"bad --labels {spec!r}: a label is named twice")
     return index
 
 
@@ -37,10 +39,10 @@ def parse_pairs(spec: Optional[str], label_names: Sequence[str]) -> list[tuple[i
             continue
         names = [n.strip() for n in part.split(":")]
         if len(names) != 2 or not all(names):
-            raise ValueError(f"bad --pairs entry {part!r}: expected NAME:NAME, e.g. {':'.join(label_names[:2])}")
+            raise UserError(f"bad --pairs entry {part!r}: expected NAME:NAME, e.g. {':'.join(label_names[:2])}")
         a, b = (_lookup(n, label_names) for n in names)
         if a == b:
-            raise ValueError(f"bad --pairs entry {part!r}: a pair needs two different labels")
+            raise UserError(f"bad --pairs entry {part!r}: a pair needs two different labels")
         pairs.append((a, b))
     return pairs
 
@@ -66,11 +68,11 @@ def parse_label_vectors(
                     continue
                 name, sep, value = (s.strip() for s in item.partition("="))
                 if not sep:
-                    raise ValueError(f"bad label setting {item!r}: expected NAME=CLASS, a class index (NAME=0 or NAME=1 for a binary label)")
+                    raise UserError(f"bad label setting {item!r}: expected NAME=CLASS, a class index (NAME=0 or NAME=1 for a binary label)")
                 column = _lookup(name, label_names)
                 fixed_class = _class_index(item, name, value, num_classes[column])
                 if column in fixed:
-                    raise ValueError(f"label {name!r} is set twice in {vector.strip()!r}")
+                    raise UserError(f"label {name!r} is set twice in {vector.strip()!r}")
                 fixed[column] = fixed_class
             vectors.append(fixed)
     return vectors
@@ -81,8 +83,8 @@ def _class_index(item: str, name: str, value: str, num_classes: int) -> int:
     if value.isdigit() and int(value) < num_classes:
         return int(value)
     if num_classes == 2:
-        raise ValueError(f"bad label setting {item!r}: expected NAME=0 or NAME=1 ({name!r} is binary)")
-    raise ValueError(f"bad label setting {item!r}: label {name!r} has the classes 0..{num_classes - 1}")
+        raise UserError(f"bad label setting {item!r}: expected NAME=0 or NAME=1 ({name!r} is binary)")
+    raise UserError(f"bad label setting {item!r}: label {name!r} has the classes 0..{num_classes - 1}")
 
 
 def describe_vector(fixed: dict[int, int], label_names: Sequence[str]) -> str:

@@ -25,6 +25,7 @@ import pyro.util
 import torch
 
 from .. import sizes
+from ..errors import UserError
 from ..models.base import LIKELIHOOD
 from ..models.encode_once import MAX_ROWS
 from .context import Analysis
@@ -91,7 +92,7 @@ def importance_weighted(analysis: Analysis, num_samples: int = 100) -> dict:
     ``log p(x|z)`` of thousands of nats by the weight ``w(z)``, so it scatters by hundreds of nats
     from sample to sample and can land above ``log p(x, y)``."""
     if num_samples < 1:
-        raise ValueError(f"--iw-samples must be at least 1, got {num_samples}")
+        raise UserError(f"--iw-samples must be at least 1, got {num_samples}")
     rep = analysis.representation
     sums = dict.fromkeys(["iwae_x", "elbo_x", "iwae_xy", "elbo_xy", "ccvae_x"], 0.0)
     labelled = 0

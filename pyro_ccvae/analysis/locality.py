@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
+from ..errors import UserError
 from . import figures
 from .context import Analysis
 from .ground_truth import has_ground_truth
@@ -119,7 +120,7 @@ def mask_share(analysis: Analysis) -> dict:
     (a share of almost nothing means little); ``region``, which region; ``unchanged_images``,
     images left out for changing by less than :data:`MIN_TOTAL_CHANGE`."""
     if not has_regions(analysis):
-        raise ValueError(f"the {analysis.run.data.name} data set has no renderer that outlines its labels; the mask share needs one (shapes)")
+        raise UserError(f"the {analysis.run.data.name} data set has no renderer that outlines its labels; the mask share needs one (shapes)")
     from ..data.shapes import LABEL_REGIONS
 
     names = analysis.label_names

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch
 
 from .. import sizes
+from ..errors import UserError
 from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
 from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_metrics, read_summary, results_lock, update_metrics
@@ -167,7 +168,7 @@ def evaluate(
     """
     for name, value, least in (("--iw-samples", iw_samples, 1), ("--gen-samples", gen_samples, 1), ("--attribute-epochs", attribute_epochs, 0), ("--fid-images", fid_images, FID_LEAST_IMAGES)):
         if value < least:
-            raise ValueError(f"{name} must be at least {least}, got {value}")
+            raise UserError(f"{name} must be at least {least}, got {value}")
     analysis = Analysis.from_run(run, "test", max_images, batch_size, progress)
     # The judge is loaded and checked against the run first: bad input fails before the slow part.
     judge = None
@@ -422,9 +423,9 @@ def traverse(
     # Without --pairs, the pair is the first two labels asked for: --labels red,large draws red and large only.
     chosen_pairs = parse_pairs(pairs, names) if pairs is not None else [tuple(chosen[:2])] if len(chosen) >= 2 else []
     if images < 1:
-        raise ValueError(f"--images must be at least 1, got {images}")
+        raise UserError(f"--images must be at least 1, got {images}")
     if image is not None and not 0 <= image < len(analysis):
-        raise ValueError(f"--image must be a test image index from 0 to {len(analysis) - 1}, got {image}")
+        raise UserError(f"--image must be a test image index from 0 to {len(analysis) - 1}, got {image}")
     index = torch.arange(min(images, len(analysis))).to(analysis.device)
     values = {i: traversal_values(run.representation, i, steps, extend) for i in {*chosen, *(x for p in chosen_pairs for x in p)}}
     _check_traverse_sizes(run, chosen, chosen_pairs, {i: len(v) for i, v in values.items()}, len(index), steps)
@@ -477,7 +478,7 @@ def generate(run: Run, label_specs: Sequence[str] = (), samples: int = 8, rows: 
     else:
         vectors = [{i: v} for i in range(len(names)) for v in range(num_classes[i])]
     if samples < 1 or rows < 1:
-        raise ValueError(f"--samples and --rows must be at least 1, got {samples} and {rows}")
+        raise UserError(f"--samples and --rows must be at least 1, got {samples} and {rows}")
     info = run.config.data.info
     sizes.require_figure(
         len(vectors) * rows, samples, info["channels"], info["image_size"],
@@ -526,9 +527,9 @@ def intervene(run: Run, labels: Optional[str] = None, images: int = 8, samples: 
     names = analysis.label_names
     chosen = parse_label_list(labels, names)
     if images < 1:
-        raise ValueError(f"--images must be at least 1, got {images}")
+        raise UserError(f"--images must be at least 1, got {images}")
     if draws < 1:
-        raise ValueError(f"--draws must be at least 1, got {draws}")
+        raise UserError(f"--draws must be at least 1, got {draws}")
     _check_intervene_sizes(run, analysis, chosen, min(images, len(analysis)), samples, draws)
     written = Written()
     grid = switch_grid(analysis, chosen, images)
@@ -582,7 +583,7 @@ def swap(run: Run, images: int = 6) -> Written:
     ``z_s`` of column ``c``'s."""
     analysis = Analysis.from_run(run, "test", max_images=None, progress=False)
     if images < 1:
-        raise ValueError(f"--images must be at least 1, got {images}")
+        raise UserError(f"--images must be at least 1, got {images}")
     index = torch.arange(min(images, len(analysis)))
     info = run.config.data.info
     n = len(index)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
 from ..models.base import DECODE, ENCODE, TRAVERSE, Representation
 
 #: the capabilities traversals ask of a model.
@@ -29,7 +30,7 @@ NEEDS = (ENCODE, TRAVERSE, DECODE)
 
 def _check_steps(steps: int) -> None:
     if steps < 2:
-        raise ValueError(f"--steps must be at least 2, got {steps}")
+        raise UserError(f"--steps must be at least 2, got {steps}")
 
 
 def traversal_values(representation: Representation, label: int, steps: int, extend: float = 1.0) -> torch.Tensor:
@@ -37,7 +38,7 @@ def traversal_values(representation: Representation, label: int, steps: int, ext
     for a binary label, the :func:`class_path` (``S = (K-1)(steps-1) + 1``) for ``K > 2`` classes."""
     _check_steps(steps)
     if extend < 0:
-        raise ValueError(f"--extend must be non-negative, got {extend}")
+        raise UserError(f"--extend must be non-negative, got {extend}")
     loc, scale = representation.class_prior(label)  # [K, d_c]
     if loc.shape[0] > 2:
         return class_path(loc, steps)
@@ -95,7 +96,7 @@ def simplex_values(representation: Representation, label: int, steps: int) -> tu
     (barycentric mixes of the class means) and its mask (:func:`simplex_weights`)."""
     loc, _ = representation.class_prior(label)
     if loc.shape[0] != 3:
-        raise ValueError(f"a barycentric triangle needs a label of 3 classes, label {label} has {loc.shape[0]}")
+        raise UserError(f"a barycentric triangle needs a label of 3 classes, label {label} has {loc.shape[0]}")
     weights, inside = simplex_weights(steps)
     return weights.to(loc) @ loc.detach(), inside.to(loc.device)
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 
+from ..errors import UserError
+from .label_spec import check_num_classes
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """Bad or missing input data. Its message is one line saying what is wrong and how to fix it."""
 
 
@@ -142,16 +145,6 @@ class DataOptions:
     center_crop: bool = False
     #: built-in data sets only: how many training images to render.
     num_train: Optional[int] = None
-
-
-def check_num_classes(num_classes: Optional[Sequence[int]], num_labels: int) -> tuple[int, ...]:
-    """The label spec's classes per label as a tuple (``None``: every label binary)."""
-    if num_classes is None:
-        return (2,) * num_labels
-    num_classes = tuple(int(k) for k in num_classes)
-    if len(num_classes) != num_labels or any(k < 2 for k in num_classes):
-        raise ValueError(f"num_classes must give {num_labels} class counts of at least 2, got {num_classes}")
-    return num_classes
 
 
 Loader = Callable[[DataOptions], DataSplits]

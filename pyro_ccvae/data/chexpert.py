@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import register_dataset
+from .registry import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
 from .common import (

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import register_dataset
+from .registry import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .common import check_options, class_labels, select_class_labels
 from .mnist import MNIST_CLASSES, MNIST_LABEL

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from . import images as _images
-from . import register_dataset
+from .registry import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .cache import ImageCache, cache_dir, source_key
 from .common import check_options, class_labels, data_dir, seeded_subset, select_class_labels

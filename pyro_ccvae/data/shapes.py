@@ -45,7 +45,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from . import register_dataset
+from .registry import register_dataset
 from .base import DataError, DataOptions, DataSplits, ImageSet
 from .common import select_labels
 from ..sizes import require

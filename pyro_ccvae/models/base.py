@@ -37,6 +37,7 @@ import pyro
 import torch
 
 from ..dataset_defaults import DATASET_SETTINGS, dataset_defaults
+from ..errors import UserError
 
 ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP, TRAVERSE, LIKELIHOOD = (
     "encode", "predict", "decode", "reconstruct", "sample", "intervene", "swap", "traverse", "likelihood",
@@ -44,7 +45,7 @@ ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP, TRAVERSE, LIKELIH
 CAPABILITIES = (ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP, TRAVERSE, LIKELIHOOD)
 
 
-class CapabilityError(ValueError):
+class CapabilityError(UserError):
     """A task asked a model for a capability it does not have; the message is one line."""
 
 
@@ -175,7 +176,7 @@ class ModelFamily:
         a one-line ``ValueError`` for a name the guide does not take. A family whose guides take
         none (the default) refuses any."""
         if options:
-            raise ValueError(f"model {self.name!r} takes no --guide-option (got {', '.join(sorted(options))})")
+            raise UserError(f"model {self.name!r} takes no --guide-option (got {', '.join(sorted(options))})")
         return {}
 
     def build_run(self, config) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -9,6 +9,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from ..errors import UserError
 from .base import ModelFamily
 from . import sites
 
@@ -16,7 +17,7 @@ from . import sites
 OWN_GUIDE = "meanfield"
 
 
-class FamilyCheckError(ValueError):
+class FamilyCheckError(UserError):
     """A model and guide that do not run together on a batch; the message is one line."""
 
 
@@ -42,7 +43,7 @@ class BaselineFamily(ModelFamily):
 
     def check_guide_name(self, guide: str) -> None:
         if guide != OWN_GUIDE:
-            raise ValueError(f"model {self.name!r} brings its own guide ({OWN_GUIDE!r}); --guide {guide!r} is for the ccvae")
+            raise UserError(f"model {self.name!r} brings its own guide ({OWN_GUIDE!r}); --guide {guide!r} is for the ccvae")
 
     def check(self, model, guide, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
         """Trace the guide and replay the model on its samples once; a one-line

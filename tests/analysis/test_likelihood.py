@@ -94,7 +94,7 @@ def test_log_prior_characteristic_is_the_hand_computed_joint():
     """log p(y_i) + log p(z_c^i | y_i) for both label values, against torch.distributions by hand."""
     import torch
 
-    from pyro_ccvae.model import CCVAEModel
+    from pyro_ccvae.models.ccvae.model import CCVAEModel
 
     model = CCVAEModel(3, 1, 32, 4, z_char_dim=2)
     with torch.no_grad():

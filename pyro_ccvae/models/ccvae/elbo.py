@@ -274,7 +274,7 @@ def log_q_labels(classifier, q_z_c, y: torch.Tensor, seen: torch.Tensor, k_sampl
     if is_validation_enabled() and k_samples > 1 and seen.any() and (z_k == z_k[:1]).all():
         raise ValueError(
             f"the {k_samples} samples of the guide's z_c site are identical (a Delta?), so q(y|x) would be wrong; "
-            "the z_c site must carry the marginal q(z_c|x) (see pyro_ccvae.guides.check_guide)"
+            "the z_c site must carry the marginal q(z_c|x) (see pyro_ccvae.models.ccvae.guides.check_guide)"
         )
     log_q_y_k = _masked_sum(dist.Categorical(logits=classifier(z_k)).log_prob(y), seen)  # [K, B]
     return log_q_y_k.logsumexp(0) - math.log(k_samples)

@@ -6,10 +6,10 @@ from typing import Optional
 
 import torch
 
-from ...config import info_num_classes
+from ...data.label_spec import info_num_classes
 from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
-from .. import register_model
+from ..registry import register_model
 from ..base import ModelFamily
 from .config import CCVAEConfig
 from .elbo import CCVAE_ELBO

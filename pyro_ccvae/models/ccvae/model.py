@@ -26,8 +26,8 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
 from . import sites
+from ...data.label_spec import check_num_classes
 from .config import PAPER
-from ...data.base import check_num_classes
 from ...likelihoods import Likelihood, build_likelihood
 from ..labels import class_mask, fill_labels, images_or_stand_in, one_hot
 from ...nets import ConvDecoder

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ...fields import check_positive, option
 from ..config_base import CharacteristicConfig, family_name
+from ...errors import UserError
 
 
 @dataclass
@@ -27,4 +28,4 @@ class DIVAConfig(CharacteristicConfig):
         super().__post_init__()
         check_positive(self, "diva_beta")
         if self.diva_alpha < 0:
-            raise ValueError(f"--diva-alpha must be at least 0, got {self.diva_alpha}")
+            raise UserError(f"--diva-alpha must be at least 0, got {self.diva_alpha}")

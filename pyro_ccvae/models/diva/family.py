@@ -5,9 +5,9 @@ import torch
 
 from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
-from .. import register_model
+from ..registry import register_model
 from ..common import BaselineFamily
-from ...config import info_num_classes
+from ...data.label_spec import info_num_classes
 from .config import DIVAConfig
 from .elbo import diva_elbo
 from .model import DIVAGuide, DIVAModel

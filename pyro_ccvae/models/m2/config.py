@@ -6,6 +6,7 @@ from typing import Optional
 
 from ...fields import check_positive, option
 from ..config_base import FamilyConfig, family_name
+from ...errors import UserError
 
 #: how M2 sums out the labels it does not see (see :mod:`.elbo`); ``auto`` is resolved when the
 #: model is built and the run's config records the choice.
@@ -38,4 +39,4 @@ class M2Config(FamilyConfig):
         check_positive(self, "z_style_dim", "max_enumerated")
         super().__post_init__()
         if self.m2_alpha < 0:
-            raise ValueError(f"--m2-alpha must be at least 0, got {self.m2_alpha}")
+            raise UserError(f"--m2-alpha must be at least 0, got {self.m2_alpha}")

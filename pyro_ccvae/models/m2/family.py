@@ -5,10 +5,11 @@ import torch
 
 from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
-from .. import register_model
+from ..registry import register_model
 from ..common import BaselineFamily
-from ...config import info_num_classes
+from ...data.label_spec import info_num_classes
 from ...dataset_defaults import PAPER as PAPER_DEFAULTS
+from ...errors import UserError
 from .config import M2Config
 from .elbo import joint_configurations, m2_elbo, resolve_label_sum
 from .model import M2Guide, M2Model
@@ -28,7 +29,7 @@ class M2Family(BaselineFamily):
         num_classes = info_num_classes(info)
         config.label_sum = resolve_label_sum(config.label_sum, num_classes, config.max_enumerated)
         if config.label_sum == "enumerate" and joint_configurations(num_classes) > 4096:
-            raise ValueError(
+            raise UserError(
                 f"--label-sum enumerate would decode {joint_configurations(num_classes)} label configurations per image; "
                 "use --label-sum sampled"
             )

@@ -6,6 +6,7 @@ from typing import Optional
 
 from ...fields import check_positive, option
 from ..config_base import FamilyConfig, family_name
+from ...errors import UserError
 
 
 @dataclass
@@ -34,6 +35,6 @@ class MVAEConfig(FamilyConfig):
         check_positive(self, "mvae_image_weight", "mvae_label_weight", "mvae_beta")
         super().__post_init__()
         if self.mvae_kl_warmup_epochs < 0:
-            raise ValueError(f"--mvae-kl-warmup-epochs must be at least 0, got {self.mvae_kl_warmup_epochs}")
+            raise UserError(f"--mvae-kl-warmup-epochs must be at least 0, got {self.mvae_kl_warmup_epochs}")
         if self.z_dim is not None and self.z_dim <= 0:
-            raise ValueError(f"--z-dim must be positive, got {self.z_dim}")
+            raise UserError(f"--z-dim must be positive, got {self.z_dim}")

@@ -5,9 +5,9 @@ import torch
 
 from ...likelihoods import build_likelihood
 from ...nets import ConvDecoder
-from .. import register_model
+from ..registry import register_model
 from ..common import BaselineFamily
-from ...config import info_num_classes
+from ...data.label_spec import info_num_classes
 from ..ccvae.config import PAPER as CCVAE_PAPER
 from .config import MVAEConfig
 from .elbo import mvae_elbo

@@ -32,7 +32,7 @@ from pyro.distributions import TorchDistribution, constraints
 from pyro.nn import PyroModule
 
 from .. import sites
-from ....data.base import check_num_classes
+from ....data.label_spec import check_num_classes
 from ..model import class_padding, fill_labels, initial_class_locations
 
 
