@@ -24,19 +24,19 @@ class M2Config:
     CCVAE collapsed M2's decoder (see :meth:`M2Family.fill_defaults`). The likelihood is the data set's.
     """
 
-    name: str = option("m2", flag="--model", help="The model family.", choices=model_names)
+    name: str = option("m2", flag="--model", group="model", help="The model family.", choices=model_names)
     #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: 27 on every data set (the CCVAE paper's d_s).")
+    z_style_dim: Optional[int] = option(None, group="model", help="d_s, the style latent's dims; default: 27 on every data set (the CCVAE paper's d_s).")
     #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
+    likelihood: Optional[str] = option(None, group="model", help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
     label_sum: str = option(
         "auto", choices=LABEL_SUMS,
-        help="M2: sum unseen labels out exactly (enumerate), by a score-function estimate (sampled), "
+        group="m2", help="M2: sum unseen labels out exactly (enumerate), by a score-function estimate (sampled), "
         "or auto: enumerate up to --max-enumerated joint label configurations.",
     )  # fmt: skip
-    max_enumerated: int = option(64, help="M2 with --label-sum auto: the most joint label configurations it enumerates.")
-    m2_alpha: float = option(0.1, help="M2's alpha / N, the weight of log q(y|x) on labelled points (Kingma et al.: 0.1).")
-    prior_lr_factor: float = option(10.0, help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
+    max_enumerated: int = option(64, group="m2", help="M2 with --label-sum auto: the most joint label configurations it enumerates.")
+    m2_alpha: float = option(0.1, group="m2", help="M2's alpha / N, the weight of log q(y|x) on labelled points (Kingma et al.: 0.1).")
+    prior_lr_factor: float = option(10.0, group="optimisation", help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
 
     def __post_init__(self) -> None:
         check_positive(self, "z_style_dim", "max_enumerated", "prior_lr_factor")

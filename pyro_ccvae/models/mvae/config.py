@@ -23,16 +23,16 @@ class MVAEConfig:
     ``z_dim = None`` takes the CCVAE's total latent size ``L + 27``.
     """
 
-    name: str = option("mvae", flag="--model", help="The model family.", choices=model_names)
+    name: str = option("mvae", flag="--model", group="model", help="The model family.", choices=model_names)
     #: None: L + 27, resolved when the model is built (the run's config records the number).
-    z_dim: Optional[int] = option(None, help="MVAE's latent dims (default: the number of labels + 27, the CCVAE's total).")
+    z_dim: Optional[int] = option(None, group="mvae", help="MVAE's latent dims (default: the number of labels + 27, the CCVAE's total).")
     #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
-    mvae_image_weight: float = option(1.0, help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
-    mvae_label_weight: float = option(10.0, help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")
-    mvae_beta: float = option(1.0, help="MVAE's weight of every KL term (Wu & Goodman: 1 after warm-up).")
-    mvae_kl_warmup_epochs: float = option(20.0, help="Epochs over which MVAE's KL weight rises linearly from 0 to beta (Wu & Goodman's CelebA: 20; 0: none).")
-    prior_lr_factor: float = option(10.0, help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
+    likelihood: Optional[str] = option(None, group="model", help="p(x|z); default: the data set's.", choices=tuple(LIKELIHOODS))
+    mvae_image_weight: float = option(1.0, group="mvae", help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
+    mvae_label_weight: float = option(10.0, group="mvae", help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")
+    mvae_beta: float = option(1.0, group="mvae", help="MVAE's weight of every KL term (Wu & Goodman: 1 after warm-up).")
+    mvae_kl_warmup_epochs: float = option(20.0, group="mvae", help="Epochs over which MVAE's KL weight rises linearly from 0 to beta (Wu & Goodman's CelebA: 20; 0: none).")
+    prior_lr_factor: float = option(10.0, group="optimisation", help="Distribution parameters (a learned likelihood scale) learn at lr times this.")
 
     def __post_init__(self) -> None:
         check_positive(self, "mvae_image_weight", "mvae_label_weight", "mvae_beta", "prior_lr_factor")
