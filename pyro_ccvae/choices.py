@@ -62,7 +62,7 @@ def labels_help() -> str:
     paragraphs: dict[tuple, list[str]] = {}
     for dataset, entry in LABELS.items():
         paragraphs.setdefault(entry, []).append(dataset)
-    lines = ["Comma-separated labels to model, in this order; names match case-insensitively, _ and space alike."]
+    lines = ["Comma-separated labels, in this order; names match case-insensitively, _ and space alike."]
     for (default, others, note), datasets in paragraphs.items():
         offered = ", ".join(default) + (" (the default set)" if len(default) > 1 else " (the default)")
         lines.append(f"{', '.join(datasets)}: {offered}" + (f", {', '.join(others)}" if others else "") + f"; {note}.")
