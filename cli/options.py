@@ -1,5 +1,6 @@
 """Click options generated from the config dataclasses' fields (:func:`pyro_ccvae.config.option`):
-each option is declared once, in the library, with its default, help text and choices."""
+each option is declared once, in the library, with its default, help text, choices and group
+(the heading a command's ``--help`` lists it under, :class:`GroupedCommand`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -147,6 +148,10 @@ def config_options(*classes: type, exclude: Iterable[str] = (), defaults: Option
             if f.metadata.get("cli", True) and name not in exclude and name not in seen:  # first declaration wins
                 seen.add(name)
                 chosen.append(click_option(f, types[f.name], defaults.get(name, dataclasses.MISSING), helps.get(name)))
+
+    unknown = sorted(set(helps) - seen)
+    if unknown:
+        raise ValueError(f"help given for {unknown[0]!r}, which is not an option of {', '.join(c.__name__ for c in classes)}")
 
     def decorate(command):
         for option in reversed(chosen):

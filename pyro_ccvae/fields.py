@@ -1,5 +1,5 @@
 """Helpers for config dataclasses whose fields are the options: each field carries its
-command-line declaration (help text, flag, choices) in its metadata, so an option is declared once."""
+command-line declaration (help text, group, flag, choices) in its metadata, so an option is declared once."""
 from __future__ import annotations
 
 import dataclasses
