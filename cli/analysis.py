@@ -19,7 +19,7 @@ import click
 from pyro_ccvae.config import DataConfig, RunSection
 
 from .errors import fail, one_line_errors, print_health_warnings
-from .options import FINITE_FLOAT, THREADS, config_options
+from .options import FINITE_FLOAT, NO_PROGRESS, THREADS, config_options
 
 
 def refuse_missing_run(run_dir: Path) -> None:
@@ -42,7 +42,10 @@ def _run_command(function=None, *, needs_data: bool = True):
     @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
     # The run's data options that may change since training (where the data lie now; default:
     # where they were), and the run options of this command (the seed of its random draws).
-    @config_options(RunSection, DataConfig, exclude=[n for n in DataConfig.__dataclass_fields__ if n not in ("data_dir", "cache_dir")])
+    @config_options(
+        RunSection, DataConfig, exclude=[n for n in DataConfig.__dataclass_fields__ if n not in ("data_dir", "cache_dir")],
+        helps={"seed": "Seed of this command's random draws (the data are the run's, drawn with the run's seed)."},
+    )  # fmt: skip
     @THREADS
     @click.option("--trust-run", is_flag=True, help="Allow a run whose guide is an import path (module:attr): loading it runs that code.")
     @one_line_errors
@@ -131,13 +134,13 @@ def print_evaluation(m: dict) -> None:
 @click.command()
 @click.option("--iw-samples", type=int, default=100, show_default=True, help="Importance samples K for log p(x).")
 @click.option("--classifier", "classifier_dir", type=click.Path(path_type=Path), help="An independent classifier's directory (from train-classifier): adds the intervention, swap and generation metrics.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Test images per pass through the model.")
 @click.option("--max-images", type=int, help="Use only the first N test images.")
 @click.option("--gen-samples", type=int, default=1000, show_default=True, help="Generated images for the conditional-generation accuracy.")
 @click.option("--attribute-epochs", type=int, default=10, show_default=True, help="Data with ground-truth factors (shapes), no --classifier: epochs of the ground-truth classifier that judges interventions (0: skip).")
 @click.option("--fid-weights", type=click.Path(path_type=Path), help="torch-fidelity's Inception v3 weights, a file (nothing is downloaded; without it FID is skipped, saying where the file is published): adds FID (Table 4) of generated images, reconstructions and training images against the test images.")
 @click.option("--fid-images", type=int, default=500, show_default=True, help="Images per set for FID (4 sets: test, generated, reconstructed, training). Inception v3 took 0.5 s per image on one busy CPU core (500 images, 2,000 passes: about 16 minutes); less on an idle core, far less on a GPU. FID grows as the count shrinks: compare FIDs of equal counts.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@NO_PROGRESS
 @_run_command
 def evaluate(run, no_progress: bool, **options):
     """Metrics and figures of a trained RUN on its test split: accuracy and AUROC per label,

@@ -17,16 +17,16 @@ from pyro_ccvae.errors import UserError
 from pyro_ccvae.models import MODELS, config_class
 
 from .errors import one_line_errors, print_health_warnings
-from .options import NO_PROGRESS, THREADS, config_options, flag_used, given_on_command_line, prepare
+from .options import NO_PROGRESS, THREADS, GroupedCommand, config_options, flag_used, given_on_command_line, grouped_option, prepare
 
 _SECTIONS = TrainConfig.section_classes()
 #: every model family's settings (each family's options are offered; those of the family chosen with --model are used).
 _MODEL_SECTIONS = [config_class(name) for name in MODELS]
 
 
-@click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/ccvae"), show_default=True, help="The run directory.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out up to --epochs.")
+@click.command(cls=GroupedCommand)
+@grouped_option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/ccvae"), show_default=True, group="run", help="The run directory.")
+@grouped_option("--resume", is_flag=True, group="run", help="Continue the run in --out up to --epochs.")
 @config_options(_SECTIONS["optimisation"], *_MODEL_SECTIONS, *(_SECTIONS[name] for name in ("guide", "data", "run", "execution")))
 @THREADS
 @NO_PROGRESS

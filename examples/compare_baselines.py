@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import logging
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
@@ -342,23 +343,24 @@ def compare(args, models: list[str], fracs: list[float]) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
-    parser.add_argument("--datasets", default="shapes,digits", help="comma-separated data sets, each compared on its own")
-    parser.add_argument("--models", default="ccvae,m2,diva,mvae")
-    parser.add_argument("--sup-fracs", default="0.06,0.2,1.0")
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"), help="where the runs, the judges and the tables go (default: %(default)s)")
+    parser.add_argument("--datasets", default="shapes,digits", help="comma-separated data sets, each compared on its own (default: %(default)s)")
+    parser.add_argument("--models", default="ccvae,m2,diva,mvae", help="comma-separated model families (default: %(default)s)")
+    parser.add_argument("--sup-fracs", default="0.06,0.2,1.0", help="comma-separated supervision rates, a run each (default: %(default)s)")
     parser.add_argument("--epochs", type=int, help="epochs of every run (default: the data set's, DATASET_DEFAULTS)")
     parser.add_argument("--num-train", type=int, help="training images of every data set (default: the data set's)")
-    parser.add_argument("--judge-epochs", type=int, default=10, help="the most the judge trains (it stops on a validation plateau)")
-    parser.add_argument("--judge-gp-steps", type=int, default=300, help="steps fitting the judge's GP head (Table 7); 0: none")
-    parser.add_argument("--gen-samples", type=int, default=1000)
+    parser.add_argument("--judge-epochs", type=int, default=10, help="the most epochs the judge trains (it stops on a validation plateau; default: %(default)s)")
+    parser.add_argument("--judge-gp-steps", type=int, default=300, help="steps fitting the judge's GP head (Table 7); 0: none (default: %(default)s)")
+    parser.add_argument("--gen-samples", type=int, default=1000, help="generated images per run for Tables 5 and 7 (default: %(default)s)")
     parser.add_argument("--max-images", type=int, help="score on the first test images only")
     parser.add_argument("--fid-weights", type=Path, help="Inception weights for Table 4 (FID; README: FID); without it Table 4 is not measured")
-    parser.add_argument("--fid-images", type=int, default=500, help="test and generated images per FID")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fid-images", type=int, default=500, help="test and generated images per FID (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every run and judge (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="an option of every model that has it")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # training's line per epoch, as ccvae-pyro shows it
     torch.set_num_threads(args.threads)
     models, fracs = args.models.split(","), [float(f) for f in args.sup_fracs.split(",")]
     for model in models:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 import pyro
 import pyro.distributions as dist
@@ -60,12 +61,14 @@ class StudentStyleGuide(CCVAEGuide):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="runs/custom-guide")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--num-train", type=int, default=None, help="shapes training images")
-    parser.add_argument("--k-samples", type=int, default=100)
-    parser.add_argument("--z-style-dim", type=int, default=8)
+    parser.add_argument("--out", default="runs/custom-guide", help="the run directory (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs to train (default: %(default)s)")
+    parser.add_argument("--num-train", type=int, default=None, help="shapes training images (default: the data set's 10,000)")
+    parser.add_argument("--k-samples", type=int, default=100, help="samples of z_c for q(y|x) (default: %(default)s)")
+    parser.add_argument("--z-style-dim", type=int, default=8, help="d_s, the style latent's dims (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every random draw (default: %(default)s)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # training's line per epoch, as ccvae-pyro shows it
     config = TrainConfig.from_options(
         # By import path, so later commands (evaluate, traverse, ...) can rebuild the guide;
         # running this file puts examples/ on sys.path, elsewhere set PYTHONPATH=examples.
@@ -75,6 +78,7 @@ def main(argv=None) -> dict:
         num_train=args.num_train,
         k_samples=args.k_samples,
         z_style_dim=args.z_style_dim,
+        seed=args.seed,
     )
     summary = train(config, args.out, progress=False)
     print(json.dumps(summary["test_accuracy"], indent=2))

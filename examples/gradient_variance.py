@@ -16,18 +16,19 @@ Two comparisons, each by drawing the gradient of the loss on one fixed batch ``-
    of the gradient norm and the total variance ``E ||g - E g||^2``.
 
 Both for the default model at initialisation and for a trained one: ``--run PATH`` (a run
-directory), or ``--train-epochs N`` to train one first into ``OUT/trained`` with the same settings.
+directory), or ``--epochs N`` to train one first into ``OUT/trained`` with the same settings.
 The objective's other settings (``classifier_weight``, ``detach_weight_denominator``, ``K``) are
 the run's (the defaults at initialisation). Writes ``OUT/gradient_variance.json`` and
 ``OUT/gradient_variance.png``::
 
-    python examples/gradient_variance.py --out runs/gradvar --train-epochs 5
+    python examples/gradient_variance.py --out runs/gradvar --epochs 5
     python examples/gradient_variance.py --out runs/gradvar --run runs/shapes
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pyro  # noqa: E402
 import torch  # noqa: E402
 
+from pyro_ccvae.choices import DATASETS  # noqa: E402
 from pyro_ccvae.config import TrainConfig  # noqa: E402
 from pyro_ccvae.data import as_float_images, load_dataset  # noqa: E402
 from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO  # noqa: E402
@@ -109,7 +111,7 @@ def study(model, guide, model_config, images, labels, mask, args) -> dict:
 
 def initial_model(args):
     """The default model and guide at initialisation, with p(y) from the labelled training data."""
-    config = TrainConfig.from_options(dataset=args.dataset, num_train=args.num_train, k_samples=args.k_samples,
+    config = TrainConfig.from_options(dataset=args.dataset, data_dir=args.data_dir, num_train=args.num_train, k_samples=args.k_samples,
                                       z_style_dim=args.z_style_dim, seed=args.seed)  # fmt: skip
     data = load_dataset(args.dataset, config.data.data_options(args.seed))
     config.data.info = {"label_names": list(data.label_names), "num_classes": list(data.num_classes),
@@ -158,17 +160,19 @@ def figure(results: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="runs/gradient-variance")
+    parser.add_argument("--out", default="runs/gradient-variance", help="where the report, the figure and a run trained here go (default: %(default)s)")
     parser.add_argument("--run", default=None, help="a trained run directory to study besides the initial model")
-    parser.add_argument("--train-epochs", type=int, default=0, help="without --run: train this long into OUT/trained first")
-    parser.add_argument("--dataset", default="shapes")
-    parser.add_argument("--num-train", type=int, default=2000, help="training images of the built-in data (initial model and --train-epochs)")
-    parser.add_argument("--k-samples", type=int, default=100)
-    parser.add_argument("--z-style-dim", type=int, default=27)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--draws", type=int, default=50, help="gradient draws per estimator")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=0, help="without --run: train this long into OUT/trained first (default: %(default)s, no trained model)")
+    parser.add_argument("--dataset", default="shapes", choices=DATASETS, help="the data set (default: %(default)s)")
+    parser.add_argument("--data-dir", help="the folder holding the data set (not for the built-in shapes and digits)")
+    parser.add_argument("--num-train", type=int, default=2000, help="training images of the built-in data (initial model and --epochs; default: %(default)s)")
+    parser.add_argument("--k-samples", type=int, default=100, help="samples of z_c for q(y|x) (default: %(default)s)")
+    parser.add_argument("--z-style-dim", type=int, default=27, help="d_s, the style latent's dims (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images in the fixed batch whose gradient is drawn (default: %(default)s)")
+    parser.add_argument("--draws", type=int, default=50, help="gradient draws per estimator (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every random draw (default: %(default)s)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # training's line per epoch, as ccvae-pyro shows it
     if args.draws < 2:
         raise SystemExit(f"--draws must be at least 2 to estimate a variance, got {args.draws}")
     out = Path(args.out)
@@ -181,10 +185,10 @@ def main(argv=None) -> dict:
     settings["initial"] = vars(config.model)
 
     run_path = Path(args.run) if args.run else None
-    if run_path is None and args.train_epochs > 0:
+    if run_path is None and args.epochs > 0:
         run_path = out / "trained"
-        trained = TrainConfig.from_options(dataset=args.dataset, num_train=args.num_train, k_samples=args.k_samples,
-                                           z_style_dim=args.z_style_dim, seed=args.seed, epochs=args.train_epochs)  # fmt: skip
+        trained = TrainConfig.from_options(dataset=args.dataset, data_dir=args.data_dir, num_train=args.num_train, k_samples=args.k_samples,
+                                           z_style_dim=args.z_style_dim, seed=args.seed, epochs=args.epochs)  # fmt: skip
         train(trained, run_path, progress=False)
     if run_path is not None:
         run = load_run(run_path)

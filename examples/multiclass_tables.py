@@ -25,7 +25,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pyro_ccvae.choices import DATASETS
+
 from paper_figures import DATA_DIFFERENCES, RATES as PAPER_RATES, SOURCE, STAND_INS, paper_figure
+
 
 def ccvae(*args) -> None:
     """Run one ``ccvae-pyro`` command (as ``python -m pyro_ccvae_cli``); stop on failure."""
@@ -84,17 +87,17 @@ def markdown(rows: list[dict], dataset: str, judge_accuracy: float, chance: floa
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/tables67"))
-    parser.add_argument("--dataset", default="digits", help="digits (built in), mnist or fashion-mnist")
+    parser.add_argument("--out", type=Path, default=Path("runs/tables67"), help="where the runs, the judge and the tables go (default: %(default)s)")
+    parser.add_argument("--dataset", default="digits", choices=DATASETS, help="a data set of one 10-class label: digits (built in), mnist or fashion-mnist (default: %(default)s)")
     parser.add_argument("--data-dir", help="where MNIST / Fashion-MNIST lie (not for digits)")
-    parser.add_argument("--models", default="ccvae", help="comma-separated families, e.g. ccvae,m2")
-    parser.add_argument("--sup-fracs", default=",".join(f"{r:g}" for r in PAPER_RATES), help="comma-separated rates")
-    parser.add_argument("--judge-epochs", type=int, default=10)
-    parser.add_argument("--gen-samples", type=int, default=1000)
+    parser.add_argument("--models", default="ccvae", help="comma-separated families, e.g. ccvae,m2 (default: %(default)s)")
+    parser.add_argument("--sup-fracs", default=",".join(f"{r:g}" for r in PAPER_RATES), help="comma-separated supervision rates, a run each (default: the paper's, %(default)s)")
+    parser.add_argument("--judge-epochs", type=int, default=10, help="the most epochs the judge trains (it stops on a validation plateau; default: %(default)s)")
+    parser.add_argument("--gen-samples", type=int, default=1000, help="generated images per run for the requested-class rate (default: %(default)s)")
     parser.add_argument("--max-images", type=int, help="evaluate on the first N test images only (a quick check)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--train-option", action="append", default=[], help="extra train option, e.g. --train-option=--epochs=20")
-    parser.add_argument("--judge-option", action="append", default=[], help="extra train-classifier option, e.g. --judge-option=--gp-steps=100")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each ccvae-pyro command (default: %(default)s)")
+    parser.add_argument("--train-option", action="append", default=[], help="extra train option, e.g. --train-option=--epochs=20 (repeatable)")
+    parser.add_argument("--judge-option", action="append", default=[], help="extra train-classifier option, e.g. --judge-option=--gp-steps=100 (repeatable)")
     args = parser.parse_args(argv)
     try:
         rates = [float(r) for r in args.sup_fracs.split(",") if r.strip()]

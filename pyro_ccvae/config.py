@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 # Names only (no torch, no Pyro): the command line is built from these classes (README: Start-up time).
-from .choices import DATASETS, NOISE_CHOICES, PRECISIONS
+from .choices import DATASETS, NOISE_CHOICES, PRECISIONS, labels_help
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
 from .data.label_spec import info_num_classes
 from .errors import UserError
@@ -42,18 +42,18 @@ if TYPE_CHECKING:
 class DataConfig:
     """Which data to load, and how; shared by every command that trains on a data set."""
 
-    dataset: str = option("shapes", help="The data set.", choices=DATASETS)
-    data_dir: Optional[str] = option(None, help="Folder holding the data set.", path=True, resume=True)
+    dataset: str = option("shapes", group="data", help="The data set.", choices=DATASETS)
+    data_dir: Optional[str] = option(None, group="data", help="Folder holding the data set.", path=True, resume=True)
     #: None: the data set's default (32 for the built-in and digit sets, 64 otherwise).
-    image_size: Optional[int] = option(None, help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise.", choices=(32, 64))
-    labels: Optional[list[str]] = option(None, help="Comma-separated labels (default: the data set's set); categorical and one-vs-rest choices per data set: README, Data sets.")
-    uncertain: str = option("ignore", help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros.")
-    blank: str = option("zeros", help="CheXpert blank labels.", choices=("zeros", "ignore"))
-    views: str = option("frontal", help="CheXpert views.", choices=("frontal", "lateral", "all"))
-    center_crop: bool = option(False, help="CelebA: crop the face before resizing.")
-    cache_dir: Optional[str] = option(None, help="Where decoded image caches go.", path=True, resume=True)
-    skip_bad_images: bool = option(False, help="Skip unreadable images (counted in the log) instead of stopping.")
-    num_train: Optional[int] = option(None, help="Built-in data sets: number of training images.")
+    image_size: Optional[int] = option(None, group="data", help="Default: 32 for shapes, digits and the MNISTs; 64 otherwise.", choices=(32, 64))
+    labels: Optional[list[str]] = option(None, group="data", help=labels_help())
+    uncertain: str = option("ignore", group="chexpert", help="CheXpert -1 labels: ignore, zeros, ones, or per label e.g. Edema=ones,*=zeros.")
+    blank: str = option("zeros", group="chexpert", help="CheXpert blank labels.", choices=("zeros", "ignore"))
+    views: str = option("frontal", group="chexpert", help="CheXpert views.", choices=("frontal", "lateral", "all"))
+    center_crop: bool = option(False, group="celeba", help="CelebA: crop the face before resizing.")
+    cache_dir: Optional[str] = option(None, group="data", help="Where decoded image caches go.", path=True, resume=True)
+    skip_bad_images: bool = option(False, group="data", help="Skip unreadable images (counted in the log) instead of stopping.")
+    num_train: Optional[int] = option(None, group="data", help="Built-in data sets: number of training images.")
     #: filled in from the loaded data: label names, image channels and size, training images.
     info: dict = option(cli=False, default_factory=dict)
 
@@ -91,20 +91,20 @@ class DataConfig:
 class RunSection:
     """Where and how reproducibly a command runs."""
 
-    seed: int = option(0, help="Seed for every random draw (data rendering, splits, labelled subset, training).")
-    device: str = option("auto", help="auto, cpu, cuda or cuda:N.", resume=True)
+    seed: int = option(0, group="run", help="Seed for every random draw (data rendering, splits, labelled subset, training).")
+    device: str = option("auto", group="execution", help="auto, cpu, cuda or cuda:N.", resume=True)
 
 
 @dataclass
 class GuideConfig:
     """The guide ``q(z | x) q(y | z_c)``."""
 
-    name: str = option("meanfield", flag="--guide", help="meanfield, lowrank, fullrank, flow, or module:attr.")
+    name: str = option("meanfield", flag="--guide", group="guide", help="meanfield, lowrank, fullrank, flow, or module:attr.")
     #: keyword arguments of the guide's constructor, typed from it when training starts
     #: (``pyro_ccvae.models.ccvae.guides.guide_options``): ``{"rank": 8}`` for ``--guide-option rank=8``.
     options: dict = option(
         flag="--guide-option", default_factory=dict,
-        help="NAME=VALUE, repeatable: an argument of the guide's constructor (e.g. --guide lowrank --guide-option rank=8).",
+        group="guide", help="NAME=VALUE, repeatable: an argument of the guide's constructor (e.g. --guide lowrank --guide-option rank=8).",
     )  # fmt: skip
 
 
@@ -113,16 +113,16 @@ class OptimisationConfig:
     """How the objective is optimised."""
 
     #: fraction of training points whose labels are used; the rest train unsupervised.
-    sup_frac: float = option(1.0, help="Fraction of training points whose labels are used (0 to 1).")
+    sup_frac: float = option(1.0, group="optimisation", help="Fraction of training points whose labels are used (0 to 1).")
     #: stages whose labelled subsets shrink and nest (:mod:`pyro_ccvae.supervision`); None: ``sup_frac`` throughout.
     sup_schedule: Optional[str] = option(
-        None, help="FRAC:EPOCHS stages, e.g. 0.9:40,0.5:40,0.1:40: the labelled subset shrinks (nested, fixed by --seed) "
+        None, group="optimisation", help="FRAC:EPOCHS stages, e.g. 0.9:40,0.5:40,0.1:40: the labelled subset shrinks (nested, fixed by --seed) "
         "from stage to stage; the epochs add up to --epochs (the last stage's may be left out: until the end). "
         "Instead of --sup-frac (README: Supervision schedules).",
     )  # fmt: skip
-    epochs: int = option(20, help="Epochs to train (with --resume: the new last epoch).", resume=True)
-    batch_size: int = option(64, help="Images per step.")
-    lr: float = option(1e-3, help="Adam's learning rate.")
+    epochs: int = option(20, group="optimisation", help="Epochs to train (with --resume: the new last epoch).", resume=True)
+    batch_size: int = option(64, group="optimisation", help="Images per step.")
+    lr: float = option(1e-3, group="optimisation", help="Adam's learning rate.")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sup_frac <= 1.0:
@@ -148,16 +148,16 @@ class ExecutionConfig:
 
     precision: str = option(
         "fp32", choices=PRECISIONS, resume=True,
-        help="bf16: the conv encoder and decoder run under bf16 autocast, the ELBO in fp32; stops if the ELBO moves "
+        group="execution", help="bf16: the conv encoder and decoder run under bf16 autocast, the ELBO in fp32; stops if the ELBO moves "
         "more than 0.1% from fp32's (README: A fast single-GPU path).",
     )  # fmt: skip
-    compile: bool = option(False, resume=True, help="torch.compile the conv encoder and decoder.")
+    compile: bool = option(False, resume=True, group="execution", help="torch.compile the conv encoder and decoder.")
     noise: str = option(
         "global", choices=NOISE_CHOICES,
-        help="keyed: the latents' noise is keyed by (seed, epoch, batch, point), so N processes compute one process's "
+        group="execution", help="keyed: the latents' noise is keyed by (seed, epoch, batch, point), so N processes compute one process's "
         "gradient (README: Training on several GPUs); global: each process's own RNG stream.",
     )  # fmt: skip
-    tensorboard: bool = option(False, resume=True, help="Also write TensorBoard events to RUN/tensorboard (needs the tensorboard package).")
+    tensorboard: bool = option(False, resume=True, group="execution", help="Also write TensorBoard events to RUN/tensorboard (needs the tensorboard package).")
 
 
 #: the sections of a training run's config, in the order of ``config.json``.

@@ -1,5 +1,5 @@
 """Helpers for config dataclasses whose fields are the options: each field carries its
-command-line declaration (help text, flag, choices) in its metadata, so an option is declared once."""
+command-line declaration (help text, group, flag, choices) in its metadata, so an option is declared once."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +9,31 @@ from typing import Any, Optional
 
 from .errors import UserError
 
+#: the groups ``--help`` lists options under, in its order, with their headings: what part of a
+#: run an option sets, or, for an option that one model family or one data set alone reads, which.
+OPTION_GROUPS = {
+    "run": "Run",
+    "model": "Model",
+    "objective": "Objective (CCVAE only)",
+    "m2": "M2 only",
+    "diva": "DIVA only",
+    "mvae": "MVAE only",
+    "guide": "Guide",
+    "data": "Data set",
+    "chexpert": "CheXpert only",
+    "celeba": "CelebA only",
+    "optimisation": "Optimisation",
+    "judge": "Judge's uncertainty (GP head)",
+    "execution": "Execution",
+}
 
-def option(default: Any = MISSING, *, help: str = "", flag: Optional[str] = None, choices=None,
+
+def option(default: Any = MISSING, *, help: str = "", group: Optional[str] = None, flag: Optional[str] = None, choices=None,
            path: bool = False, cli: bool = True, resume: bool = False, default_factory: Any = MISSING):  # fmt: skip
     """A config field with its command-line declaration in ``metadata``.
 
     :param help: the option's help text.
+    :param group: the key in :data:`OPTION_GROUPS` of the heading ``--help`` lists it under.
     :param flag: the click declaration when it is not ``--field-name`` (e.g. ``"--guide"``, or
         ``"--a/--b"`` for a boolean pair); the option's name (and its key in
         :meth:`TrainConfig.from_options`) then follows the flag.
@@ -23,8 +42,15 @@ def option(default: Any = MISSING, *, help: str = "", flag: Optional[str] = None
     :param cli: ``False`` for fields that are filled in, not chosen (``data.info``).
     :param resume: a resumed run may change it (where it runs, where its data lie, how long).
     """
-    metadata = {"help": help, "flag": flag, "choices": choices, "path": path, "cli": cli, "resume": resume}
+    check_group(group)
+    metadata = {"help": help, "group": group, "flag": flag, "choices": choices, "path": path, "cli": cli, "resume": resume}
     return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def check_group(group: Optional[str]) -> None:
+    """A ``ValueError`` for a group that is not a key of :data:`OPTION_GROUPS` (``None`` passes)."""
+    if group is not None and group not in OPTION_GROUPS:
+        raise ValueError(f"unknown option group {group!r}; known: {', '.join(OPTION_GROUPS)}")
 
 
 def option_name(f: dataclasses.Field) -> str:

@@ -103,3 +103,64 @@ def test_the_command_exits_with_click_s_status_and_delivers_its_output(tmp_path)
     assert "run saved in" in done.stdout + done.stderr
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     json.loads((out / "summary.json").read_text())
+
+
+def commands():
+    import importlib
+
+    from pyro_ccvae_cli.main import COMMANDS
+
+    return {name: getattr(importlib.import_module(f"pyro_ccvae_cli.{module}"), attribute) for name, (module, attribute, _) in COMMANDS.items()}
+
+
+def test_every_option_of_every_command_has_help():
+    import click
+
+    for name, command in commands().items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help and param.help.strip(), f"{name} {param.opts[0]} has no help"
+
+
+def test_no_help_text_is_copied_between_commands():
+    """Two commands show the same help only for an option they share one declaration of: the
+    data and run options of the configs and the command line's own (threads, progress bars,
+    trusting a run's code); any other option is described for its command."""
+    import dataclasses
+
+    import click
+
+    from pyro_ccvae.config import DataConfig, RunSection, option_flag
+
+    shared = {option_flag(f) for kind in (DataConfig, RunSection) for f in dataclasses.fields(kind)} | {"--threads", "--no-progress", "--trust-run"}
+    where: dict[str, set] = {}
+    for name, command in commands().items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.opts[0] not in shared:
+                where.setdefault(param.help, set()).add(name)
+    copied = {text: names for text, names in where.items() if len(names) > 1}
+    assert not copied, copied
+
+
+def test_train_help_lists_every_option_under_its_heading():
+    import click
+
+    from pyro_ccvae.fields import OPTION_GROUPS
+    from pyro_ccvae_cli.train import train
+
+    options = [param for param in train.params if isinstance(param, click.Option)]
+    assert all(getattr(param, "group", None) in OPTION_GROUPS for param in options), [p.opts for p in options if not getattr(p, "group", None)]
+    sections: dict[str, str] = {}  # heading -> the lines under it
+    heading = None
+    for line in run("train", "--help").output.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            heading = line[:-1]
+            sections[heading] = ""
+        elif heading is not None:
+            sections[heading] += line + "\n"
+    assert list(sections) == [
+        "Run", "Model", "Objective (CCVAE only)", "M2 only", "DIVA only", "MVAE only", "Guide", "Data set",
+        "CheXpert only", "CelebA only", "Optimisation", "Execution", "Other options",
+    ]  # fmt: skip
+    for flag, heading in [("--m2-alpha", "M2 only"), ("--views", "CheXpert only"), ("--lr", "Optimisation"), ("--threads", "Execution"), ("--out", "Run")]:
+        assert f"  {flag} " in sections[heading], (flag, sections[heading])

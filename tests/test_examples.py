@@ -1,4 +1,6 @@
-"""Every example runs once with options that make it tiny."""
+"""Every example runs once with options that make it tiny, and documents every option."""
+import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {
     "custom_guide.py": ["--epochs", "1", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3"],
-    "gradient_variance.py": ["--draws", "3", "--batch-size", "8", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3", "--train-epochs", "1"],
+    "gradient_variance.py": ["--draws", "3", "--batch-size", "8", "--num-train", "64", "--k-samples", "4", "--z-style-dim", "3", "--epochs", "1"],
     "multiclass_tables.py": [
         "--sup-fracs", "0.06,1", "--judge-epochs", "1", "--gen-samples", "20", "--max-images", "32",
         "--train-option=--epochs=1", "--train-option=--num-train=64", "--train-option=--k-samples=4", "--judge-option=--gp-steps=10",
@@ -31,6 +33,22 @@ WRITES = {
 def test_every_example_has_tiny_options():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if '__name__ == "__main__"' in p.read_text()}
     assert scripts == set(TINY) == set(WRITES)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_every_example_option_has_help(name, monkeypatch):
+    parsers = []
+
+    def capture(parser, *args, **kwargs):  # the example's parser, before it parses anything
+        parsers.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    with pytest.raises(SystemExit):
+        importlib.import_module(name[: -len(".py")]).main([])
+    undocumented = [action.option_strings for action in parsers[0]._actions if not (action.help or "").strip()]
+    assert not undocumented, f"{name}: {undocumented} have no help"
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

@@ -49,6 +49,8 @@ def imported(result: subprocess.CompletedProcess) -> list[str]:
         (["generate", "--help"], 0, "--samples"),
         (["intervene", "--help"], 0, "--draws"),
         (["swap", "--help"], 0, "--images"),
+        (["train-classifier", "--help"], 0, "--gp-steps"),
+        (["train-classifier", "--lr", "abc"], 2, "'abc' is not a valid float"),
         (["no-such-command"], 2, "No such command"),
         (["train", "--lr", "abc"], 2, "'abc' is not a valid float"),
         (["train", "--dataset", "nosuchdata"], 2, "nosuchdata"),
@@ -92,6 +94,31 @@ def test_light_name_tables_match_their_registries():
     assert choices.DATASETS == tuple(sorted(DATASETS))
     assert choices.LIKELIHOODS == tuple(LIKELIHOODS)
     assert choices.JENSEN_ESTIMATORS == tuple(JENSEN_ESTIMATORS)
+
+
+def test_the_light_label_table_matches_the_loaders():
+    from pyro_ccvae import choices
+    from pyro_ccvae.data import celeba, chexpert, mnist, shapes
+
+    assert set(choices.LABELS) == set(choices.DATASETS)
+    assert choices.LABELS["shapes"][:2] == (shapes.LABEL_NAMES, tuple(shapes.CATEGORICAL_LABELS))
+    for name in ("digits", "mnist"):
+        assert choices.LABELS[name][:2] == ((mnist.MNIST_LABEL,), mnist.MNIST_CLASSES)
+    assert choices.LABELS["fashion-mnist"][:2] == ((mnist.FASHION_LABEL,), mnist.FASHION_CLASSES)
+    default, others, _ = choices.LABELS["chexpert"]
+    assert default == chexpert.PAPER_LABELS and sorted(default + others) == sorted(chexpert.CHEXPERT_LABELS)
+    assert choices.LABELS["celeba"][:2] == (celeba.PAPER_LABELS, ())
+
+
+def test_labels_help_names_each_data_set_s_labels():
+    from pyro_ccvae import choices
+    from pyro_ccvae_cli.train import train
+
+    text = next(param.help for param in train.params if param.name == "labels")
+    paragraphs = text.split("\n\n")[1:]
+    for dataset, (default, others, _) in choices.LABELS.items():
+        paragraph = next(p for p in paragraphs if dataset in p.split(":")[0].split(", "))
+        assert all(name in paragraph for name in default + others), (dataset, paragraph)
 
 
 def test_each_family_s_settings_are_found_without_its_model_code():

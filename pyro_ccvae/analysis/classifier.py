@@ -39,7 +39,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -52,13 +52,13 @@ from ..checkpoint import (
     file_errors, make_folder, previous_path, read_checkpoint, read_file, read_json_object, remove_stale_temporaries, rng_state,
     save_checkpoint, set_rng_state, sha256_of, shown,
 )  # fmt: skip
-from ..config import DataConfig, RunSection, TrainConfig, check_positive, option
 from ..data import as_float_images, load_dataset
 from ..data.base import ImageSet
 from ..data.label_spec import check_num_classes
 from ..devices import resolve_device
 from ..errors import UserError
 from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
+from .classifier_config import JUDGE_FORMAT, ClassifierConfig
 
 CONFIG, WEIGHTS, SUMMARY, MANIFEST = "config.json", "classifier.pt", "summary.json", "manifest.json"
 #: the GP head of :mod:`.judge_uncertainty` (a judge may lack it: trained before it, or --gp-steps 0).
@@ -71,56 +71,6 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 #: held (flock) by the one process writing a judge directory.
 LOCK = ".writer.lock"
-#: ``config.json``'s mark of a judge written with a manifest (one without it predates manifests).
-JUDGE_FORMAT = 2
-
-
-@dataclass
-class ClassifierConfig(RunSection, DataConfig):
-    """How the independent classifier was trained (the data and run options of a training run,
-    and its own); saved flat as ``DIR/config.json``."""
-
-    epochs: int = option(10, help="The most epochs to train (fewer when the validation loss stops falling; with --resume: the new most).", resume=True)
-    batch_size: int = option(64, help="Images per step.")
-    lr: float = option(1e-3, help="Adam's learning rate.")
-    patience: int = option(2, help="Stop when the validation loss has not fallen by --min-delta for this many epochs; the best epoch's weights are kept.")
-    min_delta: float = option(1e-3, help="The least fall of the validation loss (nats per seen label) that counts as an improvement.")
-    validation_fraction: float = option(0.1, help="Share of the training split held out (seeded by --seed) to decide when to stop.")
-    gp_steps: int = option(300, help="Adam steps fitting the GP head that measures the judge's uncertainty (0: no GP head).")
-    gp_inducing: int = option(200, help="Inducing points of the GP head.")
-    gp_points: int = option(2000, help="Training images (a seeded subsample) whose features fit the GP head.")
-
-    def __post_init__(self) -> None:
-        check_positive(self, "epochs", "batch_size", "lr", "patience", "gp_inducing", "gp_points")
-        if self.min_delta < 0:
-            raise UserError(f"--min-delta must be at least 0, got {self.min_delta}")
-        if not 0 < self.validation_fraction < 1:
-            raise UserError(f"--validation-fraction must be between 0 and 1 (both excluded), got {self.validation_fraction}")
-        if self.gp_steps < 0:
-            raise UserError(f"--gp-steps must be at least 0, got {self.gp_steps}")
-
-    @classmethod
-    def like_run(cls, config: TrainConfig, **options) -> "ClassifierConfig":
-        """A classifier on the same data as a training run's ``config``."""
-        return cls(**{**config.data.options(), "seed": config.run.seed, **options})
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "judge_format": JUDGE_FORMAT}, indent=2, allow_nan=False) + "\n"
-
-    def save(self, path: Path) -> None:
-        atomic_write_text(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: Path) -> "ClassifierConfig":
-        """The config in ``path``; a one-line ``ValueError`` naming the file when it cannot be read."""
-        raw = read_json_object(path)
-        if raw is None:
-            raise UserError(f"{shown(path)} is missing or not a JSON object; train the classifier again")
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in raw.items() if k in known})
-        except (TypeError, ValueError) as error:
-            raise UserError(f"{shown(path)} cannot be read ({' '.join(str(error).split())}); train the classifier again") from None
 
 
 def judge_network(channels: int, image_size: int, outputs: int) -> torch.nn.Sequential:

@@ -22,7 +22,7 @@ def model_names() -> tuple[str, ...]:
 
 def family_name(name: str):
     """The ``name`` field of a family's settings: ``--model``, defaulting to that family."""
-    return option(name, flag="--model", help="The model family.", choices=model_names)
+    return option(name, flag="--model", group="model", help="The model family.", choices=model_names)
 
 
 @dataclass
@@ -32,11 +32,11 @@ class FamilyConfig:
 
     name: str = family_name("ccvae")
     #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    likelihood: Optional[str] = option(None, help="p(x|z); default: the data set's (see the README). The CCVAE paper: laplace.", choices=tuple(LIKELIHOODS))
+    likelihood: Optional[str] = option(None, group="model", help="p(x|z); default: the data set's (docs/objective.md, Likelihoods). The CCVAE paper: laplace.", choices=tuple(LIKELIHOODS))
     #: the distributions' parameters (the CCVAE's and DIVA's conditional prior, a learned
     #: likelihood scale) learn at ``lr * prior_lr_factor``.
     prior_lr_factor: float = option(
-        10.0, help="The conditional prior and a learned likelihood scale learn at lr times this; the CCVAE paper: 1."
+        10.0, group="optimisation", help="The conditional prior and a learned likelihood scale learn at lr times this; the CCVAE paper: 1."
     )
 
     def __post_init__(self) -> None:
@@ -49,8 +49,8 @@ class CharacteristicConfig(FamilyConfig):
     and ``d_s`` style dims (``z_s``); the CCVAE and DIVA."""
 
     #: None (this and the next): the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
-    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
-    z_char_dim: Optional[int] = option(None, help="d_c, latent dims per label; default: the data set's (1 as in the paper, 4 for the digit sets).")
+    z_style_dim: Optional[int] = option(None, group="model", help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
+    z_char_dim: Optional[int] = option(None, group="model", help="d_c, latent dims per label; default: the data set's (1 as in the paper, 4 for the digit sets).")
 
     def __post_init__(self) -> None:
         check_positive(self, "z_style_dim", "z_char_dim")

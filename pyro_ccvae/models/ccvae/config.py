@@ -21,27 +21,27 @@ class CCVAEConfig(CharacteristicConfig):
     #: None (this and the two below): the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
     label_classifier: Optional[str] = option(
         None, choices=LABEL_CLASSIFIERS,
-        help="q(y|z_c): linear, the paper's per-label logistic classifier; prior, the Bayes classifier of p(z_c|y) p(y) "
+        group="objective", help="q(y|z_c): linear, the paper's per-label logistic classifier; prior, the Bayes classifier of p(z_c|y) p(y) "
         "(classifier and conditional prior one object). Default: the data set's (prior for the digit sets, linear otherwise).",
     )  # fmt: skip
-    k_samples: int = option(100, help="Samples of z_c for q(y|x).")
-    jensen: str = option("exact", help="Unsupervised term: exact sum over y, or the authors' one-sample estimate.", choices=JENSEN_ESTIMATORS)
+    k_samples: int = option(100, group="objective", help="Samples of z_c for q(y|x).")
+    jensen: str = option("exact", group="objective", help="Unsupervised term: exact sum over y, or the authors' one-sample estimate.", choices=JENSEN_ESTIMATORS)
     detach_classifier_input: bool = option(
         True, flag="--detach-classifier-input/--reparameterised-classifier",
-        help="Stop the gradient of z_c into the main term's q(y|z_c) as the paper does; the other is the ablation.",
+        group="objective", help="Stop the gradient of z_c into the main term's q(y|z_c) as the paper does; the other is the ablation.",
     )  # fmt: skip
     #: see :class:`pyro_ccvae.elbo.CCVAE_ELBO`; the paper's objective: :meth:`paper`.
     detach_weight_denominator: bool = option(
         True, flag="--detach-weight-denominator/--weight-denominator-gradient",
-        help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.",
+        group="objective", help="Stop the gradient through q(y_o|x) in w's denominator; the paper keeps it.",
     )  # fmt: skip
     detach_weight: Optional[bool] = option(
         None, flag="--detach-weight/--weight-gradient",
-        help="Stop every gradient through the supervised weight w = q(y_o|z_c) / q(y_o|x) (the paper keeps them). "
+        group="objective", help="Stop every gradient through the supervised weight w = q(y_o|z_c) / q(y_o|x) (the paper keeps them). "
         "Default: the data set's (detached for the digit sets, gradient otherwise).",
     )  # fmt: skip
     classifier_weight: Optional[float] = option(
-        None, help="alpha, the weight of log q(y_o|x); the paper: 1. Default: the data set's (100 for the digit sets, 1000 otherwise)."
+        None, group="objective", help="alpha, the weight of log q(y_o|x); the paper: 1. Default: the data set's (100 for the digit sets, 1000 otherwise)."
     )
 
     def __post_init__(self) -> None:

@@ -21,8 +21,8 @@ class DIVAConfig(CharacteristicConfig):
     """
 
     name: str = family_name("diva")
-    diva_beta: float = option(1.0, help="DIVA's beta, the weight of its KL and label-prior terms (Ilse et al.: 1).")
-    diva_alpha: float = option(3500.0, help="DIVA's alpha_y, the weight of log q(y|z_c) on labelled points (Ilse et al.: 3500).")
+    diva_beta: float = option(1.0, group="diva", help="DIVA's beta, the weight of its KL and label-prior terms (Ilse et al.: 1).")
+    diva_alpha: float = option(3500.0, group="diva", help="DIVA's alpha_y, the weight of log q(y|z_c) on labelled points (Ilse et al.: 3500).")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -26,14 +26,14 @@ class M2Config(FamilyConfig):
 
     name: str = family_name("m2")
     #: None: the CCVAE paper's ``d_s`` (:meth:`M2Family.fill_defaults`).
-    z_style_dim: Optional[int] = option(None, help="d_s, the style latent's dims; default: 27 on every data set (the CCVAE paper's d_s).")
+    z_style_dim: Optional[int] = option(None, group="model", help="d_s, the style latent's dims; default: 27 on every data set (the CCVAE paper's d_s).")
     label_sum: str = option(
         "auto", choices=LABEL_SUMS,
-        help="M2: sum unseen labels out exactly (enumerate), by a score-function estimate (sampled), "
+        group="m2", help="M2: sum unseen labels out exactly (enumerate), by a score-function estimate (sampled), "
         "or auto: enumerate up to --max-enumerated joint label configurations.",
     )  # fmt: skip
-    max_enumerated: int = option(64, help="M2 with --label-sum auto: the most joint label configurations it enumerates.")
-    m2_alpha: float = option(0.1, help="M2's alpha / N, the weight of log q(y|x) on labelled points (Kingma et al.: 0.1).")
+    max_enumerated: int = option(64, group="m2", help="M2 with --label-sum auto: the most joint label configurations it enumerates.")
+    m2_alpha: float = option(0.1, group="m2", help="M2's alpha / N, the weight of log q(y|x) on labelled points (Kingma et al.: 0.1).")
 
     def __post_init__(self) -> None:
         check_positive(self, "z_style_dim", "max_enumerated")

@@ -25,11 +25,11 @@ class MVAEConfig(FamilyConfig):
 
     name: str = family_name("mvae")
     #: None: L + 27, resolved when the model is built (the run's config records the number).
-    z_dim: Optional[int] = option(None, help="MVAE's latent dims (default: the number of labels + 27, the CCVAE's total).")
-    mvae_image_weight: float = option(1.0, help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
-    mvae_label_weight: float = option(10.0, help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")
-    mvae_beta: float = option(1.0, help="MVAE's weight of every KL term (Wu & Goodman: 1 after warm-up).")
-    mvae_kl_warmup_epochs: float = option(20.0, help="Epochs over which MVAE's KL weight rises linearly from 0 to beta (Wu & Goodman's CelebA: 20; 0: none).")
+    z_dim: Optional[int] = option(None, group="mvae", help="MVAE's latent dims (default: the number of labels + 27, the CCVAE's total).")
+    mvae_image_weight: float = option(1.0, group="mvae", help="MVAE's lambda for log p(x|z) (Wu & Goodman: 1).")
+    mvae_label_weight: float = option(10.0, group="mvae", help="MVAE's lambda for log p(y|z) in ELBO(x, y) (Wu & Goodman's CelebA: 10).")
+    mvae_beta: float = option(1.0, group="mvae", help="MVAE's weight of every KL term (Wu & Goodman: 1 after warm-up).")
+    mvae_kl_warmup_epochs: float = option(20.0, group="mvae", help="Epochs over which MVAE's KL weight rises linearly from 0 to beta (Wu & Goodman's CelebA: 20; 0: none).")
 
     def __post_init__(self) -> None:
         check_positive(self, "mvae_image_weight", "mvae_label_weight", "mvae_beta")
