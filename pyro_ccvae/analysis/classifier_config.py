@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
 from ..config import DataConfig, RunSection, check_positive, option
+from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
