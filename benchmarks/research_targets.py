@@ -1,12 +1,12 @@
-"""The README's research targets, measured: train, judge and evaluate on the built-in data.
+"""The research targets of docs/results.md, measured: train, judge and evaluate on the built-in data.
 
     python benchmarks/research_targets.py --out runs/targets
 
-For ``shapes`` and ``digits`` in turn it runs the README's commands (``ccvae-pyro train``,
+For ``shapes`` and ``digits`` in turn it runs the documented commands (``ccvae-pyro train``,
 ``train-classifier`` for the judge, ``evaluate RUN --classifier JUDGE``), then prints one Markdown
-row per data set with the figures the README quotes and ends with one JSON line of them. Extra
-``train`` options (``--train-option=--likelihood=laplace``) reproduce the README's other rows.
-The README's ``digits`` figures are of its ten one-vs-rest binary labels, so ``digits`` runs (model
+row per data set with the figures docs/results.md quotes and ends with one JSON line of them. Extra
+``train`` options (``--train-option=--likelihood=laplace``) reproduce its other rows.
+The ``digits`` figures there are of its ten one-vs-rest binary labels, so ``digits`` runs (model
 and judge) pass them explicitly: the data set's default is now one 10-class label.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _ratio(reconstruction: dict) -> str:
 
 
 def figures(run: Path) -> dict:
-    """The README's columns for an evaluated run (``-`` where a figure does not apply)."""
+    """The columns of docs/results.md for an evaluated run (``-`` where a figure does not apply)."""
     summary = json.loads((run / "summary.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     out = {}

@@ -2,7 +2,7 @@
 
 Its options come from :class:`~pyro_ccvae.analysis.classifier_config.ClassifierConfig`, which
 imports neither torch nor Pyro; the classifier's code is imported once the options are parsed, so
-that ``--help`` and a mistyped option answer at once (README: Start-up time).
+that ``--help`` and a mistyped option answer at once (docs/benchmarks.md, Start-up time).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each subcommand's module is imported when that subcommand runs (or ``--help`` lists them):
 ``ccvae-pyro train`` does not import the analysis modules, matplotlib or torchvision, which
-cost seconds at start-up (README: Start-up time).
+cost seconds at start-up (docs/benchmarks.md, Start-up time).
 """
 from __future__ import annotations
 

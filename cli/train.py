@@ -2,7 +2,7 @@
 
 Its options are built from the config dataclasses, which import neither torch nor Pyro; the
 training library is imported once the options have been parsed and checked, so that ``--help``
-and a mistyped option answer at once (README: Start-up time).
+and a mistyped option answer at once (docs/benchmarks.md, Start-up time).
 """
 from __future__ import annotations
 

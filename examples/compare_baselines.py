@@ -69,7 +69,7 @@ TABLES = {
 }  # fmt: skip
 #: why a table has no figures.
 SKIP_REASONS = {
-    "table4_fid": "FID needs Inception weights: give --fid-weights FILE (the README's FID section says where the official file is published)",
+    "table4_fid": "FID needs Inception weights: give --fid-weights FILE (docs/analysis.md, FID, says where the official file is published)",
     "table7_information": "the judge has no GP head (trained with --gp-steps 0, or before the head existed): train it again",
 }
 #: tables where a lower figure is better.
@@ -353,7 +353,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--judge-gp-steps", type=int, default=300, help="steps fitting the judge's GP head (Table 7); 0: none (default: %(default)s)")
     parser.add_argument("--gen-samples", type=int, default=1000, help="generated images per run for Tables 5 and 7 (default: %(default)s)")
     parser.add_argument("--max-images", type=int, help="score on the first test images only")
-    parser.add_argument("--fid-weights", type=Path, help="Inception weights for Table 4 (FID; README: FID); without it Table 4 is not measured")
+    parser.add_argument("--fid-weights", type=Path, help="Inception weights for Table 4 (FID; docs/analysis.md, FID); without it Table 4 is not measured")
     parser.add_argument("--fid-images", type=int, default=500, help="test and generated images per FID (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run and judge (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: %(default)s)")

@@ -3,7 +3,7 @@
 ``ccvae-pyro --help``, ``train --help`` and every error found while parsing options build the
 command line from the config dataclasses (:mod:`pyro_ccvae.config`), whose choices are these
 names. The registries that hold what the names stand for (the likelihoods, the data set loaders,
-the estimators) import torch, which costs seconds at start-up (README: Start-up time); a test
+the estimators) import torch, which costs seconds at start-up (docs/benchmarks.md, Start-up time); a test
 (tests/test_startup.py) checks that each table here names exactly what its registry holds.
 
 The model families' names are :data:`pyro_ccvae.models.MODELS`'s keys, which it knows without

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-# Names only (no torch, no Pyro): the command line is built from these classes (README: Start-up time).
+# Names only (no torch, no Pyro): the command line is built from these classes (docs/benchmarks.md, Start-up time).
 from .choices import DATASETS, NOISE_CHOICES, PRECISIONS, labels_help
 from .fields import check_positive, field_types, option, option_flag, option_name  # noqa: F401  (the config's vocabulary)
 from .data.label_spec import info_num_classes
@@ -118,7 +118,7 @@ class OptimisationConfig:
     sup_schedule: Optional[str] = option(
         None, group="optimisation", help="FRAC:EPOCHS stages, e.g. 0.9:40,0.5:40,0.1:40: the labelled subset shrinks (nested, fixed by --seed) "
         "from stage to stage; the epochs add up to --epochs (the last stage's may be left out: until the end). "
-        "Instead of --sup-frac (README: Supervision schedules).",
+        "Instead of --sup-frac (docs/training.md, Supervision schedules).",
     )  # fmt: skip
     epochs: int = option(20, group="optimisation", help="Epochs to train (with --resume: the new last epoch).", resume=True)
     batch_size: int = option(64, group="optimisation", help="Images per step.")
@@ -149,13 +149,13 @@ class ExecutionConfig:
     precision: str = option(
         "fp32", choices=PRECISIONS, resume=True,
         group="execution", help="bf16: the conv encoder and decoder run under bf16 autocast, the ELBO in fp32; stops if the ELBO moves "
-        "more than 0.1% from fp32's (README: A fast single-GPU path).",
+        "more than 0.1% from fp32's (docs/training.md, A fast single-GPU path).",
     )  # fmt: skip
     compile: bool = option(False, resume=True, group="execution", help="torch.compile the conv encoder and decoder.")
     noise: str = option(
         "global", choices=NOISE_CHOICES,
         group="execution", help="keyed: the latents' noise is keyed by (seed, epoch, batch, point), so N processes compute one process's "
-        "gradient (README: Training on several GPUs); global: each process's own RNG stream.",
+        "gradient (docs/training.md, Training on several GPUs); global: each process's own RNG stream.",
     )  # fmt: skip
     tensorboard: bool = option(False, resume=True, group="execution", help="Also write TensorBoard events to RUN/tensorboard (needs the tensorboard package).")
 

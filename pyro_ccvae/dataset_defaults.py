@@ -2,7 +2,7 @@
 likelihood ``p(x | z)``, the latent sizes and the CCVAE's classifier and classification weight.
 Importing this module imports neither torch nor Pyro.
 
-Each entry was chosen on real images of that kind and says why (README, *Defaults per data set*
+Each entry was chosen on real images of that kind and says why (docs/training.md, *Defaults per data set*
 has the measurements and the commands that give them):
 
 - ``mnist``, ``fashion-mnist``, ``digits``: near-binary strokes on a black background. A

@@ -3,7 +3,7 @@ module ``__getattr__``).
 
 Importing ``pyro_ccvae``, ``pyro_ccvae.models`` or a model family's package then costs nothing:
 the configuration and the command line's options (``ccvae-pyro --help``, one-line errors) are
-read from light modules without importing torch and Pyro, which take seconds (README: Start-up
+read from light modules without importing torch and Pyro, which take seconds (docs/benchmarks.md, Start-up
 time); ``from pyro_ccvae import CCVAEModel`` still works and imports what it needs.
 """
 from __future__ import annotations

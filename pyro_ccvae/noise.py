@@ -42,7 +42,7 @@ from torch.overrides import TorchFunctionMode
 from .choices import NOISE_CHOICES
 from .errors import UserError
 
-#: every family's data plate (DESIGN.md §2: ``pyro.plate("data")``).
+#: every family's data plate (docs/contracts.md, Sites and plates: ``pyro.plate("data")``).
 DATA_PLATE = "data"
 
 _MASK64 = (1 << 64) - 1

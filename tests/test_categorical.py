@@ -1,4 +1,4 @@
-"""Categorical labels in the CCVAE (DESIGN.md "Categorical labels"): the label prior from class
+"""Categorical labels in the CCVAE (docs/objective.md, Categorical labels): the label prior from class
 frequencies, one prior location and scale per class, K_i logits per label, the representation
 over classes, and class priors that stay apart when trained on data whose classes are distinct.
 

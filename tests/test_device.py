@@ -1,4 +1,4 @@
-"""Device bugs without a GPU (DESIGN.md §2): run the ELBO and its backward pass with the model,
+"""Device bugs without a GPU (docs/objective.md, Pyro form): run the ELBO and its backward pass with the model,
 guide and data on ``torch.device("meta")``. A tensor created on the CPU anywhere in the model,
 guide or ELBO then meets meta tensors and raises ("... on the expected device meta", "Expected
 all tensors to be on the same device"), exactly where it would fail on CUDA.

@@ -40,7 +40,6 @@ def test_readme_links_exist():
     assert local and not [link for link in local if not (ROOT / link).exists()]
 
 
-@pytest.mark.xfail(strict=False, reason="re-pointed after the merge")
 def test_code_does_not_cite_the_design_notes():
     """``DESIGN.md`` is not part of the project: the code cites the docs pages instead."""
     citing = [

@@ -1,4 +1,4 @@
-"""Correctness of the CCVAE model/guide/ELBO against hand computations (DESIGN.md §2).
+"""Correctness of the CCVAE model/guide/ELBO against hand computations (docs/objective.md).
 
 Every expected number here is computed with ``torch.distributions`` and Python loops over data
 points and labels, never through the library's vectorised code: the model/guide are used only
@@ -253,7 +253,7 @@ def hand_elbo(
     model, guide, x, y, mask, z_c, z_s, log_q_z, loc_c, scale_c, eps_k, detach=True, y_sampled=None,
     detach_denominator=False, alpha=1.0, z_k=None, tied=False, detach_weight=False,
 ):
-    """The CCVAE bound per data point, label by label (DESIGN.md §2).
+    """The CCVAE bound per data point, label by label (docs/objective.md).
 
     ``eps_k [K, L, B, DC]`` (plate layout, as drawn for :class:`FixedNoise`), or the draws ``z_k``
     themselves (plate layout, from :class:`FixedDraws`); ``y_sampled [B, L]``

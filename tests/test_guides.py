@@ -1,4 +1,4 @@
-"""Swappable guides (DESIGN.md §3): resolution by name and import path, the start-up check,
+"""Swappable guides (docs/guides.md): resolution by name and import path, the start-up check,
 and that model and guide never share parameters."""
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def test_joint_guide_loss_goes_down(guide, dataset):
 
     ``digits`` as its ten one-vs-rest binary labels: on one batch as one 10-class label with
     ``d_c = 1``, the importance weight w makes fifteen steps at lr 1e-3 diverge for every guide,
-    the paper's mean-field one included (full training does not; see the README's Table 6 run)."""
+    the paper's mean-field one included (full training does not; see docs/results.md, Tables 6 and 7)."""
     labels = tuple("0123456789") if dataset == "digits" else None
     # The objective this was measured with (the digit sets now default to the tied classifier,
     # whose loss on one batch of ten binary labels is too noisy to compare over fifteen steps).

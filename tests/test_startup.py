@@ -1,5 +1,5 @@
 """Start-up: ``ccvae-pyro --help``, ``--version``, each command's ``--help`` and the one-line
-errors of parsing answer without importing torch or Pyro (which take seconds; README: Start-up
+errors of parsing answer without importing torch or Pyro (which take seconds; docs/benchmarks.md, Start-up
 time). Timings are measured, not tested: this checks what is imported.
 
 The command line is built from light tables (:mod:`pyro_ccvae.choices`, the families'

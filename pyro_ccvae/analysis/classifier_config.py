@@ -1,7 +1,7 @@
 """The settings of the independent classifier (the judge, :mod:`.classifier`), apart from its
 code: ``ccvae-pyro train-classifier`` builds its options from :class:`ClassifierConfig`, and this
 module imports neither torch nor Pyro, so that its ``--help`` and option errors answer at once
-(README: Start-up time)."""
+(docs/benchmarks.md, Start-up time)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The data contract every data set follows (DESIGN.md §4).
+"""The data contract every data set follows (docs/contracts.md, The data layout).
 
 A data set is a function ``load(options: DataOptions) -> DataSplits`` registered in
 :data:`pyro_ccvae.data.DATASETS`. Each split is an :class:`ImageSet`: whole-split tensors

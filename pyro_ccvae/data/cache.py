@@ -1,4 +1,4 @@
-"""The decoded-image cache (DESIGN.md §4): decode and resize once, memory-map ever after.
+"""The decoded-image cache (docs/data.md, The cache): decode and resize once, memory-map ever after.
 
 A cache is a ``uint8`` ``.npy`` file ``[N, C, H, W]`` holding every image of a data set in source
 order, plus a small JSON file beside it (the images that could not be read). Its name carries a

@@ -1,7 +1,7 @@
 """The label spec: the labels' names and their numbers of classes (a binary label has 2, 0/1).
 
 Plain Python, importing neither torch nor Pyro: the configuration reads a run's spec from its
-``data.info`` (README: Start-up time), and the models check theirs with it.
+``data.info`` (docs/benchmarks.md, Start-up time), and the models check theirs with it.
 """
 from __future__ import annotations
 

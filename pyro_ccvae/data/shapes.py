@@ -91,7 +91,7 @@ _STRIPE_TOP, _STRIPE_THICKNESS = 0.03, (0.06, 0.12)  # bar spans y in [top, top 
 _STRIPE_X = (0.0625, 0.9375)
 _OBJECT_TOP, _OBJECT_BOTTOM = 0.22, 0.97  # the object's extent in y
 # Half-side of a square / radius of a circle. A small object is 9-11 px wide at 32 px: at the
-# 6-8 px of the first release a decoder rendered squares and circles as one blob (README).
+# 6-8 px of the first release a decoder rendered squares and circles as one blob (docs/results.md, shapes).
 _SIZE_SMALL, _SIZE_LARGE = (0.135, 0.165), (0.195, 0.235)
 _HALF_MARGIN = 0.01  # gap between the object and its half's edges
 # Colours (HSV, hue in turns).

@@ -2,7 +2,7 @@
 config. Each family's ``config.py`` subclasses one and adds only its own fields.
 
 Like those modules this one imports neither torch nor Pyro (the command line is built from the
-config dataclasses before anything heavy is imported: README, Start-up time).
+config dataclasses before anything heavy is imported: docs/benchmarks.md, Start-up time).
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def initial_class_locations(num_classes: Sequence[int], z_char_dim: int) -> torc
 
 class ConditionalPrior(PyroModule):
     """``p_psi(z_c^i | y_i = k) = Normal(mu^{i,k}, sigma^{i,k})``: one learnable location and
-    positive scale per label and class (DESIGN.md, "Categorical labels").
+    positive scale per label and class (docs/objective.md, Categorical labels).
 
     Locations start at :func:`initial_class_locations`, scales at 1.
     """

@@ -3,7 +3,7 @@
 A built-in family is imported when it is first looked up, and its settings (:func:`config_class`,
 read by the configuration and the command line) without its model code: a family's ``config.py``
 imports neither torch nor Pyro, so ``ccvae-pyro --help`` and the one-line errors of option
-parsing do not either (README: Start-up time).
+parsing do not either (docs/benchmarks.md, Start-up time).
 """
 from __future__ import annotations
 

@@ -221,7 +221,7 @@ def digest(*tensors: torch.Tensor) -> str:
 )
 def test_default_data_are_unchanged(size, num_train, seed, expected):
     """Images, labels and factors of the default labels hash as when the objects grew (small
-    half-sides 0.135-0.165, large 0.195-0.235): the README's figures come from these data."""
+    half-sides 0.135-0.165, large 0.195-0.235): the figures of docs/results.md come from these data."""
     d = load_dataset("shapes", DataOptions(image_size=size, num_train=num_train, seed=seed))
     assert d.label_names == shapes.LABEL_NAMES and d.num_classes == (2,) * L and "classes" not in d.source
     assert d.attribute_names == shapes.ATTRIBUTE_NAMES

@@ -56,7 +56,7 @@ class CCVAEConfig(CharacteristicConfig):
         computes when built without arguments: ``alpha = 1`` and every gradient through the weight
         ``w`` kept. Its model has one dim per label, a 27-dim ``z_s``, the per-label logistic
         classifier and the unit-scale Laplace likelihood, and everything learns at one rate. The
-        library's defaults differ where training on real images measured better (README, *Defaults
+        library's defaults differ where training on real images measured better (docs/training.md, *Defaults
         per data set*): with the bound's gradients, ``|log p(x|z)|`` of thousands of nats scales
         the classification signal through ``w``'s denominator, so the encoder learns the labels at
         a strength that depends on the likelihood; the defaults detach it and weight

@@ -32,7 +32,7 @@ from . import sites
 
 #: Pyro's enumeration check flags ``x`` (outside the labels plate) for following the enumerated
 #: ``y_unobserved`` (inside it). A false positive here: ``x`` reads ``z_c``, which the guide
-#: samples before ``y``, so ``x``'s cost carries no enumeration dim (DESIGN.md §2).
+#: samples before ``y``, so ``x``'s cost carries no enumeration dim (docs/objective.md, Pyro form).
 FALSE_POSITIVE = re.escape(f'at model site "{sites.X}", possibly invalid dependency')
 
 

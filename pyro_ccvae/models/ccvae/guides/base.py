@@ -2,7 +2,7 @@
 
 A guide subclasses :class:`CCVAEGuide` and implements :meth:`CCVAEGuide.sample_latents`
 (sample ``z_s`` and ``z_c``, the latter inside the labels plate it is given) and :meth:`CCVAEGuide.mean`.
-Neither the model nor the ELBO changes when the guide does (DESIGN.md §3).
+Neither the model nor the ELBO changes when the guide does (docs/guides.md).
 
 The guide contract, which :func:`~pyro_ccvae.models.ccvae.guides.check_guide` enforces:
 
