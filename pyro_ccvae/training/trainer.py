@@ -1,0 +1,182 @@
+"""The trainer: sets a run up (:mod:`.setup`), then composes the loop (:mod:`.loop`) with the
+training set on the device (:mod:`.batches`), checkpoints (:mod:`.checkpointing`), stop
+requests (:mod:`.signals`) and the report (:mod:`.report`)."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping, Optional
+
+import pyro
+
+from ..acceleration import accelerate, check_precision_gap, uses_bf16
+from ..config import TrainConfig
+from ..distributed import DataParallelSVI, World, rank_seed
+from ..models import get_family
+from ..noise import noise_for
+from ..run import trim_epoch_metrics
+from ..supervision import Stage, stage_of_epoch
+from .batches import TrainingSet
+from .checkpointing import Checkpoints
+from .loop import Loop
+from .report import EpochReport
+from .setup import Opening, RunDirectory, check_step_fits, open_run, write_run_files
+from .signals import StopRequests, resume_command
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Trains a model of the family ``config.model.name`` into ``run_dir``; ``Trainer(config, run_dir).fit()``.
+
+    :param resume: continue the run in ``run_dir`` (its config wins; ``config.optimisation.epochs`` sets the
+        new last epoch).
+    :param explicit: the config fields the user set, each with the option that set it (e.g.
+        ``{"lr": "--lr"}``); on resume, one that differs from the run's config is an error
+        rather than silently ignored.
+    :param world: the processes training together (default: what torchrun's environment says;
+        one process without it). With several, every process constructs a ``Trainer`` with the
+        same arguments; rank 0 alone touches ``run_dir``.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        resume: bool = False,
+        progress: bool = True,
+        explicit: Mapping[str, str] = MappingProxyType({}),
+        world: Optional[World] = None,
+    ):
+        self.world = World.from_environment() if world is None else world
+        self.run_dir = Path(run_dir)
+        self.directory = RunDirectory(self.run_dir)
+        self.report: Optional[EpochReport] = None
+        self._owns_group = False
+        # The modules' Pyro parameters live in a store of the trainer's own, so that training
+        # neither reads nor wipes the caller's (see :meth:`scope`).
+        self._params: dict = {"params": {}, "constraints": {}}
+        try:
+            self.device = self.world.device(config.run.device)
+            self._owns_group = self.world.join(self.device)
+            with self.scope():
+                self._set_up(config, resume, explicit, progress and self.world.is_main)
+        except BaseException:
+            self.close()
+            self.directory.remove_if_unused()
+            raise
+
+    @contextmanager
+    def scope(self):
+        """Run with the trainer's own Pyro parameter store (the caller's is restored on exit)."""
+        with pyro.get_param_store().scope(state=self._params):
+            yield
+
+    def close(self) -> None:
+        """Let another process write the run, and leave the process group (``fit`` does this when it ends)."""
+        if self.report is not None:
+            self.report.close()
+        self.directory.release()
+        if self._owns_group:
+            self._owns_group = False
+            World.leave()
+
+    def _set_up(self, config: TrainConfig, resume: bool, explicit: Mapping[str, str], progress: bool) -> None:
+        world, device = self.world, self.device
+        opening = open_run(self.directory, config, resume, explicit, world)
+        self.config, self.data, self.labelled = config, data, labelled = opening.config, opening.data, opening.labelled
+        pyro.set_rng_seed(config.run.seed)
+        self.family = family = get_family(config.model.name)
+        family.fill_defaults(config.model, config.data.dataset)
+        config.data.info = {
+            "label_names": list(data.label_names),
+            "num_classes": list(data.num_classes),
+            "channels": data.channels,
+            "image_size": data.image_size,
+            "num_train": len(data.train),
+        }
+        world.together(lambda: check_step_fits(config, len(data.train), world, device))  # one refusal stops all
+        stages = config.optimisation.stages() or (Stage(config.optimisation.sup_frac, None),)
+        self.batches = batches = TrainingSet(data.train, stages, labelled, device, world, config.optimisation.batch_size, config.run.seed)
+        #: each supervision stage's labelled subset.
+        self.stage_labelled = batches.stage_labelled
+
+        self.model, self.guide = model, guide = family.build_run(config)
+        # The label prior from every point whose label training uses: the first stage's subset holds the others.
+        family.prepare(model, data.train.labels[batches.stage_labelled[0]], data.train.mask[batches.stage_labelled[0]])
+        model.to(device)
+        guide.to(device)
+        self.representation = family.representation(model, guide, config.data.info, device, config.model)
+        # Consumes random numbers; a resumed run restores the RNG state afterwards.
+        family.check(model, guide, *batches.first(4))
+        # Every process built the same parameters from the same seed; rank 0's make sure of it.
+        world.broadcast_tensors([*model.state_dict().values(), *guide.state_dict().values()])
+        execution = config.execution
+        networks = accelerate((model, guide), device, execution.precision, execution.compile)
+        self.optim = pyro.optim.Adam(self._optim_args)
+        self.elbo = family.objective(config.model)
+        self.svi = DataParallelSVI(model, guide, self.optim, self.elbo, world)
+        self.checkpoints = Checkpoints(self.run_dir, world, model, guide, self.optim)
+        self.stops = StopRequests(world, self.checkpoints.kept, resume_command(self.run_dir, config.optimisation.epochs, world))
+        self.report = EpochReport(self.run_dir, config, data, self.representation, device)
+        self.loop = Loop(config, world, family, self.svi, networks, noise_for(execution.noise, config.run.seed), batches,
+                         self.checkpoints, self.stops, self.report, self.run_dir, progress)  # fmt: skip
+        if opening.saved is not None:
+            self.loop.position = self.checkpoints.restore(opening.saved, config)
+            batches.use_stage(stage_of_epoch(stages, self.position.epoch))
+        elif world.distributed:
+            pyro.set_rng_seed(rank_seed(config.run.seed, world.rank))  # each process its own stream
+        world.on_main(lambda: self._commit(opening, resume, uses_bf16(networks)))
+
+    def _commit(self, opening: Opening, resume: bool, bf16: bool) -> None:
+        """Rank 0, once every check passed: what changes the run directory."""
+        if resume:
+            trim_epoch_metrics(self.run_dir, self.position.epoch)
+        if bf16:
+            check_precision_gap(self.loop.precision_gap(), "before the first step")
+        tensorboard = None
+        if self.config.execution.tensorboard:
+            tensorboard = lambda: self.report.open_tensorboard(self.loop.global_step() + 1 if resume else None)  # noqa: E731
+        nothing_to_do = resume and self.position.epoch >= self.config.optimisation.epochs
+        write_run_files(self.run_dir, opening, resume, nothing_to_do, tensorboard)
+
+    def _optim_args(self, param_name: str) -> dict:
+        factor = self.family.learning_rate_factor(self.config.model, param_name)
+        return {"lr": self.config.optimisation.lr * factor}
+
+    @property
+    def position(self):
+        """Where training stands (:class:`~.checkpointing.Position`)."""
+        return self.loop.position
+
+    def fit(self) -> dict:
+        """Train up to ``config.optimisation.epochs``; returns the summary (test accuracy per label)."""
+        if self.position.epoch >= self.config.optimisation.epochs and self.world.is_main:
+            log.info("run already has %d epochs; nothing to do", self.position.epoch)
+        try:
+            # Shapes and supports were checked once by the family's check; per-step checks cost ~4%.
+            with self.scope(), self.stops.catching(), pyro.validation_enabled(False):
+                self.loop.run()
+                return self.world.on_main(self._summary)
+        finally:
+            self.close()
+
+    def _summary(self) -> dict:
+        epochs = self.position.epoch
+        labelled = len(self.stage_labelled[stage_of_epoch(self.batches.stages, max(epochs - 1, 0))])
+        schedule = self.batches.schedule_summary(self.config.optimisation.epochs) if self.config.optimisation.sup_schedule else None
+        return self.report.summary(epochs, labelled, schedule)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    explicit: Mapping[str, str] = MappingProxyType({}),
+    world: Optional[World] = None,
+) -> dict:
+    """Train (or resume) a run; see :class:`Trainer`."""
+    return Trainer(config, run_dir, resume=resume, progress=progress, explicit=explicit, world=world).fit()
