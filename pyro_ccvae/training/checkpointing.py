@@ -1,10 +1,9 @@
 """Training's checkpoints: where training stands, saving it (every process's random state with
-it, so that a resumed run goes on exactly), reading it back on resume, and refusing to save
-parameters that are not finite. The file format (checksums, the previous copy) is
+it, so that a resumed run goes on exactly), restoring it on resume (rank 0 reads it in
+:func:`~.setup.open_run`), and refusing to save parameters that are not finite. The file format (checksums, the previous copy) is
 :mod:`pyro_ccvae.checkpoint`'s; the run directory's layout :mod:`pyro_ccvae.run`'s."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,14 +12,10 @@ import pyro
 import torch
 
 from .. import run as rundir
-from ..checkpoint import CheckpointError, DiskFullError, rng_state, set_rng_state
+from ..checkpoint import DiskFullError, rng_state, set_rng_state
 from ..config import TrainConfig
 from ..distributed import World
-from ..run import CHECKPOINT
 from .errors import TrainingError, shared
-
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class Position:
@@ -38,27 +33,6 @@ class SavedState:
 
     state: dict
     file: str
-
-
-def read_checkpoint(run_dir: Path, world_size: int) -> SavedState:
-    """Rank 0: the run's checkpoint (on the CPU), checked against the number of processes."""
-    # On the CPU: RNG states must stay CPU tensors; modules and optimiser states copy
-    # themselves onto their parameters' device.
-    try:
-        state, previous = rundir.load_state(run_dir, map_location="cpu")
-    except CheckpointError as error:
-        raise TrainingError(f"cannot resume: {error}") from None
-    saved_size = state.get("world_size", 1)
-    if saved_size != world_size:
-        launch = "ccvae-pyro train" if saved_size == 1 else f"torchrun with {saved_size} processes in all (--nproc_per_node)"
-        raise TrainingError(
-            f"cannot resume: the run in {run_dir} was trained by {saved_size} process(es) and this launch has "
-            f"{world_size}; resume it with {launch} (its random streams and batch shards are per process), "
-            "or start a new run with another --out"
-        )
-    if previous:
-        log.warning("resuming from %s (after %d epochs)", previous, state["position"]["epoch"])
-    return SavedState(state, (previous or Path(CHECKPOINT)).name)
 
 
 def _tensors(value):

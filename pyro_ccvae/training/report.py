@@ -10,7 +10,6 @@ from typing import Callable, Optional
 import torch
 
 from .. import run as rundir
-from ..config import TrainConfig
 from ..data import DataSplits, as_float_images
 from ..health import check_health, mean_image
 from ..models.base import RECONSTRUCT
@@ -35,10 +34,11 @@ def predict_probs(representation, images: torch.Tensor, device: torch.device, ba
 
 
 class EpochReport:
-    """Rank 0's report of a run in ``run_dir`` on ``data`` through the model's ``representation``."""
+    """Rank 0's report of a run in ``run_dir`` on ``data`` through the model's ``representation``;
+    ``seed``: the run's (the health checks' random draws)."""
 
-    def __init__(self, run_dir: Path, config: TrainConfig, data: DataSplits, representation, device: torch.device):
-        self.run_dir, self.config, self.data, self.representation, self.device = run_dir, config, data, representation, device
+    def __init__(self, run_dir: Path, data: DataSplits, representation, device: torch.device, seed: int):
+        self.run_dir, self.data, self.representation, self.device, self.seed = run_dir, data, representation, device, seed
         self._tensorboard = None
 
     def open_tensorboard(self, purge_step: Optional[int]) -> None:
@@ -46,7 +46,8 @@ class EpochReport:
         interrupted run logged from there on is dropped)."""
         from ..tracking import TensorBoardLog  # imports torch.utils.tensorboard: only when asked for
 
-        self._tensorboard = TensorBoardLog(rundir.tensorboard_dir(self.run_dir), purge_step=purge_step)
+        folder = rundir.tensorboard_dir(self.run_dir)
+        self._tensorboard = TensorBoardLog(folder, purge_step=purge_step)
 
     def close(self) -> None:
         if self._tensorboard is not None:
@@ -126,6 +127,6 @@ class EpochReport:
         with torch.no_grad():
             health = check_health(
                 self.representation, split.images, mean_image(self.data.train.images), self.data.label_names,
-                self.device, seed=self.config.run.seed,
+                self.device, seed=self.seed,
             )
         return {"split": split_name, **health}

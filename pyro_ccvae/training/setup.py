@@ -12,13 +12,14 @@ from typing import Callable, Mapping, Optional
 import torch
 
 from .. import run as rundir, sizes
+from ..checkpoint import CheckpointError
 from ..config import TrainConfig
 from ..data import DataSplits, load_dataset
 from ..distributed import World
 from ..models import get_family
 from ..run import CHECKPOINT, CONFIG, RunError
 from ..supervision import labelled_order
-from .checkpointing import SavedState, read_checkpoint
+from .checkpointing import SavedState
 from .errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,27 @@ def open_run(directory: RunDirectory, config: TrainConfig, resume: bool, explici
     config, labelled, saved = world.on_main(read)
     data = world.together(lambda: loaded[0] if world.is_main else load_dataset(config.data.dataset, config.data.data_options(config.run.seed)))
     return Opening(config, data, labelled, saved)
+
+
+def read_checkpoint(run_dir: Path, world_size: int) -> SavedState:
+    """Rank 0: the run's checkpoint (on the CPU), checked against the number of processes."""
+    # On the CPU: RNG states must stay CPU tensors; modules and optimiser states copy
+    # themselves onto their parameters' device.
+    try:
+        state, previous = rundir.load_state(run_dir, map_location="cpu")
+    except CheckpointError as error:
+        raise TrainingError(f"cannot resume: {error}") from None
+    saved_size = state.get("world_size", 1)
+    if saved_size != world_size:
+        launch = "ccvae-pyro train" if saved_size == 1 else f"torchrun with {saved_size} processes in all (--nproc_per_node)"
+        raise TrainingError(
+            f"cannot resume: the run in {run_dir} was trained by {saved_size} process(es) and this launch has "
+            f"{world_size}; resume it with {launch} (its random streams and batch shards are per process), "
+            "or start a new run with another --out"
+        )
+    if previous:
+        log.warning("resuming from %s (after %d epochs)", previous, state["position"]["epoch"])
+    return SavedState(state, (previous or Path(CHECKPOINT)).name)
 
 
 def check_step_fits(config: TrainConfig, num_train: int, world: World, device: torch.device) -> None:

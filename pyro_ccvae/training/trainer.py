@@ -120,7 +120,7 @@ class Trainer:
         self.svi = DataParallelSVI(model, guide, self.optim, self.elbo, world)
         self.checkpoints = Checkpoints(self.run_dir, world, model, guide, self.optim)
         self.stops = StopRequests(world, self.checkpoints.kept, resume_command(self.run_dir, config.optimisation.epochs, world))
-        self.report = EpochReport(self.run_dir, config, data, self.representation, device)
+        self.report = EpochReport(self.run_dir, data, self.representation, device, config.run.seed)
         self.loop = Loop(config, world, family, self.svi, networks, noise_for(execution.noise, config.run.seed), batches,
                          self.checkpoints, self.stops, self.report, self.run_dir, progress)  # fmt: skip
         if opening.saved is not None:
