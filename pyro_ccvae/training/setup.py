@@ -1,6 +1,7 @@
 """Setting a run up: what rank 0 reads from and checks in the run directory before the model
 exists, in one step whose outcome every process gets at once (:func:`open_run`); the size check
-of a step; and what rank 0 writes once everything is checked (:func:`write_run_files`)."""
+of a step; the model (:func:`build_model`); and what rank 0 writes once everything else is
+checked (:func:`write_run_files`: a set-up that fails leaves the run directory as it was)."""
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,7 @@ from ..distributed import World
 from ..models import get_family
 from ..run import CHECKPOINT, CONFIG, RunError
 from ..supervision import labelled_order
+from .batches import TrainingSet
 from .checkpointing import SavedState
 from .errors import TrainingError
 
@@ -198,6 +200,35 @@ def check_step_fits(config: TrainConfig, num_train: int, world: World, device: t
         sizes.require(needed, f"a training step with --batch-size {config.optimisation.batch_size}{with_k}", lower, device)
     except sizes.SizeError as error:
         raise TrainingError(str(error)) from None
+
+
+def describe_data(family, config: TrainConfig, data: DataSplits) -> None:
+    """Fill in what the family's model takes from the data set: its defaults and ``config.data.info``."""
+    family.fill_defaults(config.model, config.data.dataset)
+    config.data.info = {
+        "label_names": list(data.label_names),
+        "num_classes": list(data.num_classes),
+        "channels": data.channels,
+        "image_size": data.image_size,
+        "num_train": len(data.train),
+    }
+
+
+def build_model(family, config: TrainConfig, batches: TrainingSet, world: World) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """The family's model, guide and representation on the device, checked on a few training
+    points, with rank 0's parameters on every process."""
+    model, guide = family.build_run(config)
+    train, first = batches.train, batches.stage_labelled[0]
+    # The label prior from every point whose label training uses: the first stage's subset holds the others.
+    family.prepare(model, train.labels[first], train.mask[first])
+    model.to(batches.device)
+    guide.to(batches.device)
+    representation = family.representation(model, guide, config.data.info, batches.device, config.model)
+    # Consumes random numbers; a resumed run restores the RNG state afterwards.
+    family.check(model, guide, *batches.first(4))
+    # Every process built the same parameters from the same seed; rank 0's make sure of it.
+    world.broadcast_tensors([*model.state_dict().values(), *guide.state_dict().values()])
+    return model, guide, representation
 
 
 def write_run_files(run_dir: Path, opening: Opening, resume: bool, nothing_to_do: bool,

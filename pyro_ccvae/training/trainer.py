@@ -22,7 +22,7 @@ from .batches import TrainingSet
 from .checkpointing import Checkpoints
 from .loop import Loop
 from .report import EpochReport
-from .setup import Opening, RunDirectory, check_step_fits, open_run, write_run_files
+from .setup import Opening, RunDirectory, build_model, check_step_fits, describe_data, open_run, write_run_files
 from .signals import StopRequests, resume_command
 
 log = logging.getLogger(__name__)
@@ -89,30 +89,14 @@ class Trainer:
         self.config, self.data, self.labelled = config, data, labelled = opening.config, opening.data, opening.labelled
         pyro.set_rng_seed(config.run.seed)
         self.family = family = get_family(config.model.name)
-        family.fill_defaults(config.model, config.data.dataset)
-        config.data.info = {
-            "label_names": list(data.label_names),
-            "num_classes": list(data.num_classes),
-            "channels": data.channels,
-            "image_size": data.image_size,
-            "num_train": len(data.train),
-        }
+        describe_data(family, config, data)
         world.together(lambda: check_step_fits(config, len(data.train), world, device))  # one refusal stops all
         stages = config.optimisation.stages() or (Stage(config.optimisation.sup_frac, None),)
         self.batches = batches = TrainingSet(data.train, stages, labelled, device, world, config.optimisation.batch_size, config.run.seed)
         #: each supervision stage's labelled subset.
         self.stage_labelled = batches.stage_labelled
-
-        self.model, self.guide = model, guide = family.build_run(config)
-        # The label prior from every point whose label training uses: the first stage's subset holds the others.
-        family.prepare(model, data.train.labels[batches.stage_labelled[0]], data.train.mask[batches.stage_labelled[0]])
-        model.to(device)
-        guide.to(device)
-        self.representation = family.representation(model, guide, config.data.info, device, config.model)
-        # Consumes random numbers; a resumed run restores the RNG state afterwards.
-        family.check(model, guide, *batches.first(4))
-        # Every process built the same parameters from the same seed; rank 0's make sure of it.
-        world.broadcast_tensors([*model.state_dict().values(), *guide.state_dict().values()])
+        model, guide, self.representation = build_model(family, config, batches, world)
+        self.model, self.guide = model, guide
         execution = config.execution
         networks = accelerate((model, guide), device, execution.precision, execution.compile)
         self.optim = pyro.optim.Adam(self._optim_args)
@@ -131,7 +115,7 @@ class Trainer:
         world.on_main(lambda: self._commit(opening, resume, uses_bf16(networks)))
 
     def _commit(self, opening: Opening, resume: bool, bf16: bool) -> None:
-        """Rank 0, once every check passed: what changes the run directory."""
+        """Rank 0, after every process's checks: the last check (bf16 against fp32) and what changes the run directory."""
         if resume:
             trim_epoch_metrics(self.run_dir, self.position.epoch)
         if bf16:
