@@ -1,4 +1,4 @@
-"""Health checks of a trained CCVAE: does it reconstruct, use its latents, know its own prior?
+"""Health checks of a trained model of any family: does it reconstruct, use its latents, know its own prior?
 
 Training (at the end, on the validation split) and ``evaluate`` (on its split) both call
 :func:`check_health`; it lives here so that neither imports the other. It uses only the

@@ -63,7 +63,7 @@ def test_bf16_that_moves_the_elbo_too_far_stops_in_one_line(tmp_path, monkeypatc
     def gap(*args, **kwargs):
         return next(gaps)
 
-    monkeypatch.setattr("pyro_ccvae.training.precision_gap", gap)
+    monkeypatch.setattr("pyro_ccvae.training.loop.precision_gap", gap)
     trainer = Trainer(tiny(precision="bf16"), tmp_path / "drift", progress=False)
     with pytest.raises(PrecisionError, match=r"after epoch 1 \(saved\)"):
         trainer.fit()

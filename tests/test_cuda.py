@@ -22,7 +22,7 @@ def tiny(**overrides):
 
 def test_a_step_on_cuda_never_waits_for_the_device(tmp_path):
     trainer = Trainer(tiny(precision="bf16", noise="keyed"), tmp_path, progress=False, world=World())
-    assert trainer.images.is_cuda and trainer.labels.is_cuda  # device-resident data
+    assert trainer.batches.images.is_cuda and trainer.batches.labels.is_cuda  # device-resident data
     real_step, steps = trainer.svi.step, []
 
     def step_that_must_not_sync(*args):

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 
+import pyro
 import pytest
 import torch
 import torch.distributed as dist
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.distributed import DataParallelSVI, DistributedError, World, rank_seed
+from pyro_ccvae.noise import batch_noise
 from pyro_ccvae.run import CHECKPOINT, METRICS, load_state, save_state
 from pyro_ccvae.training import Trainer, TrainingError, TrainingInterrupted, train
 
@@ -67,6 +69,22 @@ def weights(run_dir):
     return {f"{part}.{k}": v for part in ("model", "guide") for k, v in state[part].items()}
 
 
+def batch_gradients(trainer, epoch=0, number=0):
+    """The loss of batch ``number`` of epoch ``epoch`` and the gradient of every parameter (by its
+    param store name), summed over the processes as a step takes them; nothing is updated."""
+    batches = trainer.batches
+    batch = batches.epoch_order(epoch).split(trainer.config.optimisation.batch_size)[number]
+    shard, shard_on_device, offset = batches.shard(batch, batch.to(trainer.device))
+    with trainer.scope(), pyro.validation_enabled(False), batch_noise(trainer.loop.noise, epoch, number, offset, len(shard), len(batch)):
+        svi = trainer.svi
+        loss, parameters = svi.gradients(*batches.batch(shard, shard_on_device)) if len(shard) else svi.gradients()
+        store = pyro.get_param_store()
+        gradients = {store.param_name(p): p.grad.detach().clone() for p in parameters if p.grad is not None}
+        for p in parameters:
+            p.grad = None
+    return float(loss), gradients
+
+
 def losses(run_dir):
     return [json.loads(line)["loss"] for line in (run_dir / METRICS).read_text().splitlines()]
 
@@ -77,8 +95,8 @@ def losses(run_dir):
 def gradient_then_training(run_dir):
     trainer = Trainer(tiny(noise="keyed"), run_dir, progress=False)
     world = trainer.world
-    loss, gradients = trainer.batch_gradients(epoch=0, number=0)
-    last = trainer.batch_gradients(epoch=0, number=3)  # the one-point batch: process 1 has no data
+    loss, gradients = batch_gradients(trainer, epoch=0, number=0)
+    last = batch_gradients(trainer, epoch=0, number=3)  # the one-point batch: process 1 has no data
     trainer.fit()
     return {"world": (world.rank, world.size), "loss": loss, "gradients": gradients, "last": last}
 
@@ -115,8 +133,8 @@ def test_two_processes_compute_one_process_s_gradient_and_training(tmp_path):
     results = on_two_processes(tmp_path, gradient_then_training, tmp_path / "two")
     assert [r.get("world") for r in results] == [(0, 2), (1, 2)], results
     one = Trainer(tiny(noise="keyed"), tmp_path / "one", progress=False, world=World())
-    loss, gradients = one.batch_gradients(epoch=0, number=0)
-    last_loss, last_gradients = one.batch_gradients(epoch=0, number=3)
+    loss, gradients = batch_gradients(one, epoch=0, number=0)
+    last_loss, last_gradients = batch_gradients(one, epoch=0, number=3)
     one.fit()
 
     for result in results:  # every process holds the summed gradient of the whole batch
@@ -178,8 +196,6 @@ def test_world_from_torchrun_s_environment():
 
 def test_a_single_process_steps_like_pyro_s_svi(tmp_path):
     """DataParallelSVI in one process is SVI without reading the loss: same parameters after steps."""
-    import pyro
-
     results = []
     for cls in (pyro.infer.SVI, DataParallelSVI):
         pyro.clear_param_store()
@@ -187,7 +203,7 @@ def test_a_single_process_steps_like_pyro_s_svi(tmp_path):
         trainer = Trainer(tiny(), tmp_path / cls.__name__, progress=False, world=World())
         with trainer.scope():
             svi = cls(trainer.model, trainer.guide, trainer.optim, trainer.elbo)
-            batch = trainer._batch(torch.arange(16))
+            batch = trainer.batches.batch(torch.arange(16))
             pyro.set_rng_seed(4)
             values = [float(svi.step(*batch)) for _ in range(3)]
         trainer.close()

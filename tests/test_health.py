@@ -155,14 +155,14 @@ def test_health_is_seeded_and_leaves_the_global_rng_alone():
 
 
 def test_train_writes_health_and_the_cli_prints_each_warning(tmp_path, monkeypatch):
-    from pyro_ccvae import training
+    from pyro_ccvae.training import report
 
-    real = training.check_health
+    real = report.check_health
 
     def with_warnings(*args, **kwargs):
         return {**real(*args, **kwargs), "warnings": ["first problem", "second problem"]}
 
-    monkeypatch.setattr(training, "check_health", with_warnings)
+    monkeypatch.setattr(report, "check_health", with_warnings)
     out = tmp_path / "run"
     args = ["train", "--out", out, "--epochs", 1, "--num-train", 64, "--batch-size", 32, "--k-samples", 4,
             "--z-style-dim", 3, "--device", "cpu", "--no-progress"]  # fmt: skip

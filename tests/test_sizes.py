@@ -21,6 +21,7 @@ from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.run import load_run
 from pyro_ccvae.training import Trainer, TrainingError, train
+from pyro_ccvae.training.loop import Loop
 from pyro_ccvae_cli.main import main
 
 TINY = ["--num-train", "32", "--batch-size", "16", "--epochs", "1", "--z-style-dim", "3", "--k-samples", "4", "--device", "cpu", "--no-progress"]
@@ -168,14 +169,14 @@ def test_out_of_memory_in_a_step_names_the_options_and_keeps_the_checkpoint(tmp_
     out = tmp_path / "run"
     train(TrainConfig.from_options(num_train=32, epochs=1, batch_size=16, k_samples=4, z_style_dim=3, device="cpu"), out, progress=False)
     before = contents(out)
-    step = Trainer._step
+    step = Loop._step
 
     def step_then_fail(self, epoch, number, *args):
         if number == 1:
             raise failure
         return step(self, epoch, number, *args)
 
-    monkeypatch.setattr(Trainer, "_step", step_then_fail)
+    monkeypatch.setattr(Loop, "_step", step_then_fail)
     result = cli("train", "--out", out, "--resume", "--epochs", "2", "--no-progress")
     one_line_error(result, "the training step of epoch 2, batch 2 ran out of memory on the CPU; lower --batch-size or --k-samples",
                    f"the checkpoint after 1 epoch(s) in {out} is kept")  # fmt: skip

@@ -169,7 +169,7 @@ def test_a_run_stopped_at_a_boundary_and_in_the_next_stage_resumes_exactly(tmp_p
         def step_then_stop(*args):
             calls.append(1)
             if len(calls) == call:
-                trainer._stop_signal = signal.SIGINT
+                trainer.stops.signal = signal.SIGINT
             return step(*args)
 
         monkeypatch.setattr(trainer.svi, "step", step_then_stop)

@@ -60,7 +60,7 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, monkeypatch):
     def step_then_ctrl_c(*args):
         calls.append(1)
         if len(calls) == 4:  # in epoch 2, after its first batch
-            trainer._stop_signal = signal.SIGINT
+            trainer.stops.signal = signal.SIGINT
         return step(*args)
 
     monkeypatch.setattr(trainer.svi, "step", step_then_ctrl_c)

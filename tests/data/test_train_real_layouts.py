@@ -44,9 +44,9 @@ def test_chexpert_uncertain_labels_train_as_unobserved(chexpert, tmp_path):
     """The default --uncertain ignore reaches the ELBO as a partial per-label mask."""
     config = TrainConfig.from_options(dataset="chexpert", data_dir=str(chexpert.root), epochs=1, batch_size=4, k_samples=4, z_style_dim=3)
     trainer = Trainer(config, tmp_path / "run", progress=False)
-    mask = trainer.train_mask
+    mask = trainer.batches.mask
     assert mask.any() and not mask.all()
     partly_seen = mask.any(1) & ~mask.all(1)
     assert partly_seen.any(), "some images must have seen and unseen labels at once"
-    x, y, m = trainer._batch(torch.nonzero(partly_seen).flatten()[:2])
+    x, y, m = trainer.batches.batch(torch.nonzero(partly_seen).flatten()[:2])
     assert torch.isfinite(torch.tensor(trainer.svi.evaluate_loss(x, y, m)))
