@@ -17,8 +17,9 @@ from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
 from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_metrics, read_summary, results_lock, update_metrics
 from . import figures, metrics
-from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
+from .classifier import ClassifierConfig, load_classifier, train_classifier
 from .context import Analysis
+from .judge import LabelReader
 from .fid import GENERATED_NEEDS as FID_GENERATED_NEEDS, LEAST_IMAGES as FID_LEAST_IMAGES, check_count, fid_scores, load_inception, missing_weights_note
 from .ground_truth import has_ground_truth, nuisance_transfer
 from . import generation, interventions, judge_uncertainty, likelihood, locality, swap as swaps, traversal

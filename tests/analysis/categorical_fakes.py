@@ -91,7 +91,7 @@ class FakeCategorical(Representation):
 
 class NearestClassJudge:
     """Reads pixel ``i`` of an image as label ``i``: class log-probabilities ``softmax_k(-(u - SPACING k)^2 / 2)``
-    of the grey level ``u``, ``-inf`` for the classes a label lacks (a :class:`~.classifier.LabelReader` stand-in)."""
+    of the grey level ``u``, ``-inf`` for the classes a label lacks (a :class:`~.judge.LabelReader` stand-in)."""
 
     def log_probs(self, x):
         u = (x[..., 0, 0, :] * 255).unsqueeze(-1)  # [..., L, 1]

@@ -12,9 +12,10 @@ from torch.nn import functional as F
 
 from pyro_ccvae.analysis import metrics
 from pyro_ccvae.analysis.classifier import (
-    IndependentClassifier, LabelReader, class_log_probs, judge_loss, load_classifier, output_widths,
+    IndependentClassifier, class_log_probs, judge_loss, load_classifier, output_widths,
 )  # fmt: skip
 from pyro_ccvae.analysis.context import Analysis
+from pyro_ccvae.analysis.judge import LabelReader
 from pyro_ccvae.analysis.labels import parse_label_vectors
 from pyro_ccvae.checkpoint import atomic_save
 from pyro_ccvae.prediction import chance_accuracy
