@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from pyro_ccvae import api
 from pyro_ccvae.models import MODELS
 from pyro_ccvae.run import load_run
-from pyro_ccvae_cli.main import main
+
+from cli_helpers import cli  # tests/ is on the path of its top-level modules
 
 FAMILIES = list(MODELS)
 #: a run small enough to train in seconds; each family's own size options (MVAE has no d_s).
@@ -32,15 +32,6 @@ ANALYSIS_COMMANDS = {
     "intervene": ["--images", "2", "--samples", "2"],
     "swap": ["--images", "2"],
 }
-
-
-def cli(*args):
-    """Run ``ccvae-pyro args``; the result, after checking that no exception escaped the command
-    (click's runner would hide a traceback in ``result.exception``) and none was printed."""
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def assert_success(result) -> None:

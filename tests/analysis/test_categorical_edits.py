@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pyro_ccvae import api
-from pyro_ccvae.analysis import figures, metrics, tasks
+from pyro_ccvae.analysis import figures, metrics, sections, tasks
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.generation import generation_accuracy, requested_class_accuracy
 from pyro_ccvae.analysis.ground_truth import nuisance_transfer
@@ -251,7 +251,7 @@ def test_confusion_and_density_figures_are_labelled(tmp_path, drawn):
     analysis = fake_analysis()
     run = fake_run(tmp_path)
     classification = metrics.classification(analysis)
-    paths = tasks._confusion_figures(run, classification, analysis.num_classes)
+    paths = sections.confusion_figures(run, classification, analysis.num_classes)
     assert sorted(p.name for p in paths) == ["confusion_digit.png", "confusion_shape.png"]  # not the binary label
     texts = drawn["confusion_digit.png"]
     assert {"true class", "predicted class (most probable under q(y|x))"} <= set(texts)

@@ -54,7 +54,6 @@ def test_reference_log_probs_and_change():
     log_p = metrics.reference_log_probs(log_probs, decision)
     assert (log_p <= 0).all() and (log_p >= np.log(0.5)).all()  # the decided class is the likelier one
     assert torch.allclose(log_p, torch.nn.functional.logsigmoid(logits.abs()))
-    assert torch.equal(metrics.mean_abs_change(log_p, log_p), torch.zeros(2))
 
 
 def test_random_partners_have_no_fixed_point():
