@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from ..run import figure_path, json_safe, read_metrics, update_metrics  # noqa: F401  (kept where analysis code finds them)
-
 #: a judge reading a label's real test images less accurately than this makes that label's judged
 #: metrics unreliable: they measure the judge as much as the model.
 RELIABLE_JUDGE_ACCURACY = 0.9

@@ -17,12 +17,12 @@ from pyro_ccvae.analysis.ground_truth import nuisance_transfer
 from pyro_ccvae.analysis.interventions import (
     class_draws, diversity_maps, intervention_columns, single_interventions, switch_grid, switched, target_classes,
 )  # fmt: skip
-from pyro_ccvae.analysis.outputs import update_metrics
 from pyro_ccvae.analysis.report import write_report
 from pyro_ccvae.analysis.traversal import (
     class_path, path_captions, simplex_values, simplex_weights, traversal_values, traverse_simplex,
 )  # fmt: skip
 from pyro_ccvae.data import ImageSet
+from pyro_ccvae.run import update_metrics
 
 from .categorical_fakes import NAMES, NUM_CLASSES, SPACING, fake_analysis, fake_run
 

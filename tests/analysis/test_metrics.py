@@ -8,9 +8,10 @@ import torch
 from pyro_ccvae.analysis import metrics
 from pyro_ccvae.analysis.classifier import class_log_probs
 from pyro_ccvae.analysis.labels import parse_label_list, parse_label_vectors, parse_pairs
-from pyro_ccvae.analysis.outputs import json_safe, slug
+from pyro_ccvae.analysis.outputs import slug
 from pyro_ccvae.health import random_partners
 from pyro_ccvae.prediction import predicted_classes
+from pyro_ccvae.run import json_safe
 
 NAMES = ["a", "b", "c"]
 
