@@ -73,62 +73,15 @@ def _run_command(function=None, *, needs_data: bool = True):
     return wrapper
 
 
-def _show(value) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
-
-
-def fid_line(fid: dict) -> str:
-    """``evaluate``'s FID in one line, with the count it depends on and the training images' FID, a perfect generator's."""
-    scores = ", ".join(f"{kind} {_show(fid[kind])}" for kind in ("generated", "reconstructions") if kind in fid)
-    official = "" if fid["official_weights"] else "; not the official weights: not comparable with published FIDs"
-    reference = f"; {fid['num_training_images']} training images {_show(fid.get('training_images'))} (a perfect generator's FID at this count)"
-    return f"FID against {fid['num_images']} test images (lower is better): {scores}{reference}{official}"
-
-
 def print_evaluation(m: dict) -> None:
-    """The terminal summary of ``evaluate``'s metrics: each section the model offered, and one line
-    per section it skipped (the family lacks the capability; ``evaluation.skipped`` says which)."""
-    from pyro_ccvae.health import describe as describe_health
+    """The terminal summary of ``evaluate``'s metrics: the lines of each section the model offered
+    (:data:`pyro_ccvae.analysis.sections.SECTIONS`), one per section skipped (the family lacks the
+    capability; ``evaluation.skipped`` says which), and the health warnings (on stderr)."""
+    from pyro_ccvae.analysis.sections import terminal_lines
 
-    cls = m["classification"]
-    click.echo(f"accuracy (mean over labels): {_show(cls['accuracy_mean'])}   AUROC: {_show(cls['auroc_mean'])}")
-    if "likelihood" in m:
-        lik = m["likelihood"]
-        click.echo(
-            f"log p(x) >= {_show(lik['log_px_iwae'])} nats/image (IWAE, K={lik['num_samples']}; "
-            f"{_show(lik['bits_per_dim_px_iwae'])} bits/dim); ELBO {_show(lik['log_px_elbo'])}; "
-            f"CCVAE objective {_show(lik['log_px_ccvae_elbo'])}"
-        )
-    if "latent_separation" in m:
-        click.echo(f"Wasserstein distance of z_c between classes (mean over labels): {_show(m['latent_separation']['wasserstein_mean'])}")
-    click.echo(f"health (test split): {describe_health(m['health'])}")
+    for line in terminal_lines(m):
+        click.echo(line)
     print_health_warnings(m["health"])
-    if "single_interventions" in m:
-        si = m["single_interventions"]
-        click.echo(
-            f"single interventions ({m['evaluation']['judge']}): condition number {_show(si['condition_number'])}, "
-            f"only the intended label changes in {_show(si['exact_rate_mean'])} of cases"
-        )
-    if "characteristic_swap" in m:
-        click.echo(f"characteristic swap: mean |change of log-prob| {_show(m['characteristic_swap']['log_prob_change_mean'])}")
-    if "generation_accuracy" in m:
-        click.echo(f"conditional-generation accuracy: {_show(m['generation_accuracy']['accuracy_mean'])}")
-        requested = m["generation_accuracy"].get("categorical")
-        if requested:
-            rates = ", ".join(f"{name} {_show(rate)}" for name, rate in requested["requested_class_rate_mean"].items())
-            click.echo(f"requested class read by the judge (mean over classes): {rates}")
-    if "edit_locality" in m:
-        from pyro_ccvae.analysis.locality import describe as describe_locality
-
-        click.echo(f"edit locality: {describe_locality(m['edit_locality'])}")
-    if "fid" in m:
-        click.echo(fid_line(m["fid"]))
-    if "judge_uncertainty" in m:
-        ju = m["judge_uncertainty"]
-        mi = ", ".join(f"{name} {_show(ju['mutual_information_generated_mean'][name])} vs {_show(value)}" for name, value in ju["mutual_information_test"].items())
-        click.echo(f"judge's uncertainty (MI, nats; generated vs real test images): {mi}")
-    for section, why in m["evaluation"].get("skipped", {}).items():
-        click.echo(f"skipped {section}: {why}")
 
 
 @click.command()

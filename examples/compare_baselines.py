@@ -43,7 +43,8 @@ import pyro
 import torch
 
 from pyro_ccvae.analysis import metrics
-from pyro_ccvae.analysis.classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
+from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
+from pyro_ccvae.analysis.judge import LabelReader
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.fid import fid_scores, load_inception
 from pyro_ccvae.analysis.generation import generation_accuracy

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import pytest
-from click.testing import CliRunner
 
 from pyro_ccvae import api
+from pyro_ccvae.analysis import sections
 from pyro_ccvae.models import MODELS
 from pyro_ccvae.run import load_run
 from pyro_ccvae_cli.main import main
+
+from cli_helpers import cli  # tests/ is on the path of its top-level modules
 
 FAMILIES = list(MODELS)
 #: a run small enough to train in seconds; each family's own size options (MVAE has no d_s).
@@ -32,15 +35,6 @@ ANALYSIS_COMMANDS = {
     "intervene": ["--images", "2", "--samples", "2"],
     "swap": ["--images", "2"],
 }
-
-
-def cli(*args):
-    """Run ``ccvae-pyro args``; the result, after checking that no exception escaped the command
-    (click's runner would hide a traceback in ``result.exception``) and none was printed."""
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def assert_success(result) -> None:
@@ -97,6 +91,12 @@ def offers(run_dir: Path, command: str) -> bool:
     return set(api.TASKS[command].needs) <= representation.capabilities
 
 
+def test_every_analysis_command_is_tried():
+    """A new command of the CLI that reads a run is added to :data:`ANALYSIS_COMMANDS` (and so run on every family)."""
+    trainers = {"train", "train-classifier"}  # they write a run or a judge; the judge is tried by the `judge` fixture
+    assert set(main.list_commands(click.Context(main))) - trainers == set(ANALYSIS_COMMANDS)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("command", list(ANALYSIS_COMMANDS))
 def test_every_analysis_command_runs_or_refuses_in_one_line(runs, judge, family, command):
@@ -127,6 +127,12 @@ def test_evaluate_names_every_section_it_skipped(runs, judge, family):
     assert {"edit_locality", "judge_uncertainty"} <= metrics.keys() and "fid" not in metrics
     assert "edit locality:" in result.output and "judge's uncertainty (MI" in result.output
     assert "torch-fidelity/releases" in skipped["fid"]
+    # the table of sections decides, for the computation and the printing alike
+    capabilities = load_run(runs[family], "cpu", load_data=False).representation.capabilities
+    assert set(sections.missing(capabilities)) | {"fid"} == set(skipped)
+    assert set(sections.NAMES) - set(skipped) <= metrics.keys() and not set(skipped) & metrics.keys()
+    for line in sections.terminal_lines(metrics):
+        assert line in result.output.splitlines()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

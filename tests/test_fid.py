@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from click.testing import CliRunner
 
-from pyro_ccvae.analysis import fid, tasks
+from pyro_ccvae.analysis import fid, sections, tasks
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.models import MODELS
 from pyro_ccvae.models.base import SAMPLE
 from pyro_ccvae.run import load_run
 from pyro_ccvae.training import train
-from pyro_ccvae_cli.main import main
+
+from cli_helpers import cli  # tests/ is on the path of its top-level modules
 
 #: a tiny run of each family (its own size options).
 SMALL = {"ccvae": {"k_samples": 3, "z_style_dim": 3}, "m2": {"z_style_dim": 3}, "diva": {"z_style_dim": 3}, "mvae": {"z_dim": 6}}
@@ -172,18 +172,11 @@ def test_a_family_that_cannot_sample_gets_the_reconstructions_fid_and_the_reason
     partial = copy.copy(run.representation)
     partial.family, partial.capabilities = "partial", run.representation.capabilities - {SAMPLE}
     monkeypatch.setattr(run, "representation", partial)
-    monkeypatch.setattr(tasks, "load_inception", lambda weights, device: fid.load_inception(weights, device, feature=64))
+    monkeypatch.setattr(sections, "load_inception", lambda weights, device: fid.load_inception(weights, device, feature=64))
     written = tasks.evaluate(run, iw_samples=2, max_images=6, attribute_epochs=0, progress=False, fid_weights=weights, fid_images=4)
     metrics = written.metrics
     assert "generated" not in metrics["fid"] and metrics["fid"]["reconstructions"] > 0
     assert metrics["evaluation"]["skipped"]["fid_generated"] == "needs the capability 'sample', which model 'partial' does not offer"
-
-
-def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def test_evaluate_reports_fid_through_the_command_line(tmp_path, weights):
@@ -215,3 +208,21 @@ def test_evaluate_reports_fid_through_the_command_line(tmp_path, weights):
         refused = cli(*evaluate, "--fid-weights", path)
         lines = [line for line in refused.output.splitlines() if line.strip()]
         assert refused.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: --fid-weights ") and str(path) in lines[0], refused.output
+
+
+def test_a_reference_of_the_same_digest_is_read_once(weights):
+    """Several runs of one data set scored with one metric (examples/compare_baselines.py): the
+    test images' features are computed for the first, kept for the others."""
+    metric = fid.load_inception(weights, feature=64)
+    grey = torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    fid.set_reference(metric, [grey[:4]], digest="test images")
+    first = fid.score(metric, [grey[2:]])
+
+    def unread():
+        raise AssertionError("the reference was read again")
+        yield
+
+    fid.set_reference(metric, unread(), digest="test images")
+    assert fid.score(metric, [grey[2:]]) == first
+    fid.set_reference(metric, [grey[2:]], digest="other images")  # another digest: replaced
+    assert abs(fid.score(metric, [grey[2:]])) < abs(first)

@@ -12,28 +12,17 @@ from click.testing import CliRunner
 
 from pyro_ccvae.analysis import classifier as judges
 from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
-from pyro_ccvae.data import DataSplits, ImageSet
 from pyro_ccvae_cli.main import main
+
+from analysis.categorical_fakes import level_side_data  # tests/ is on the path of its top-level modules
 
 #: a quick judge: no GP head unless a test asks for one.
 QUICK = dict(dataset="shapes", batch_size=16, lr=3e-3, device="cpu", gp_steps=0)
 
 
-def fake_data(name=None, options=None, n: int = 80) -> DataSplits:
-    """A 3-class brightness and a binary left/right bar, 32 px (no rendering: fast)."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.stack([torch.randint(0, 3, (n,), generator=g), torch.randint(0, 2, (n,), generator=g)], 1).float()
-    images = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
-    images[:, :, :16] = (80 * labels[:, 0]).to(torch.uint8).reshape(n, 1, 1, 1)
-    for row, side in enumerate(labels[:, 1].long().tolist()):
-        images[row, :, 20:, 16 * side : 16 * side + 16] = 255
-    split = ImageSet(images, labels, torch.ones_like(labels, dtype=torch.bool), ("level", "side"), num_classes=(3, 2))
-    return DataSplits(split, split, split, "fake")
-
-
 @pytest.fixture(autouse=True)
 def fake_dataset(monkeypatch):
-    monkeypatch.setattr(judges, "load_dataset", fake_data)
+    monkeypatch.setattr(judges, "load_dataset", lambda name, options: level_side_data())
 
 
 def weights(folder):
@@ -51,7 +40,7 @@ def scripted_validation(monkeypatch, losses):
 
 
 def test_the_validation_part_is_seeded_disjoint_and_stated(tmp_path):
-    train = fake_data().train
+    train = level_side_data().train
     kept, held, count = judges.split_validation(train, 0.1, seed=3)
     assert count == 8 and len(held) == 8 and len(kept) == 72
     again = judges.split_validation(train, 0.1, seed=3)[1]
@@ -66,7 +55,7 @@ def test_the_validation_part_is_seeded_disjoint_and_stated(tmp_path):
 
 
 def test_validation_nll_is_the_judges_loss_on_held_out_images():
-    split = fake_data(n=6).train
+    split = level_side_data(6).train
     probs = torch.tensor([[0.2, 0.5, 0.3], [0.9, 0.1, 0.0]]).expand(6, 2, 3)
     expected = -(probs[torch.arange(6)[:, None], torch.arange(2), split.labels.long()]).log().mean()
     assert judges.validation_nll(probs, split) == pytest.approx(float(expected))
@@ -116,7 +105,7 @@ def test_resume_ends_where_an_uninterrupted_training_ends(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_classifier(ClassifierConfig(**options), tmp_path / "killed", progress=False)
     monkeypatch.undo()
-    monkeypatch.setattr(judges, "load_dataset", fake_data)
+    monkeypatch.setattr(judges, "load_dataset", lambda name, options: level_side_data())
     assert not (tmp_path / "killed" / judges.MANIFEST).exists()
     resumed = train_classifier(ClassifierConfig(**{**QUICK, "epochs": 3}), tmp_path / "killed", progress=False, resume=True)
     assert resumed == whole  # history, best epoch, accuracies, the GP head's numbers

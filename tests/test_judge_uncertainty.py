@@ -9,16 +9,15 @@ import math
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from pyro_ccvae.analysis import classifier as judges
 from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
 from pyro_ccvae.analysis.judge_uncertainty import (
     F_SAMPLES, JudgeUncertainty, entropy, fit_uncertainty, load_uncertainty, mutual_information,
 )  # fmt: skip
-from pyro_ccvae_cli.main import main
 
-from test_judge_training import fake_data  # the same fake data set (tests/ is on the path)
+from analysis.categorical_fakes import level_side_data  # tests/ is on the path of its top-level modules
+from cli_helpers import cli
 
 #: a small GP head: seconds on a CPU.
 SMALL_GP = dict(gp_steps=150, gp_inducing=32, gp_points=200)
@@ -45,7 +44,7 @@ def judge(tmp_path_factory):
     """A judge with GP heads on fake data: a 3-class label (MultiClass) and a binary one (Binary)."""
     folder = tmp_path_factory.mktemp("judge")
     patch = pytest.MonkeyPatch()
-    patch.setattr(judges, "load_dataset", lambda name, options: fake_data(n=160))
+    patch.setattr(judges, "load_dataset", lambda name, options: level_side_data(160))
     try:
         summary = train_classifier(
             ClassifierConfig(dataset="shapes", epochs=6, batch_size=16, lr=3e-3, device="cpu", **SMALL_GP), folder, progress=False
@@ -65,7 +64,7 @@ def test_the_gp_heads_are_saved_under_the_manifest_and_read_the_labels(judge):
         assert settings["test_accuracy"][label] > chance + 0.3
     net = load_classifier(folder, torch.device("cpu"))
     head = load_uncertainty(folder, net, torch.device("cpu"))
-    images = fake_data(n=160).test.images[:20]
+    images = level_side_data(160).test.images[:20]
     features = head.features(images)
     for label, k in (("level", 3), ("side", 2)):
         probs = head.probs_samples(features, label)
@@ -74,7 +73,7 @@ def test_the_gp_heads_are_saved_under_the_manifest_and_read_the_labels(judge):
         assert decisions.shape == mi.shape == (20,) and bool(((mi >= 0) & (mi <= math.log(k) + 1e-6)).all())
     # a saved head predicts as the fitted one did (the summary's numbers come back from the file)
     again = JudgeUncertainty.from_bytes((folder / judges.UNCERTAINTY).read_bytes(), net, torch.device("cpu"))
-    assert again.describe(fake_data(n=160).test) == summary["uncertainty"]
+    assert again.describe(level_side_data(160).test) == summary["uncertainty"]
 
 
 def test_images_unlike_the_training_images_have_more_mutual_information(judge):
@@ -83,7 +82,7 @@ def test_images_unlike_the_training_images_have_more_mutual_information(judge):
     folder, _ = judge
     net = load_classifier(folder, torch.device("cpu"))
     head = load_uncertainty(folder, net, torch.device("cpu"))
-    real = fake_data(n=160).test.images[:64]
+    real = level_side_data(160).test.images[:64]
     noise = torch.randint(0, 256, real.shape, generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     for label in ("level", "side"):
         assert head.read(noise, label)[1].mean() > 2 * head.read(real, label)[1].mean()
@@ -105,7 +104,7 @@ def test_fit_uncertainty_is_seeded(judge):
     folder, _ = judge
     net = load_classifier(folder, torch.device("cpu"))
     config = ClassifierConfig(dataset="shapes", device="cpu", gp_steps=5, gp_inducing=8, gp_points=40)
-    train = fake_data(n=60).train
+    train = level_side_data(60).train
     a, b = (fit_uncertainty(net, train, config, torch.device("cpu")) for _ in range(2))
     assert a.to_bytes() == b.to_bytes()
 
@@ -113,13 +112,6 @@ def test_fit_uncertainty_is_seeded(judge):
 # --- evaluate's section, through the command line ---------------------------------------------------
 
 TINY_DATA = ["--dataset", "shapes", "--num-train", "64", "--image-size", "32", "--labels", "square,red"]
-
-
-def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from pyro_ccvae import api
 from pyro_ccvae.analysis import locality
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.data import shapes
 from pyro_ccvae.run import load_run
-from pyro_ccvae_cli.main import main
+
+from cli_helpers import cli  # tests/ is on the path of its top-level modules
 
 TINY = ["--dataset", "shapes", "--num-train", "64", "--image-size", "32", "--labels", "square,red,stripe,dark_background"]
 TRAINING = ["--epochs", "1", "--batch-size", "32", "--sup-frac", "1.0", "--device", "cpu", "--no-progress"]
@@ -98,13 +98,6 @@ def test_orb_matches_an_image_with_itself_many_times_and_unrelated_noise_hardly_
 def test_a_blank_image_has_no_keypoints_and_no_matches():
     (blank,) = locality.orb_features(torch.ones(1, 3, 32, 32))
     assert blank[1].shape == (0, 256) and locality.count_matches(blank, blank) == 0
-
-
-def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

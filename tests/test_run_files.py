@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from pyro_ccvae import checkpoint
 from pyro_ccvae.analysis import classifier as judges
 from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
-from pyro_ccvae.analysis.figures import save_grid
+from pyro_ccvae.analysis.figures import save_labelled_grid
 from pyro_ccvae.checkpoint import (
     DirectoryLock, PathError, append_text, atomic_write_bytes, read_file, save_checkpoint,
 )  # fmt: skip
@@ -256,7 +256,7 @@ def test_writes_replace_a_link_and_never_write_through_it(tmp_path):
     assert not (folder / "a.json").is_symlink() and (folder / "a.json").read_bytes() == b"new"
     save_checkpoint({"step": 1}, link("checkpoint.pt"))
     assert not (folder / "checkpoint.pt").is_symlink() and not (folder / "checkpoint.prev.pt").exists()
-    save_grid(torch.rand(2, 3, 8, 8), link("grid.png"), nrow=2)
+    save_labelled_grid(torch.rand(1, 2, 3, 8, 8), link("grid.png"), ["row"])
     assert not (folder / "grid.png").is_symlink() and (folder / "grid.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(PathError, match="lock is a symbolic link"):
         DirectoryLock(folder, link("lock").name).acquire()

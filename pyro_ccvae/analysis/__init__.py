@@ -38,4 +38,9 @@ Every run-level metric has one signature, ``metric(analysis: Analysis) -> dict``
 (:mod:`pyro_ccvae.models.base`: encode, predict, decode, sample, intervene, ...), never to a
 model's internals, so every guide works; each task declares the capabilities it needs (its
 ``needs``), and a model without one of them is refused in one line naming both.
+
+``evaluate``'s sections are one table (:data:`.sections.SECTIONS`): each row names the section,
+the capabilities it needs, the function computing it, its headline numbers and terminal lines,
+and its figure. ``evaluate``, the report and ``ccvae-pyro evaluate`` iterate it, so a family
+without a capability skips the section everywhere (``evaluation.skipped`` says why).
 """

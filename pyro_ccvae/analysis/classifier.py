@@ -6,7 +6,7 @@ max-pooling; not the VAE's stride-2 encoder, which blurs a 4-pixel square into a
 on the labels that are seen (all of them, not just a run's labelled subset) by maximising
 ``sum_i log C(y_i | x)``. A binary label has one logit (sigmoid, binary cross-entropy; judges saved
 before categorical labels existed are of this form and still load), a label of ``K_i > 2`` classes
-``K_i`` logits (softmax, cross-entropy). Either way :meth:`LabelReader.log_probs` answers class
+``K_i`` logits (softmax, cross-entropy). Either way :meth:`~.judge.LabelReader.log_probs` answers class
 log-probabilities ``[..., L, K]``. A judge is only as good as its accuracy: reports show it per
 label, beside the chance level (the most frequent class's share). Its directory::
 
@@ -48,23 +48,19 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import (
-    CheckpointError, DirectoryLock, atomic_write_bytes, atomic_write_text, check_no_links, check_own_directory, checksums_path,
-    file_errors, make_folder, previous_path, read_checkpoint, read_file, read_json_object, remove_stale_temporaries, rng_state,
-    save_checkpoint, set_rng_state, sha256_of, shown,
+    CheckpointError, DirectoryLock, check_no_links, check_own_directory, checksums_path,
+    file_errors, make_folder, previous_path, read_checkpoint, remove_stale_temporaries, rng_state,
+    save_checkpoint, set_rng_state, shown,
 )  # fmt: skip
 from ..data import as_float_images, load_dataset
 from ..data.base import ImageSet
 from ..data.label_spec import check_num_classes
 from ..devices import resolve_device
 from ..errors import UserError
-from ..prediction import chance_accuracy, label_accuracy, mean_of, predicted_classes
-from .classifier_config import JUDGE_FORMAT, ClassifierConfig
+from ..prediction import chance_accuracy, label_accuracy, mean_of
+from .classifier_config import ClassifierConfig
+from .judge import CONFIG, JUDGE_FILES, MANIFEST, SUMMARY, UNCERTAINTY, WEIGHTS, judge_files, save_judge
 
-CONFIG, WEIGHTS, SUMMARY, MANIFEST = "config.json", "classifier.pt", "summary.json", "manifest.json"
-#: the GP head of :mod:`.judge_uncertainty` (a judge may lack it: trained before it, or --gp-steps 0).
-UNCERTAINTY = "uncertainty.pt"
-#: the files of a judge, in the order they are written (the manifest after them).
-JUDGE_FILES = (CONFIG, WEIGHTS, SUMMARY, UNCERTAINTY)
 #: training's state after the latest epoch, for ``train-classifier --resume``.
 CHECKPOINT = "checkpoint.pt"
 #: ``checkpoint.pt``'s mark, so that a foreign ``checkpoint.pt`` is not resumed.
@@ -184,42 +180,6 @@ class IndependentClassifier(torch.nn.Module):
                 f"the independent classifier reads {self.channels}x{self.image_size}x{self.image_size} images, "
                 f"the run makes {channels}x{image_size}x{image_size}; train it with the run's --image-size"
             )
-
-
-class LabelReader:
-    """An :class:`IndependentClassifier` restricted to a run's labels, in the run's order: per
-    label class log-probabilities, probabilities and decisions (the most probable class).
-
-    :param num_classes: the run's classes per label (default: the classifier's); a classifier that
-        reads a label with another number of classes is refused in one line.
-    """
-
-    def __init__(
-        self, classifier: IndependentClassifier, label_names: Sequence[str], channels: int, image_size: int,
-        num_classes: Optional[Sequence[int]] = None,
-    ):  # fmt: skip
-        classifier.check_images(channels, image_size)
-        self.classifier = classifier
-        self.index = classifier.columns(label_names)
-        if num_classes is not None:
-            classifier.check_classes(label_names, num_classes)
-        self.num_classes = [classifier.num_classes[i] for i in self.index]
-
-    @torch.no_grad()
-    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """``[..., C, H, W]`` -> class log-probabilities ``[..., L, K]`` of the run's labels
-        (``K`` the most classes among them; ``-inf`` for classes a label lacks)."""
-        batch_shape = x.shape[:-3]
-        out = self.classifier.log_probs(x.reshape(-1, *x.shape[-3:]))[:, self.index, : max(self.num_classes)]
-        return out.reshape(*batch_shape, *out.shape[1:])
-
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``[..., L, K]`` of the run's labels."""
-        return self.log_probs(x).exp()
-
-    def decisions(self, x: torch.Tensor) -> torch.Tensor:
-        """The most probable class of each label ``[..., L]`` (long; binary: logit > 0)."""
-        return predicted_classes(self.log_probs(x))
 
 
 #: a judge directory's files that do not make it someone else's (training's checkpoint has no config.json beside it yet).
@@ -448,45 +408,6 @@ class _JudgeTraining:
         return summary
 
 
-def save_judge(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write a judge's files (name -> bytes) into ``out_dir``, each atomically, between removing
-    its old manifest and writing the new one (see the module's notes)."""
-    hint = "there, or choose another --out"
-    with file_errors(out_dir / MANIFEST, "remove"):
-        (out_dir / MANIFEST).unlink(missing_ok=True)
-    for name, data in files.items():
-        atomic_write_bytes(out_dir / name, data, hint)
-    manifest = {"sha256": {name: sha256_of(data) for name, data in files.items()}}
-    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n", hint)
-
-
-def _judge_bytes(path: Path) -> dict[str, bytes]:
-    """The files of the judge in ``path`` that its manifest lists, checked against it; a one-line
-    ``ValueError`` when they do not match (a write that was interrupted, or files of two judges)."""
-    again = f"train it again with `ccvae-pyro train-classifier --out {shown(path)}`"
-    manifest = read_json_object(path / MANIFEST)
-    if manifest is None:
-        config = read_json_object(path / CONFIG)
-        if os.path.lexists(path / MANIFEST) or (config is not None and "judge_format" in config):
-            raise UserError(f"the classifier in {shown(path)} is incomplete ({MANIFEST} is missing or damaged: its writing was interrupted); {again}")
-        return {WEIGHTS: read_file(path / WEIGHTS)}  # a judge from before manifests
-    digests = manifest.get("sha256")
-    if not isinstance(digests, dict) or WEIGHTS not in digests:
-        raise UserError(f"{shown(path / MANIFEST)} is damaged; {again}")
-    files = {}
-    for name, digest in digests.items():
-        try:
-            data = read_file(path / str(name))
-        except FileNotFoundError:
-            raise UserError(f"the classifier in {shown(path)} lacks {name}, which its {MANIFEST} lists; {again}") from None
-        if sha256_of(data) != digest:
-            raise UserError(
-                f"{shown(path / str(name))} does not match {MANIFEST} (a write interrupted, or files of two classifiers mixed); {again}"
-            )
-        files[name] = data
-    return files
-
-
 @torch.no_grad()
 def predict(net: IndependentClassifier, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities ``[N, L, K]`` (CPU) for uint8 images ``[N, C, H, W]``."""
@@ -505,7 +426,7 @@ def load_classifier(path: Path, device: torch.device) -> IndependentClassifier:
                 f"{shown(path)} holds no {WEIGHTS}; train a classifier with `ccvae-pyro train-classifier --out {shown(path)}`"
             ) from None
     check_no_links(path, "classifier directory")
-    weights = _judge_bytes(path)[WEIGHTS]
+    weights = judge_files(path)[WEIGHTS]
     try:
         state = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
     except Exception as error:  # truncated, damaged, or objects a weights-only load refuses

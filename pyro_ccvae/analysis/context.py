@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -19,9 +19,7 @@ from ..errors import UserError
 from ..models import Representation
 from ..prediction import predicted_classes
 from ..run import Run, RunError
-
-if TYPE_CHECKING:
-    from .classifier import LabelReader
+from .judge import LabelReader
 
 
 @dataclass
@@ -32,7 +30,7 @@ class Analysis:
     :param split: the images to analyse; :meth:`from_run` picks the test split.
     :param batch_size: images per network pass.
     :param progress: show progress bars for long loops.
-    :param classifier: the independent classifier (a :class:`~.classifier.LabelReader`) that
+    :param classifier: the independent classifier (a :class:`~.judge.LabelReader`) that
         judges edited and generated images, if there is one.
     """
 
@@ -40,7 +38,7 @@ class Analysis:
     split: ImageSet
     batch_size: int = 256
     progress: bool = True
-    classifier: Optional["LabelReader"] = None
+    classifier: Optional[LabelReader] = None
 
     @classmethod
     def from_run(
@@ -130,7 +128,7 @@ class Analysis:
         labels, mask = self.split.labels.to(self.device), self.split.mask.to(self.device)
         return torch.where(mask, labels, predicted_classes(self.predicted_probs).to(labels.dtype))
 
-    def require_classifier(self, what: str) -> "LabelReader":
+    def require_classifier(self, what: str) -> LabelReader:
         if self.classifier is None:
             raise UserError(f"{what} needs an independent classifier; pass --classifier DIR (see `ccvae-pyro train-classifier`)")
         return self.classifier

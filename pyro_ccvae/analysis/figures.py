@@ -23,7 +23,6 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from PIL import Image
 
 from ..checkpoint import atomic_write_bytes
 
@@ -49,14 +48,6 @@ def image_grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
         top, left = PAD + (k // cols) * (height + PAD), PAD + (k % cols) * (width + PAD)
         grid[:, top : top + height, left : left + width] = images[k]
     return grid
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
-    """Save ``images [N, C, H, W]`` in ``[0, 1]`` as a grid with ``nrow`` images per row."""
-    pixels = image_grid(images, nrow).mul(255).add(0.5).clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
-    png = io.BytesIO()
-    Image.fromarray(pixels).save(png, format="PNG")
-    return write_png(png.getvalue(), path)
 
 
 def write_png(data: bytes, path: Path) -> Path:

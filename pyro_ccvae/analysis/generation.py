@@ -2,7 +2,7 @@
 
     y_i ~ p(y_i)  unless fixed,   z_c ~ p(z_c | y),   z_s ~ Normal(0, I),   x = decoder(z_c, z_s)
 
-The judged measures ask an independent classifier (:class:`~.classifier.LabelReader`) which class
+The judged measures ask an independent classifier (:class:`~.judge.LabelReader`) which class
 it reads on each generated image: :func:`generation_accuracy` (Table 5, every label),
 :func:`requested_class_accuracy` (each class of a label of ``K_i > 2`` classes in turn) and
 :func:`class_generation_accuracy` (one class spread over binary one-hot labels).
@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..models.base import DECODE, SAMPLE, Representation
-from ..prediction import predicted_classes
 from .context import Analysis
 
 

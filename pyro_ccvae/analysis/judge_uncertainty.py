@@ -28,7 +28,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -37,9 +37,9 @@ from ..data import ImageSet, as_float_images
 from ..errors import UserError
 from ..prediction import mean_of, predicted_classes
 
-if TYPE_CHECKING:
-    from .classifier import ClassifierConfig, IndependentClassifier
-    from .context import Analysis
+from .context import Analysis
+from .generation import generate
+from .judge import UNCERTAINTY, judge_files
 
 #: ``uncertainty.pt``'s format.
 FORMAT = 1
@@ -66,7 +66,7 @@ def mutual_information(probs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def penultimate_features(net: "IndependentClassifier", images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def penultimate_features(net: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """The judge's hidden layer (the input of its last linear layer) for images ``[N, C, H, W]``
     (uint8, or floats in ``[0, 1]`` such as decoded ones): ``[N, 128]`` on ``device``."""
     body = net.net[:-1]
@@ -106,7 +106,7 @@ class JudgeUncertainty:
     """The GP heads of a judge: per label (by name) a fitted ``VariationalSparseGP`` on the
     standardised penultimate features."""
 
-    net: "IndependentClassifier"
+    net: torch.nn.Module
     heads: dict
     num_classes: dict
     feature_mean: torch.Tensor
@@ -167,7 +167,7 @@ class JudgeUncertainty:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, net: "IndependentClassifier", device: torch.device) -> "JudgeUncertainty":
+    def from_bytes(cls, data: bytes, net: torch.nn.Module, device: torch.device) -> "JudgeUncertainty":
         state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
         if state.get("format") != FORMAT:
             raise ValueError(f"format {state.get('format')!r}, not {FORMAT}")
@@ -184,13 +184,18 @@ class JudgeUncertainty:
 
 
 def fit_uncertainty(
-    net: "IndependentClassifier", train: ImageSet, config: "ClassifierConfig", device: torch.device, progress: bool = False,
+    net: torch.nn.Module, train: ImageSet, config, device: torch.device, progress: bool = False,
 ) -> JudgeUncertainty:  # fmt: skip
     """Fit one GP head per label on the penultimate features of up to ``config.gp_points``
     training images (a seeded subsample; for each label those where it is seen), the network
     fixed: ``config.gp_steps`` Adam steps on the ELBO (``TraceMeanField_ELBO``, one draw of ``f``
     per step), ``config.gp_inducing`` inducing points started at a seeded choice of the features.
-    The RBF lengthscale starts at the median distance between standardised features."""
+    The RBF lengthscale starts at the median distance between standardised features.
+
+    :param net: the judge's network (an :class:`~.classifier.IndependentClassifier`; typed by its
+        base class so that this module, which the judge's training imports, imports nothing of it).
+    :param config: the judge's :class:`~.classifier.ClassifierConfig`: its ``seed``, ``batch_size``
+        and ``gp_*`` settings."""
     import pyro
     from pyro.infer import TraceMeanField_ELBO
 
@@ -238,12 +243,10 @@ def fit_uncertainty(
     return JudgeUncertainty(net, heads, num_classes, mean, std, settings, config.seed)
 
 
-def load_uncertainty(path: Path, net: "IndependentClassifier", device: torch.device) -> Optional[JudgeUncertainty]:
+def load_uncertainty(path: Path, net: torch.nn.Module, device: torch.device) -> Optional[JudgeUncertainty]:
     """The GP heads of the judge in ``path`` (checked against its manifest); ``None`` when it has
     none (trained before them, or with ``--gp-steps 0``)."""
-    from .classifier import UNCERTAINTY, _judge_bytes
-
-    data = _judge_bytes(Path(path)).get(UNCERTAINTY)
+    data = judge_files(Path(path)).get(UNCERTAINTY)
     if data is None:
         return None
     try:
@@ -264,13 +267,11 @@ def why_no_head(path: Path) -> str:
 
 
 @torch.no_grad()
-def uncertainty_section(analysis: "Analysis", uncertainty: JudgeUncertainty, samples_per_class: int = SAMPLES_PER_CLASS) -> dict:
+def uncertainty_section(analysis: Analysis, uncertainty: JudgeUncertainty, samples_per_class: int = SAMPLES_PER_CLASS) -> dict:
     """Table 7: for each label and each of its classes ``k``, ``samples_per_class`` images
     generated with ``y_i = k`` (the other labels from ``p(y)``, ``z_s ~ N(0, I)``); the GP head's
     rate of reading ``k`` on label ``i`` and the generated images' mean MI, beside the real test
     images' mean MI (the in-distribution reference) and the head's accuracy on them."""
-    from .generation import generate
-
     rep, names = analysis.representation, analysis.label_names
     missing = [name for name in names if name not in uncertainty.heads]
     if missing:
@@ -306,7 +307,7 @@ def uncertainty_section(analysis: "Analysis", uncertainty: JudgeUncertainty, sam
     }
 
 
-def judge_uncertainty(analysis: "Analysis", classifier_dir: Path, samples_per_class: int = SAMPLES_PER_CLASS) -> tuple[Optional[dict], Optional[str]]:
+def judge_uncertainty(analysis: Analysis, classifier_dir: Path, samples_per_class: int = SAMPLES_PER_CLASS) -> tuple[Optional[dict], Optional[str]]:
     """``evaluate``'s section from the judge in ``classifier_dir`` (whose network ``analysis``'s
     reader holds): ``(section, None)``, or ``(None, why)`` for a judge without a GP head."""
     net = analysis.require_classifier("the judge's uncertainty").classifier

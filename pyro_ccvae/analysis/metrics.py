@@ -272,14 +272,6 @@ def characteristic_values(analysis: Analysis, dim: int = 0) -> list[tuple[np.nda
     ]
 
 
-def mean_abs_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """Mean over all but the last dim of ``|after - before|``: one value per label.
-
-    Used on classifier log-probabilities: 0 when nothing changed.
-    """
-    return (after - before).abs().reshape(-1, before.shape[-1]).mean(0)
-
-
 def reference_log_probs(log_probs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """``log C(y_j = r_j | x)`` ``[..., L]`` from a classifier's class log-probabilities
     ``[..., L, K]`` and reference classes ``r [..., L]`` (its decisions on another image).

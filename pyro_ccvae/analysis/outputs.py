@@ -1,5 +1,5 @@
 """What analysis adds to the run directory's contract (:mod:`pyro_ccvae.run` owns the files):
-which ``metrics.json`` sections a judge computes, when a judge is reliable, and figure names.
+when a judge is reliable, and figure names.
 
 Every analysis command writes into the run directory it reads::
 
@@ -14,10 +14,6 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from ..run import figure_path, json_safe, read_metrics, update_metrics  # noqa: F401  (kept where analysis code finds them)
-
-#: the metrics.json sections computed by a judge (a classifier reading edited or generated images).
-JUDGED_SECTIONS = ("single_interventions", "characteristic_swap", "generation_accuracy")
 #: a judge reading a label's real test images less accurately than this makes that label's judged
 #: metrics unreliable: they measure the judge as much as the model.
 RELIABLE_JUDGE_ACCURACY = 0.9

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from ..checkpoint import atomic_write_text, newest_digest
 from ..run import CHECKPOINT, CONFIG, FIGURES, PROVENANCE, REPORT, RunError, figure_paths, read_config, read_metrics, read_summary
-from .outputs import JUDGED_SECTIONS
+from .sections import JUDGED_SECTIONS, headlines
 
 #: the settings the report shows, by option name (those a model family lacks are left out).
 SETTINGS = ("model", "dataset", "guide", "epochs", "sup_frac", "sup_schedule", "z_style_dim", "z_char_dim", "likelihood", "seed")
@@ -68,26 +68,6 @@ figure { margin: 0 0 1em; flex: 0 1 auto; max-width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #555; max-width: 60em; } code { background: #f4f4f4; }
 """
-
-#: the headline numbers of the summary: (section, key path, what it is).
-HEADLINES = (
-    ("classification", ("accuracy_mean",), "test accuracy of q(y|x), mean over labels"),
-    ("classification", ("auroc_mean",), "AUROC, mean over labels"),
-    ("likelihood", ("bits_per_dim_px_iwae",), "-log p(x) from the IWAE bound, bits/dim (lower is better)"),
-    ("latent_separation", ("wasserstein_mean",), "Wasserstein distance of z_c between classes, mean over labels"),
-    ("health", ("reconstruction", "model_mae"), "reconstruction error per pixel (MAE)"),
-    ("health", ("reconstruction", "mean_image_mae"), "error of the mean training image (MAE), for comparison"),
-    ("single_interventions", ("condition_number",), "condition number of the single-intervention matrix (1 is best)"),
-    ("single_interventions", ("exact_rate_mean",), "fraction of single interventions that change exactly the intended label"),
-    ("characteristic_swap", ("log_prob_change_mean",), "characteristic-swap metric (lower is better)"),
-    ("generation_accuracy", ("accuracy_mean",), "conditional-generation accuracy"),
-    # FID depends on the count of images: the count and the floor it sets go beside it
-    ("fid", ("generated",), "FID of generated images against the test images (lower is better)"),
-    ("fid", ("reconstructions",), "FID of reconstructions against the test images (lower is better)"),
-    ("fid", ("training_images",), "FID of training images against the test images: a perfect generator's at this count"),
-    ("fid", ("num_images",), "images per FID set (FID grows as the count shrinks)"),
-)
-
 
 def _fmt(value: Any) -> str:
     if value is None:
@@ -240,7 +220,7 @@ def _summary(metrics: dict, training: dict, provenance: Optional["Provenance"] =
     elif "health" in metrics or "health" in training:
         parts.append('<div class="box healthy">Health checks passed: no collapsed decoder, z_s in use, and the '
                      "classifier recognises samples of every label's conditional prior.</div>")  # fmt: skip
-    rows = [[text, _lookup(metrics, section, path)] for section, path, text in HEADLINES if _lookup(metrics, section, path) is not None]
+    rows = [[text, _lookup(metrics, section, path)] for section, path, text in headlines() if _lookup(metrics, section, path) is not None]
     if not rows and training.get("test_accuracy_mean") is not None:
         rows.append(["test accuracy of q(y|x) after training, mean over labels", training["test_accuracy_mean"]])
     if rows:

@@ -14,37 +14,23 @@ import torch
 
 from .. import sizes
 from ..errors import UserError
-from ..health import NEEDS as HEALTH_NEEDS, check_health, mean_image
-from ..models.base import PREDICT, RECONSTRUCT
-from ..run import ATTRIBUTE_CLASSIFIER, Run, check_results, figure_path, read_metrics, read_summary, results_lock, update_metrics
-from . import figures, metrics
-from .classifier import ClassifierConfig, LabelReader, load_classifier, train_classifier
+from ..run import Run, check_results, figure_path, read_metrics, results_lock, update_metrics
+from . import figures, generation, interventions, sections, swap as swaps, traversal
+from .classifier import load_classifier
 from .context import Analysis
-from .fid import GENERATED_NEEDS as FID_GENERATED_NEEDS, LEAST_IMAGES as FID_LEAST_IMAGES, check_count, fid_scores, load_inception, missing_weights_note
-from .ground_truth import has_ground_truth, nuisance_transfer
-from . import generation, interventions, judge_uncertainty, likelihood, locality, swap as swaps, traversal
-from .generation import (
-    class_generation_accuracy, generation_accuracy, generate as generate_images, is_one_hot, requested_class_accuracy, sample_labels,
-)  # fmt: skip
-from .interventions import (
-    class_draws, class_variance, diversity_maps, intervention_columns, matrix_array, mean_variance, single_interventions, switch_grid,
-)  # fmt: skip
+from .fid import LEAST_IMAGES as FID_LEAST_IMAGES
+from .generation import generate as generate_images, sample_labels
+from .interventions import class_draws, class_variance, diversity_maps, intervention_columns, mean_variance, switch_grid
 from .labels import describe_vector, parse_label_list, parse_label_vectors, parse_pairs
-from .likelihood import importance_weighted
-from .outputs import JUDGED_SECTIONS, RELIABLE_JUDGE_ACCURACY, figure_name, slug
+from .outputs import figure_name, slug
 from .report import write_report
-from .swap import swap_grid, swap_metric
+from .swap import swap_grid
 from .traversal import (
     class_legs, most_visible, path_captions, traversal_values, traverse as traverse_images, traverse_pair, traverse_simplex,
 )  # fmt: skip
 
 #: how many test images ``traverse`` looks through for the one its 2-D traversals show.
 VISIBLE_CANDIDATES = 256
-#: the metrics.json sections ``evaluate`` owns (replaced or removed on every evaluation).
-EVALUATE_SECTIONS = (
-    "evaluation", "health", "classification", "likelihood", "latent_separation", "style_leakage",
-    *JUDGED_SECTIONS, "nuisance_transfer", "edit_locality", "fid", "judge_uncertainty",
-)  # fmt: skip
 
 
 @dataclass
@@ -92,48 +78,7 @@ def _finish(run: Run, written: Written, remove: Sequence[str] = ()) -> Written:
     return written
 
 
-def _reader(run: Run, classifier: torch.nn.Module) -> LabelReader:
-    info = run.config.data.info
-    return LabelReader(classifier, run.label_names, info["channels"], info["image_size"], run.num_classes)
-
-
-def attribute_classifier(run: Run, epochs: int, progress: bool = True) -> tuple[Path, torch.nn.Module]:
-    """The ground-truth judge for data with known factors (``shapes``): a classifier trained on
-    every training label of the run's data (not only the run's labelled subset), kept in
-    ``RUN/attribute_classifier`` and reused while its settings match."""
-    folder = run.path / ATTRIBUTE_CLASSIFIER
-    wanted = ClassifierConfig.like_run(run.config, epochs=epochs, device=str(run.device))
-    if (folder / "classifier.pt").exists():
-        try:
-            saved = ClassifierConfig.load(folder / "config.json")
-            saved.device, saved.info = wanted.device, {}
-            net = load_classifier(folder, run.device) if saved == wanted else None
-        except ValueError:  # incomplete or damaged (a kill while it was written): trained again below
-            net = None
-        # one trained before the data's labels became categorical reads them as binary: retrain it
-        if net is not None and [net.num_classes[i] for i in net.columns(run.label_names)] == run.num_classes:
-            return folder, net
-    train_classifier(wanted, folder, progress=progress)
-    return folder, load_classifier(folder, run.device)
-
-
-#: what ``evaluate`` always needs; each further section needs its own (see :data:`EVALUATE_OPTIONAL`).
-EVALUATE_NEEDS = (PREDICT, RECONSTRUCT, *HEALTH_NEEDS)
-#: sections of ``evaluate`` a model may lack the capabilities for: skipped, and named in
-#: ``evaluation.skipped`` with the capability missing.
-EVALUATE_OPTIONAL = {
-    "likelihood": likelihood.NEEDS,
-    "latent_separation": traversal.NEEDS,  # the class priors' locations mark the densities
-    "single_interventions": interventions.NEEDS,
-    "characteristic_swap": swaps.NEEDS,
-    "generation_accuracy": generation.NEEDS,
-    "edit_locality": locality.NEEDS,
-    "fid_generated": FID_GENERATED_NEEDS,  # the reconstructions' FID needs only EVALUATE_NEEDS
-    "judge_uncertainty": generation.NEEDS,  # reads generated images
-}
-
-
-@_task(EVALUATE_NEEDS, lower="--batch-size, --max-images or --iw-samples")
+@_task(sections.NEEDS, lower="--batch-size, --max-images or --iw-samples")
 def evaluate(
     run: Run,
     iw_samples: int = 100,
@@ -169,174 +114,19 @@ def evaluate(
     for name, value, least in (("--iw-samples", iw_samples, 1), ("--gen-samples", gen_samples, 1), ("--attribute-epochs", attribute_epochs, 0), ("--fid-images", fid_images, FID_LEAST_IMAGES)):
         if value < least:
             raise UserError(f"{name} must be at least {least}, got {value}")
-    analysis = Analysis.from_run(run, "test", max_images, batch_size, progress)
+    evaluation = sections.Evaluation(
+        run, Analysis.from_run(run, "test", max_images, batch_size, progress), iw_samples, gen_samples, attribute_epochs, progress,
+        fid_weights, fid_images,
+    )  # fmt: skip
     # The judge is loaded and checked against the run first: bad input fails before the slow part.
-    judge = None
     if classifier_dir is not None:
-        judge = ("independent classifier", Path(classifier_dir), _reader(run, load_classifier(classifier_dir, run.device)))
-    if fid_weights is not None:  # a bad file, or too few images, fail here too
-        check_count(min(fid_images, len(analysis)))
-    inception = None if fid_weights is None else load_inception(fid_weights, run.device)
-    written = Written()
-    m = written.metrics
-    rep = run.representation
-    skipped = {
-        section: next(need for need in needs if need not in rep.capabilities)
-        for section, needs in EVALUATE_OPTIONAL.items()
-        if not set(needs) <= rep.capabilities
-    }
-    if "likelihood" not in skipped:  # a huge --iw-samples is refused (or said to take long) before the slow part
-        likelihood.check_cost(analysis, iw_samples)
-    m["classification"] = metrics.classification(analysis)
-    if "likelihood" not in skipped:
-        m["likelihood"] = importance_weighted(analysis, iw_samples)
-    if "latent_separation" not in skipped:
-        m["latent_separation"] = metrics.latent_separation(analysis)
-    m["health"] = {
-        "split": "test",
-        **check_health(
-            run.representation, analysis.split.images, mean_image(run.data.train.images), analysis.label_names,
-            run.device, batch_size, seed=run.config.run.seed, means=analysis.posterior_means,
-        ),
-    }
-    m["style_leakage"] = metrics.style_leakage(analysis, seed=run.config.run.seed)
-    m["style_leakage"]["style_is_label_free"] = rep.style_is_label_free
-    warning = metrics.leakage_warning(m["style_leakage"])
-    if warning is not None and rep.style_is_label_free:
-        m["health"]["warnings"].append(warning)
-
-    count = min(16, len(analysis))
-    index = torch.arange(count)
-    originals, recons = analysis.images(index), analysis.reconstruct(index)
-    width = min(8, count)
-    rows, row_names = [], []
-    for k in range(0, count, width):  # originals above their reconstructions, `width` per row
-        chunk = slice(k, min(k + width, count))
-        pad = width - (chunk.stop - chunk.start)
-        for images, name in ((originals, f"test {k}-{chunk.stop - 1}"), (recons, "reconstruction")):
-            rows.append(torch.cat([images[chunk], images.new_ones(pad, *images.shape[1:])]))
-            row_names.append(name)
-    path = figure_path(run.path, "reconstructions")
-    written.figures.append(figures.save_labelled_grid(torch.stack(rows), path, row_names))
-    if "latent_separation" not in skipped:
-        prior_locs = [rep.class_prior(i)[0][:, 0].cpu().numpy() for i in range(analysis.num_labels)]
-        written.figures.append(
-            figures.plot_densities(
-                metrics.characteristic_values(analysis),
-                analysis.label_names,
-                figure_path(run.path, "latent_densities"),
-                prior_locs=prior_locs,
-                distances=list(m["latent_separation"]["wasserstein"].values()),
-            )
-        )
-    written.figures += _confusion_figures(run, m["classification"], analysis.num_classes)
-
-    if has_ground_truth(analysis):
-        m["nuisance_transfer"] = nuisance_transfer(analysis)
-    if "edit_locality" not in skipped:  # the mask share on data whose renderer outlines the labels, keypoints everywhere
-        m["edit_locality"], figure = locality.edit_locality(analysis, figure_path(run.path, "locality"))
-        written.figures.append(figure)
-    else:
-        figure_path(run.path, "locality").unlink(missing_ok=True)
-    if judge is None and analysis.split.attributes is not None and attribute_epochs > 0:
-        folder, net = attribute_classifier(run, attribute_epochs, progress)
-        judge = ("ground-truth attribute classifier trained by evaluate", folder, _reader(run, net))
-    judge_accuracy = None if judge is None else _judge_summary(judge[1], "test_accuracy", analysis.label_names)
-    # labels the judge reads badly (or of unknown accuracy): their judged metrics measure the judge
-    unreliable = None if judge is None else [
-        name for name, value in judge_accuracy.items() if value is None or value < RELIABLE_JUDGE_ACCURACY
-    ]  # fmt: skip
-    m["evaluation"] = {
-        "split": "test",
-        "num_images": len(analysis),
-        "iw_samples": iw_samples,
-        "judge": None if judge is None else judge[0],
-        "classifier": None if judge is None else str(judge[1]),
-        "judge_test_accuracy": judge_accuracy,
-        # what always answering the most frequent class scores (judges trained before it was saved: null)
-        "judge_test_chance": None if judge is None else _judge_summary(judge[1], "test_chance", analysis.label_names),
-        "unreliable_labels": unreliable,
-        "reliable_judge_accuracy": RELIABLE_JUDGE_ACCURACY,
-        "skipped": {section: f"needs the capability {need!r}, which model {rep.family!r} does not offer" for section, need in skipped.items()},
-    }
-    if inception is None:
-        m["evaluation"]["skipped"]["fid"] = missing_weights_note()
-    if judge is not None:
-        analysis.classifier = judge[2]
-    if judge is not None and "single_interventions" not in skipped:
-        m["single_interventions"] = single_interventions(analysis)
-        written.figures.append(
-            figures.plot_matrix(
-                matrix_array(m["single_interventions"]),
-                analysis.label_names,
-                analysis.label_names,
-                figure_path(run.path, "intervention_matrix"),
-                title=f"single interventions (condition number {_fmt(m['single_interventions']['condition_number'])})",
-                colour_label="mean |change| of the judge's log-probability",
-                row_title="label intervened on (z_c^i set to another class's prior mean)",
-                col_title="label read by the judge",
-            )
-        )
-    else:  # an older matrix would sit in the report beside metrics that no longer mention it
-        figure_path(run.path, "intervention_matrix").unlink(missing_ok=True)
-    if "latent_separation" in skipped:
-        figure_path(run.path, "latent_densities").unlink(missing_ok=True)
-    if judge is not None and "characteristic_swap" not in skipped:
-        m["characteristic_swap"] = swap_metric(analysis)
-    if judge is not None and "generation_accuracy" not in skipped:
-        m["generation_accuracy"] = generation_accuracy(analysis, gen_samples)
-        if is_one_hot(run.data.train.labels, run.data.train.mask):
-            m["generation_accuracy"]["one_hot"] = class_generation_accuracy(analysis)
-        requested = requested_class_accuracy(analysis)
-        if requested is not None:
-            m["generation_accuracy"]["categorical"] = requested
-    if judge is not None and "judge_uncertainty" not in skipped:  # Table 7: the judge's MI on generated images beside real ones
-        section, why = judge_uncertainty.judge_uncertainty(analysis, judge[1])
-        if section is not None:
-            m["judge_uncertainty"] = section
-        else:
-            m["evaluation"]["skipped"]["judge_uncertainty"] = why
-    for name in JUDGED_SECTIONS:
-        if name in m:
-            m[name]["unreliable_labels"] = unreliable
-    if inception is not None:  # last: the other sections' random draws stay what they were without it
-        m["fid"] = fid_scores(analysis, inception, fid_images, generated="fid_generated" not in skipped)
+        reader = sections.label_reader(run, load_classifier(classifier_dir, run.device))
+        evaluation.judge = sections.Judge("independent classifier", Path(classifier_dir), reader)
+    sections.run_sections(evaluation)
+    written = Written(figures=evaluation.figures, metrics=evaluation.metrics)
     earlier = read_metrics(run.path)  # under the results lock: what _finish removes is what was there
-    written.dropped = [name for name in JUDGED_SECTIONS if name in earlier and name not in m]
-    return _finish(run, written, remove=EVALUATE_SECTIONS)
-
-
-def _judge_summary(folder: Path, key: str, label_names: Sequence[str]) -> dict[str, Optional[float]]:
-    """The judge's ``summary.json[key]`` (``test_accuracy``, ``test_chance``) for each of the run's
-    labels (``None`` where its summary lacks it)."""
-    values = read_summary(folder).get(key, {})
-    return {name: values.get(name) for name in label_names}
-
-
-def _confusion_figures(run: Run, classification: dict, num_classes: Sequence[int]) -> list[Path]:
-    """A labelled confusion matrix of ``q(y|x)`` for each label of more than two classes (a binary
-    label's four counts are in ``metrics.json``)."""
-    out = []
-    for name, k in zip(run.label_names, num_classes):
-        if k == 2:
-            continue
-        path = figure_path(run.path, figure_name("confusion", [name]))
-        classes = [f"{name}={c}" for c in range(k)]
-        title = (
-            f"{name}: q(y|x) on test images; accuracy {_fmt(classification['accuracy'][name])}, "
-            f"chance {_fmt(classification['chance'][name])}"
-        )
-        out.append(
-            figures.plot_matrix(
-                classification["confusion"][name], classes, classes, path, title, "test images",
-                row_title="true class", col_title="predicted class (most probable under q(y|x))", value_format="d",
-            )  # fmt: skip
-        )
-    return out
-
-
-def _fmt(value: Optional[float]) -> str:
-    return "undefined" if value is None else f"{value:.3g}"
+    written.dropped = [name for name in sections.JUDGED_SECTIONS if name in earlier and name not in written.metrics]
+    return _finish(run, written, remove=sections.NAMES)
 
 
 def _value_text(values: torch.Tensor) -> list[str]:

@@ -91,7 +91,7 @@ class FakeCategorical(Representation):
 
 class NearestClassJudge:
     """Reads pixel ``i`` of an image as label ``i``: class log-probabilities ``softmax_k(-(u - SPACING k)^2 / 2)``
-    of the grey level ``u``, ``-inf`` for the classes a label lacks (a :class:`~.classifier.LabelReader` stand-in)."""
+    of the grey level ``u``, ``-inf`` for the classes a label lacks (a :class:`~.judge.LabelReader` stand-in)."""
 
     def log_probs(self, x):
         u = (x[..., 0, 0, :] * 255).unsqueeze(-1)  # [..., L, 1]
@@ -130,3 +130,16 @@ def fake_run(path: Optional[Path] = None, n: int = 8, leak: float = 0.0, separat
 def fake_analysis(n: int = 8, leak: float = 0.0, separation: float = 1.0, judge: bool = True) -> Analysis:
     run = fake_run(None, n, leak, separation)
     return Analysis(run, run.data.test, batch_size=3, progress=False, classifier=NearestClassJudge() if judge else None)
+
+
+def level_side_data(n: int = 80) -> DataSplits:
+    """A judge's fake data set: a 3-class brightness ``level`` and a binary left/right bar ``side``,
+    ``n`` images of 1 x 32 x 32 (no rendering: fast), one split serving as train, validation and test."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.stack([torch.randint(0, 3, (n,), generator=g), torch.randint(0, 2, (n,), generator=g)], 1).float()
+    images = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
+    images[:, :, :16] = (80 * labels[:, 0]).to(torch.uint8).reshape(n, 1, 1, 1)
+    for row, side in enumerate(labels[:, 1].long().tolist()):
+        images[row, :, 20:, 16 * side : 16 * side + 16] = 255
+    split = ImageSet(images, labels, torch.ones_like(labels, dtype=torch.bool), ("level", "side"), num_classes=(3, 2))
+    return DataSplits(split, split, split, "fake")

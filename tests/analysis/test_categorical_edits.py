@@ -10,19 +10,19 @@ import pytest
 import torch
 
 from pyro_ccvae import api
-from pyro_ccvae.analysis import figures, metrics, tasks
+from pyro_ccvae.analysis import figures, metrics, sections, tasks
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.generation import generation_accuracy, requested_class_accuracy
 from pyro_ccvae.analysis.ground_truth import nuisance_transfer
 from pyro_ccvae.analysis.interventions import (
     class_draws, diversity_maps, intervention_columns, single_interventions, switch_grid, switched, target_classes,
 )  # fmt: skip
-from pyro_ccvae.analysis.outputs import update_metrics
 from pyro_ccvae.analysis.report import write_report
 from pyro_ccvae.analysis.traversal import (
     class_path, path_captions, simplex_values, simplex_weights, traversal_values, traverse_simplex,
 )  # fmt: skip
 from pyro_ccvae.data import ImageSet
+from pyro_ccvae.run import update_metrics
 
 from .categorical_fakes import NAMES, NUM_CLASSES, SPACING, fake_analysis, fake_run
 
@@ -251,7 +251,7 @@ def test_confusion_and_density_figures_are_labelled(tmp_path, drawn):
     analysis = fake_analysis()
     run = fake_run(tmp_path)
     classification = metrics.classification(analysis)
-    paths = tasks._confusion_figures(run, classification, analysis.num_classes)
+    paths = sections.confusion_figures(run, classification, analysis.num_classes)
     assert sorted(p.name for p in paths) == ["confusion_digit.png", "confusion_shape.png"]  # not the binary label
     texts = drawn["confusion_digit.png"]
     assert {"true class", "predicted class (most probable under q(y|x))"} <= set(texts)

@@ -12,14 +12,15 @@ from torch.nn import functional as F
 
 from pyro_ccvae.analysis import metrics
 from pyro_ccvae.analysis.classifier import (
-    IndependentClassifier, LabelReader, class_log_probs, judge_loss, load_classifier, output_widths,
+    IndependentClassifier, class_log_probs, judge_loss, load_classifier, output_widths,
 )  # fmt: skip
 from pyro_ccvae.analysis.context import Analysis
+from pyro_ccvae.analysis.judge import LabelReader
 from pyro_ccvae.analysis.labels import parse_label_vectors
 from pyro_ccvae.checkpoint import atomic_save
 from pyro_ccvae.prediction import chance_accuracy
 
-from .categorical_fakes import NAMES, NUM_CLASSES, SPACING, fake_run, image_set
+from .categorical_fakes import NAMES, NUM_CLASSES, SPACING, fake_run, image_set, level_side_data
 
 
 def test_confusion_matrix_by_hand():
@@ -198,26 +199,13 @@ def test_a_judge_saved_before_categorical_labels_still_reads(tmp_path):
 def test_a_categorical_judge_trains_saves_and_reads(tmp_path, monkeypatch):
     from pyro_ccvae.analysis import classifier
     from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier
-    from pyro_ccvae.data import DataSplits, ImageSet
-
-    def load(name, options):  # 3-class brightness and a binary left/right bar, 32 px
-        g = torch.Generator().manual_seed(0)
-        n = 96
-        labels = torch.stack([torch.randint(0, 3, (n,), generator=g), torch.randint(0, 2, (n,), generator=g)], 1).float()
-        images = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
-        images[:, :, :16] = (80 * labels[:, 0]).to(torch.uint8).reshape(n, 1, 1, 1)
-        for row, side in enumerate(labels[:, 1].long().tolist()):
-            images[row, :, 20:, 16 * side : 16 * side + 16] = 255
-        split = ImageSet(images, labels, torch.ones_like(labels, dtype=torch.bool), ("level", "side"), num_classes=(3, 2))
-        return DataSplits(split, split, split, "fake")
-
-    monkeypatch.setattr(classifier, "load_dataset", load)
+    monkeypatch.setattr(classifier, "load_dataset", lambda name, options: level_side_data(96))  # 3-class brightness, binary bar
     summary = train_classifier(ClassifierConfig(dataset="shapes", epochs=2, batch_size=16, lr=3e-3, device="cpu"), tmp_path, progress=False)
     assert set(summary["test_accuracy"]) == set(summary["test_chance"]) == {"level", "side"}
     for name in ("level", "side"):  # both are easy to see: the judge beats always answering the commonest class
         assert summary["test_accuracy"][name] > summary["test_chance"][name] + 0.2
     net = load_classifier(tmp_path, torch.device("cpu"))
     assert net.num_classes == [3, 2]
-    probs = LabelReader(net, ["side", "level"], 1, 32, [2, 3]).probs(load(None, None).test.images[:5].float() / 255)
+    probs = LabelReader(net, ["side", "level"], 1, 32, [2, 3]).probs(level_side_data(96).test.images[:5].float() / 255)
     assert probs.shape == (5, 2, 3) and torch.all(probs[:, 0, 2] == 0)
     assert torch.allclose(probs.sum(-1), torch.ones(5, 2))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyro_ccvae.analysis.classifier import LabelReader, load_classifier
+from pyro_ccvae.analysis.classifier import load_classifier
+from pyro_ccvae.analysis.judge import LabelReader
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.analysis.generation import generation_accuracy, sample_labels
 from pyro_ccvae.analysis.interventions import diversity_maps, single_interventions, switch_grid, switched

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_ccvae.analysis import tasks
+from pyro_ccvae.analysis import metrics, sections, tasks
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.models import CAPABILITIES, MODELS, CapabilityError
 from pyro_ccvae.models.base import ModelFamily, Representation
@@ -105,7 +105,7 @@ def test_evaluate_runs_the_sections_a_family_offers_and_names_the_rest(family_ru
     run = load_run(path, "cpu")
     tasks.evaluate(run, iw_samples=2, max_images=8, gen_samples=4, attribute_epochs=0, progress=False)
     written = json.loads((path / "metrics.json").read_text())
-    lacking = {s for s, needs in tasks.EVALUATE_OPTIONAL.items() if not set(needs) <= run.representation.capabilities}
+    lacking = {s for s, needs in sections.OPTIONAL.items() if not set(needs) <= run.representation.capabilities}
     assert set(written["evaluation"]["skipped"]) == lacking | {"fid"}  # fid: no --fid-weights given
     assert all("does not offer" in why and "\n" not in why for s, why in written["evaluation"]["skipped"].items() if s != "fid")
     assert written["classification"]["accuracy_mean"] is not None and "health" in written
@@ -160,7 +160,7 @@ def test_evaluate_warns_of_z_s_leakage_where_the_design_keeps_z_s_label_free(fam
         "linear_accuracy": per_label(1.0), "knn_accuracy": per_label(1.0), "chance": per_label(0.5),
         "leakage": per_label(1.0), "leaking_labels": [first], "leakage_warning": 0.5,
     }  # fmt: skip
-    monkeypatch.setattr(tasks.metrics, "style_leakage", lambda analysis, seed=0: dict(leaking))
+    monkeypatch.setattr(metrics, "style_leakage", lambda analysis, seed=0: dict(leaking))
     tasks.evaluate(run, iw_samples=2, max_images=8, gen_samples=4, attribute_epochs=0, progress=False)
     written = json.loads((path / "metrics.json").read_text())
     warned = [w for w in written["health"]["warnings"] if w.startswith("z_s holds label information")]

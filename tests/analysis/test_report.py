@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import shutil
 
-from pyro_ccvae.analysis.outputs import update_metrics
 from pyro_ccvae.analysis.report import write_report
+from pyro_ccvae.run import update_metrics
 
 from .test_commands import report_images
 
