@@ -38,7 +38,7 @@ def bound_seconds(run_dir: Path, max_images: int, iw_samples: int, encode_once: 
     """Seconds of :func:`~pyro_ccvae.analysis.likelihood.importance_weighted` on the run's first test images."""
     from pyro_ccvae.analysis.context import Analysis
     from pyro_ccvae.analysis.likelihood import importance_weighted
-    from pyro_ccvae.run import load_run
+    from pyro_ccvae.run_directory import load_run
 
     run = load_run(run_dir, "cpu")
     run.guide.train(not encode_once)  # training mode: every copy is encoded (no batch norm in the guide)

@@ -57,7 +57,7 @@ def _run_command(function=None, *, needs_data: bool = True):
 
         from pyro_ccvae import api
         from pyro_ccvae.data.images import progress_bars
-        from pyro_ccvae.run import ANALYSIS_METRICS
+        from pyro_ccvae.run_directory import ANALYSIS_METRICS
 
         if threads:
             torch.set_num_threads(threads)

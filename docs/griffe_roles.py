@@ -1,6 +1,6 @@
 """A griffe extension for the API reference: the docstrings' Sphinx roles as Markdown code.
 
-The docstrings follow Pyro's Sphinx style (``:class:`~pyro_ccvae.run.Run```), which mkdocstrings
+The docstrings follow Pyro's Sphinx style (``:class:`~pyro_ccvae.run_directory.Run```), which mkdocstrings
 renders as Markdown, where a role would show as ``:class:Run``. Each role becomes inline code of
 its target (its last component where the target starts with ``~``, as Sphinx shows it).
 """

@@ -52,7 +52,7 @@ from pyro_ccvae.analysis.judge_uncertainty import judge_uncertainty
 from pyro_ccvae.analysis.swap import swap_metric
 from pyro_ccvae.config import TrainConfig, option_name
 from pyro_ccvae.models import MODELS
-from pyro_ccvae.run import has_run, load_run, read_summary
+from pyro_ccvae.run_directory import has_run, load_run, read_summary
 from pyro_ccvae.training import train
 
 from paper_figures import DATA_DIFFERENCES, SOURCE, STAND_INS, pairs_agreeing, paper_figure

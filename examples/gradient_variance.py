@@ -43,7 +43,7 @@ from pyro_ccvae.config import TrainConfig  # noqa: E402
 from pyro_ccvae.data import as_float_images, load_dataset  # noqa: E402
 from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO  # noqa: E402
 from pyro_ccvae.models import get_family  # noqa: E402
-from pyro_ccvae.run import load_run  # noqa: E402
+from pyro_ccvae.run_directory import load_run  # noqa: E402
 from pyro_ccvae.training import train  # noqa: E402
 
 #: parameter groups, by the first name that matches (guide parameters not named are the encoder's).

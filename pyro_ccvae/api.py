@@ -45,7 +45,7 @@ from .analysis.traversal import traversal_values, traverse as traverse_images
 from .data import as_float_images
 from .errors import UserError
 from .models.base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, TRAVERSE
-from .run import Run, load_run
+from .run_directory import Run, load_run
 from . import sizes
 
 Label = Union[str, int]
@@ -62,7 +62,7 @@ def load(
     data_dir: Optional[Union[str, Path]] = None,
     cache_dir: Optional[Union[str, Path]] = None,
 ) -> "Loaded":
-    """Load the run in ``path`` (see :func:`pyro_ccvae.run.load_run`).
+    """Load the run in ``path`` (see :func:`pyro_ccvae.run_directory.load_run`).
 
     :param data: load the run's data splits too (for :meth:`Loaded.images` and the tasks).
     :param trust: allow a guide given by import path in the run's config (that imports code).
@@ -71,7 +71,7 @@ def load(
 
 
 class Loaded:
-    """A loaded run's verbs (see the module doc). :attr:`run` is the :class:`~pyro_ccvae.run.Run`."""
+    """A loaded run's verbs (see the module doc). :attr:`run` is the :class:`~pyro_ccvae.run_directory.Run`."""
 
     def __init__(self, run: Run):
         self.run = run

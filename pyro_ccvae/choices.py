@@ -4,7 +4,7 @@
 command line from the config dataclasses (:mod:`pyro_ccvae.config`), whose choices are these
 names. The registries that hold what the names stand for (the likelihoods, the data set loaders,
 the estimators) import torch, which costs seconds at start-up (docs/benchmarks.md, Start-up time); a test
-(tests/test_startup.py) checks that each table here names exactly what its registry holds.
+(tests/cli/test_startup.py) checks that each table here names exactly what its registry holds.
 
 The model families' names are :data:`pyro_ccvae.models.MODELS`'s keys, which it knows without
 importing a family's model code.

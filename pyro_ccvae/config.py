@@ -15,7 +15,7 @@ Every field is declared once, with its help text and command-line flag in the fi
 unique across the sections, so a flat name (``--lr``, ``lr=``) says where it belongs.
 
 The file format (nested, strict: an unknown or missing key is an error naming it), its legacy
-flat form (version 0.1) and where the file lies are :mod:`pyro_ccvae.run`'s business.
+flat form (version 0.1) and where the file lies are :mod:`pyro_ccvae.run_directory`'s business.
 """
 from __future__ import annotations
 

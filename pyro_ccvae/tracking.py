@@ -1,6 +1,6 @@
 """Optional TensorBoard event files (``--tensorboard``), beside ``metrics.jsonl``.
 
-``RUN/tensorboard/`` (:func:`pyro_ccvae.run.tensorboard_dir`) gets, from rank 0:
+``RUN/tensorboard/`` (:func:`pyro_ccvae.run_directory.tensorboard_dir`) gets, from rank 0:
 
 =========================  =====================================================================
 ``train/loss_per_image``   the loss of every step over its batch's images, by optimiser step

@@ -15,7 +15,7 @@ from pyro_ccvae.distributed import DataParallelSVI, World
 from pyro_ccvae.models.ccvae.elbo import CCVAE_ELBO
 from pyro_ccvae.models.ccvae.guides import build_guide
 from pyro_ccvae.models.ccvae.model import CCVAEModel
-from pyro_ccvae.run import CHECKPOINT, METRICS
+from pyro_ccvae.run_directory import CHECKPOINT, METRICS
 from pyro_ccvae.training import Trainer, train
 
 

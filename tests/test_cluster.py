@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from pyro_ccvae.run import CHECKPOINT, METRICS
+from pyro_ccvae.run_directory import CHECKPOINT, METRICS
 
 TINY = ["--num-train", "32", "--batch-size", "16", "--k-samples", "4", "--z-style-dim", "3", "--no-progress", "--device", "cpu"]
 

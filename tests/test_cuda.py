@@ -9,7 +9,7 @@ import torch
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.distributed import World
-from pyro_ccvae.run import CHECKPOINT, METRICS
+from pyro_ccvae.run_directory import CHECKPOINT, METRICS
 from pyro_ccvae.training import Trainer, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

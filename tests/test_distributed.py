@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.distributed import DataParallelSVI, DistributedError, World, rank_seed
 from pyro_ccvae.noise import batch_noise
-from pyro_ccvae.run import CHECKPOINT, METRICS, load_state, save_state
+from pyro_ccvae.run_directory import CHECKPOINT, METRICS, load_state, save_state
 from pyro_ccvae.training import Trainer, TrainingError, TrainingInterrupted, train
 
 WORLD = 2

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pyro_ccvae.config import SECTIONS, TrainConfig, option_name
 from pyro_ccvae.checkpoint import save_checkpoint
-from pyro_ccvae.run import CHECKPOINT, CONFIG, RunError, config_from_json, load_run, read_config
+from pyro_ccvae.run_directory import CHECKPOINT, CONFIG, RunError, config_from_json, load_run, read_config
 from pyro_ccvae.training import train
 from pyro_ccvae_cli.main import main
 

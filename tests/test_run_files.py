@@ -27,7 +27,7 @@ from pyro_ccvae.checkpoint import (
     DirectoryLock, PathError, append_text, atomic_write_bytes, read_file, save_checkpoint,
 )  # fmt: skip
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import (
+from pyro_ccvae.run_directory import (
     ANALYSIS_METRICS, CHECKPOINT, CONFIG, FIGURES, LOCK, PROVENANCE, REPORT, RESULTS_LOCK, SUMMARY, CheckpointUsed, RunError,
     figure_path, read_metrics, update_metrics,
 )  # fmt: skip
@@ -312,7 +312,7 @@ def test_a_figure_write_that_fails_keeps_the_previous_figure(run, monkeypatch):
 
 UPDATER = """
 import sys
-from pyro_ccvae.run import update_metrics
+from pyro_ccvae.run_directory import update_metrics
 for step in range(40):
     update_metrics(sys.argv[1], {sys.argv[2]: {"step": step}})
 """

@@ -23,7 +23,7 @@ from pyro_ccvae.checkpoint import (
     set_rng_state,
 )
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import CHECKPOINT, LOCK, METRICS, RunError, load_run, lock_run
+from pyro_ccvae.run_directory import CHECKPOINT, LOCK, METRICS, RunError, load_run, lock_run
 from pyro_ccvae.training import Trainer, TrainingError, train
 from pyro_ccvae_cli.main import main
 

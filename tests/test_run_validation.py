@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from pyro_ccvae.checkpoint import checksums_path, save_checkpoint
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import CHECKPOINT, CONFIG, LABELLED, SPLITS, RunError, load_run, read_config, write_config
+from pyro_ccvae.run_directory import CHECKPOINT, CONFIG, LABELLED, SPLITS, RunError, load_run, read_config, write_config
 from pyro_ccvae.training import choose_labelled, train
 from pyro_ccvae_cli.main import main
 

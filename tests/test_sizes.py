@@ -13,28 +13,21 @@ from pathlib import Path
 import pyro
 import pytest
 import torch
-from click.testing import CliRunner
 
 from pyro_ccvae import sizes
 from pyro_ccvae.analysis import figures, likelihood
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import Trainer, TrainingError, train
 from pyro_ccvae.training.loop import Loop
-from pyro_ccvae_cli.main import main
+from cli_helpers import cli  # tests/ is on the path of its top-level modules
 
 TINY = ["--num-train", "32", "--batch-size", "16", "--epochs", "1", "--z-style-dim", "3", "--k-samples", "4", "--device", "cpu", "--no-progress"]
 #: so large that no machine holds it (the sizes of the issue, 10000000 K samples, are 58 GB: a
 #: machine with more memory free would rightly go ahead)
 NEVER_FITS = "10000000000"
 
-
-def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def one_line_error(result, *fragments: str) -> str:

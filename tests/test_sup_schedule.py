@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.distributed import World
-from pyro_ccvae.run import CHECKPOINT, CONFIG, METRICS, labelled_stages, load_run, read_config
+from pyro_ccvae.run_directory import CHECKPOINT, CONFIG, METRICS, labelled_stages, load_run, read_config
 from pyro_ccvae.supervision import Stage, check_epochs, format_schedule, parse_schedule, stage_of_epoch, stage_spans
 from pyro_ccvae.training import Trainer, TrainingInterrupted, choose_labelled, train
 from pyro_ccvae_cli.main import main

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import tensorboard_dir
+from pyro_ccvae.run_directory import tensorboard_dir
 from pyro_ccvae.tracking import TrackingError, image_grid
 from pyro_ccvae.training import Trainer, train
 

@@ -18,7 +18,7 @@ from ..data import ImageSet, as_float_images
 from ..errors import UserError
 from ..models import Representation
 from ..prediction import predicted_classes
-from ..run import Run, RunError
+from ..run_directory import Run, RunError
 from .judge import LabelReader
 
 
@@ -26,7 +26,7 @@ from .judge import LabelReader
 class Analysis:
     """A run and one of its splits (by default the test split), seen by every metric and figure.
 
-    :param run: from :func:`pyro_ccvae.run.load_run` (with its data).
+    :param run: from :func:`pyro_ccvae.run_directory.load_run` (with its data).
     :param split: the images to analyse; :meth:`from_run` picks the test split.
     :param batch_size: images per network pass.
     :param progress: show progress bars for long loops.

@@ -1,4 +1,4 @@
-"""What analysis adds to the run directory's contract (:mod:`pyro_ccvae.run` owns the files):
+"""What analysis adds to the run directory's contract (:mod:`pyro_ccvae.run_directory` owns the files):
 when a judge is reliable, and figure names.
 
 Every analysis command writes into the run directory it reads::

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..checkpoint import atomic_write_text, newest_digest
-from ..run import CHECKPOINT, CONFIG, FIGURES, PROVENANCE, REPORT, RunError, figure_paths, read_config, read_metrics, read_summary
+from ..run_directory import CHECKPOINT, CONFIG, FIGURES, PROVENANCE, REPORT, RunError, figure_paths, read_config, read_metrics, read_summary
 from .sections import JUDGED_SECTIONS, headlines
 
 #: the settings the report shows, by option name (those a model family lacks are left out).

@@ -20,7 +20,7 @@ import torch
 
 from ..health import NEEDS as HEALTH_NEEDS, check_health, describe as describe_health, mean_image
 from ..models.base import PREDICT, RECONSTRUCT
-from ..run import ATTRIBUTE_CLASSIFIER, Run, figure_path, read_summary
+from ..run_directory import ATTRIBUTE_CLASSIFIER, Run, figure_path, read_summary
 from . import figures, generation, interventions, judge_uncertainty, likelihood, locality, metrics, swap, traversal
 from .classifier import ClassifierConfig, load_classifier, train_classifier
 from .context import Analysis

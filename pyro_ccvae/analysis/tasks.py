@@ -14,7 +14,7 @@ import torch
 
 from .. import sizes
 from ..errors import UserError
-from ..run import Run, check_results, figure_path, read_metrics, results_lock, update_metrics
+from ..run_directory import Run, check_results, figure_path, read_metrics, results_lock, update_metrics
 from . import figures, generation, interventions, sections, swap as swaps, traversal
 from .classifier import load_classifier
 from .context import Analysis
@@ -48,7 +48,7 @@ class Written:
 def _task(*needs: Sequence[str], lower: str):
     """A task that asks the run's model for the capabilities in ``needs`` (a one-line
     :class:`~pyro_ccvae.models.CapabilityError` naming both if it lacks one) and runs with the
-    run's own Pyro parameter store (see :meth:`pyro_ccvae.run.Run.scope`). Its sizes are checked
+    run's own Pyro parameter store (see :meth:`pyro_ccvae.run_directory.Run.scope`). Its sizes are checked
     before it allocates (:mod:`pyro_ccvae.sizes`); running out of memory all the same is a
     one-line :class:`~pyro_ccvae.sizes.SizeError` naming ``lower``, the options that size it."""
     wanted = tuple(dict.fromkeys(c for group in needs for c in group))

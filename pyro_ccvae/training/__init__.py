@@ -12,7 +12,7 @@ family's objective, into a run directory; on one process or several (torchrun).
 :mod:`.report`         each epoch's validation, ``metrics.jsonl`` line and TensorBoard events; the summary
 =====================  ===========================================================================
 
-What a run directory holds, and all reading and writing of it, is :mod:`pyro_ccvae.run`'s. How
+What a run directory holds, and all reading and writing of it, is :mod:`pyro_ccvae.run_directory`'s. How
 several processes share a run (sharded batches, summed gradients, rank 0 writing) is
 :mod:`pyro_ccvae.distributed`'s; keyed noise is :mod:`pyro_ccvae.noise`'s, bf16 and
 ``torch.compile`` :mod:`pyro_ccvae.acceleration`'s, TensorBoard :mod:`pyro_ccvae.tracking`'s.

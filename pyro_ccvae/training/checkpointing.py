@@ -1,7 +1,7 @@
 """Training's checkpoints: where training stands, saving it (every process's random state with
 it, so that a resumed run goes on exactly), restoring it on resume (rank 0 reads it in
 :func:`~.setup.open_run`), and refusing to save parameters that are not finite. The file format (checksums, the previous copy) is
-:mod:`pyro_ccvae.checkpoint`'s; the run directory's layout :mod:`pyro_ccvae.run`'s."""
+:mod:`pyro_ccvae.checkpoint`'s; the run directory's layout :mod:`pyro_ccvae.run_directory`'s."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ from typing import Optional
 import pyro
 import torch
 
-from .. import run as rundir
+from .. import run_directory
 from ..checkpoint import DiskFullError, rng_state, set_rng_state
 from ..config import TrainConfig
 from ..distributed import World
@@ -101,7 +101,7 @@ class Checkpoints:
             if self.world.distributed:
                 state["rng_ranks"] = rng
             try:
-                rundir.save_state(self.run_dir, state, hint="there, or resume with another --out on another disk")
+                run_directory.save_state(self.run_dir, state, hint="there, or resume with another --out on another disk")
             except DiskFullError as error:
                 raise TrainingError(f"{error}; {self.kept()}") from None
 
@@ -112,8 +112,8 @@ class Checkpoints:
         """Load ``saved`` (every process holds it) into the model, guide, optimiser and this
         process's random state; the position it was saved at."""
         try:  # another configuration's checkpoint (or one that no longer fits the model) is named in one line
-            rundir.check_state_fits(self.run_dir, saved.state, config, saved.file, model=self.model, guide=self.guide)
-        except rundir.RunError as error:
+            run_directory.check_state_fits(self.run_dir, saved.state, config, saved.file, model=self.model, guide=self.guide)
+        except run_directory.RunError as error:
             raise shared(self.world, error) from None
         state = saved.state
         self.model.load_state_dict(state["model"])

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .. import run as rundir
+from .. import run_directory
 from ..data import DataSplits, as_float_images
 from ..health import check_health, mean_image
 from ..models.base import RECONSTRUCT
@@ -46,7 +46,7 @@ class EpochReport:
         interrupted run logged from there on is dropped)."""
         from ..tracking import TensorBoardLog  # imports torch.utils.tensorboard: only when asked for
 
-        folder = rundir.tensorboard_dir(self.run_dir)
+        folder = run_directory.tensorboard_dir(self.run_dir)
         self._tensorboard = TensorBoardLog(folder, purge_step=purge_step)
 
     def close(self) -> None:
@@ -79,7 +79,7 @@ class EpochReport:
             "images_per_s": (position.images - images_at_start) / max(seconds, 1e-9),
             **more(),
         }
-        rundir.append_epoch_metrics(self.run_dir, record)
+        run_directory.append_epoch_metrics(self.run_dir, record)
         if self._tensorboard is not None:
             self._tensorboard.epoch(record, *self._reconstructions())
         return record
@@ -118,7 +118,7 @@ class EpochReport:
         }
         if sup_stages is not None:
             summary["sup_stages"] = sup_stages
-        rundir.write_summary(self.run_dir, summary)
+        run_directory.write_summary(self.run_dir, summary)
         return summary
 
     def _health(self) -> dict:

@@ -12,13 +12,13 @@ from typing import Callable, Mapping, Optional
 
 import torch
 
-from .. import run as rundir, sizes
+from .. import run_directory, sizes
 from ..checkpoint import CheckpointError
 from ..config import TrainConfig
 from ..data import DataSplits, load_dataset
 from ..distributed import World
 from ..models import get_family
-from ..run import CHECKPOINT, CONFIG, RunError
+from ..run_directory import CHECKPOINT, CONFIG, RunError
 from ..supervision import labelled_order
 from .batches import TrainingSet
 from .checkpointing import SavedState
@@ -33,8 +33,8 @@ def choose_labelled(num_train: int, sup_frac: float, seed: int) -> torch.Tensor:
 
 
 def _labelled_count(num_train: int, sup_frac: float, flag: str) -> int:
-    """:func:`~pyro_ccvae.run.labelled_count`, warning when a rate above 0 labels no point."""
-    count = rundir.labelled_count(num_train, sup_frac)
+    """:func:`~pyro_ccvae.run_directory.labelled_count`, warning when a rate above 0 labels no point."""
+    count = run_directory.labelled_count(num_train, sup_frac)
     if count == 0 and sup_frac > 0:
         log.warning(
             "%s %g of %d training points rounds to 0 labelled points: the run trains without labels; "
@@ -58,12 +58,12 @@ class RunDirectory:
             from ..tracking import require_tensorboard  # imports torch.utils.tensorboard: only when asked for
 
             require_tensorboard()
-        if resume and not rundir.has_run(self.path):
+        if resume and not run_directory.has_run(self.path):
             raise TrainingError(f"cannot resume: {self.path} holds no {CONFIG} and {CHECKPOINT} from a previous run")
-        rundir.check_run_directory(self.path)
+        run_directory.check_run_directory(self.path)
         self._made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = rundir.lock_run(self.path)
+        self._lock = run_directory.lock_run(self.path)
 
     def release(self) -> None:
         """Let another process write the run."""
@@ -73,8 +73,8 @@ class RunDirectory:
 
     def remove_if_unused(self) -> None:
         """A set-up that failed leaves no folder behind that it made and that holds only its lock."""
-        if self._made and {p.name for p in self.path.iterdir()} <= {rundir.LOCK}:
-            (self.path / rundir.LOCK).unlink(missing_ok=True)
+        if self._made and {p.name for p in self.path.iterdir()} <= {run_directory.LOCK}:
+            (self.path / run_directory.LOCK).unlink(missing_ok=True)
             self.path.rmdir()
 
 
@@ -82,7 +82,7 @@ def resolved_config(run_dir: Path, config: TrainConfig, resume: bool, explicit: 
     """The config to train with: on resume, the run's (see :func:`resumed_config`)."""
     if resume:
         config = resumed_config(run_dir, config, explicit)
-    elif rundir.has_checkpoint(run_dir):
+    elif run_directory.has_checkpoint(run_dir):
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     else:  # typed from the guide's constructor ("rank=8" -> 8); a mistyped name stops here
         config.guide.options = get_family(config.model.name).guide_options(config.guide.name, config.guide.options)
@@ -94,7 +94,7 @@ def resumed_config(run_dir: Path, config: TrainConfig, explicit: Mapping[str, st
     """The run's config with ``config``'s epochs and device, and the ``explicit`` options that a
     resume may change; one that may not and differs is an error rather than silently ignored."""
     try:
-        saved = rundir.read_config(run_dir)
+        saved = run_directory.read_config(run_dir)
     except RunError as error:
         raise TrainingError(f"cannot resume: {error}") from None
     saved.optimisation.epochs, saved.run.device = config.optimisation.epochs, config.run.device
@@ -119,7 +119,7 @@ def labelled_subset(run_dir: Path, config: TrainConfig, num_train: int, resume: 
     points in the seeded permutation's order (stage k labels a prefix of it)."""
     optimisation = config.optimisation
     if resume:
-        return rundir.read_labelled(run_dir, num_train, optimisation.sup_frac)
+        return run_directory.read_labelled(run_dir, num_train, optimisation.sup_frac)
     if optimisation.sup_schedule is None:
         return choose_labelled(num_train, optimisation.sup_frac, config.run.seed)
     return labelled_order(num_train, _labelled_count(num_train, optimisation.sup_frac, "--sup-schedule's first stage"), config.run.seed)
@@ -150,7 +150,7 @@ def open_run(directory: RunDirectory, config: TrainConfig, resume: bool, explici
         data = load_dataset(resolved.data.dataset, resolved.data.data_options(resolved.run.seed))
         loaded.append(data)  # rank 0's own: the others load theirs from the cache it built
         if resume:
-            rundir.check_data_matches(directory.path, data)
+            run_directory.check_data_matches(directory.path, data)
         labelled = labelled_subset(directory.path, resolved, len(data.train), resume)
         return resolved, labelled, read_checkpoint(directory.path, world.size) if resume else None
 
@@ -164,7 +164,7 @@ def read_checkpoint(run_dir: Path, world_size: int) -> SavedState:
     # On the CPU: RNG states must stay CPU tensors; modules and optimiser states copy
     # themselves onto their parameters' device.
     try:
-        state, previous = rundir.load_state(run_dir, map_location="cpu")
+        state, previous = run_directory.load_state(run_dir, map_location="cpu")
     except CheckpointError as error:
         raise TrainingError(f"cannot resume: {error}") from None
     saved_size = state.get("world_size", 1)
@@ -237,12 +237,12 @@ def write_run_files(run_dir: Path, opening: Opening, resume: bool, nothing_to_do
     on resume; unless there is ``nothing_to_do``) and, for a new run, what is written once; the
     TensorBoard writer (``open_tensorboard``) if asked for."""
     if not resume:
-        rundir.clear_tensorboard(run_dir)
+        run_directory.clear_tensorboard(run_dir)
     if open_tensorboard is not None:
         open_tensorboard()
     if not nothing_to_do:  # "nothing to do" changes nothing
-        rundir.write_config(run_dir, opening.config)
+        run_directory.write_config(run_dir, opening.config)
     if not resume:
-        rundir.write_labelled(run_dir, opening.labelled)
-        rundir.write_splits(run_dir, opening.data)
-        rundir.clear_epoch_metrics(run_dir)
+        run_directory.write_labelled(run_dir, opening.labelled)
+        run_directory.write_splits(run_dir, opening.data)
+        run_directory.clear_epoch_metrics(run_dir)

@@ -16,7 +16,7 @@ from ..config import TrainConfig
 from ..distributed import DataParallelSVI, World, rank_seed
 from ..models import get_family
 from ..noise import noise_for
-from ..run import trim_epoch_metrics
+from ..run_directory import trim_epoch_metrics
 from ..supervision import Stage, stage_of_epoch
 from .batches import TrainingSet
 from .checkpointing import Checkpoints

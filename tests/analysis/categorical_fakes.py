@@ -116,7 +116,7 @@ def image_set(labels: torch.Tensor) -> ImageSet:
 
 
 def fake_run(path: Optional[Path] = None, n: int = 8, leak: float = 0.0, separation: float = 1.0) -> SimpleNamespace:
-    """What the analysis tasks read of a run (:class:`pyro_ccvae.run.Run`), with a fake model."""
+    """What the analysis tasks read of a run (:class:`pyro_ccvae.run_directory.Run`), with a fake model."""
     split = image_set(labels_of(n))
     data = DataSplits(split, split, split, "fake")
     info = {"label_names": list(NAMES), "num_classes": list(NUM_CLASSES), "channels": 1, "image_size": 1}

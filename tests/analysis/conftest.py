@@ -12,7 +12,7 @@ import pytest
 
 from pyro_ccvae.analysis.classifier import ClassifierConfig, train_classifier
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import train
 
 

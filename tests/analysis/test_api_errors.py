@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyro_ccvae import api
-from pyro_ccvae.run import RunError
+from pyro_ccvae.run_directory import RunError
 
 
 @pytest.fixture(scope="module")

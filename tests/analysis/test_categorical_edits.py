@@ -22,7 +22,7 @@ from pyro_ccvae.analysis.traversal import (
     class_path, path_captions, simplex_values, simplex_weights, traversal_values, traverse_simplex,
 )  # fmt: skip
 from pyro_ccvae.data import ImageSet
-from pyro_ccvae.run import update_metrics
+from pyro_ccvae.run_directory import update_metrics
 
 from .categorical_fakes import NAMES, NUM_CLASSES, SPACING, fake_analysis, fake_run
 

@@ -11,7 +11,7 @@ from pyro_ccvae.analysis.labels import parse_label_list, parse_label_vectors, pa
 from pyro_ccvae.analysis.outputs import slug
 from pyro_ccvae.health import random_partners
 from pyro_ccvae.prediction import predicted_classes
-from pyro_ccvae.run import json_safe
+from pyro_ccvae.run_directory import json_safe
 
 NAMES = ["a", "b", "c"]
 

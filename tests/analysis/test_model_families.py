@@ -14,7 +14,7 @@ from pyro_ccvae.analysis import metrics, sections, tasks
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.models import CAPABILITIES, MODELS, CapabilityError
 from pyro_ccvae.models.base import ModelFamily, Representation
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import train
 from pyro_ccvae_cli.main import main
 

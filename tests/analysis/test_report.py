@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 from pyro_ccvae.analysis.report import write_report
-from pyro_ccvae.run import update_metrics
+from pyro_ccvae.run_directory import update_metrics
 
 from .test_commands import report_images
 

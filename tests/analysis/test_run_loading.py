@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
 from pyro_ccvae.checkpoint import ForeignDirectoryError, save_checkpoint
 from pyro_ccvae.data import DataError
-from pyro_ccvae.run import RunError, load_run
+from pyro_ccvae.run_directory import RunError, load_run
 from pyro_ccvae_cli.main import main
 
 
@@ -51,7 +51,7 @@ def test_generate_does_not_load_the_data(run_dir, tmp_path, monkeypatch):
     def no_data(*args, **kwargs):
         raise AssertionError("generate loaded the data")
 
-    monkeypatch.setattr("pyro_ccvae.run.load_dataset", no_data)
+    monkeypatch.setattr("pyro_ccvae.run_directory.load_dataset", no_data)
     result = cli("generate", path, "--device", "cpu", "--samples", 2)
     assert result.exit_code == 0, result.output
 

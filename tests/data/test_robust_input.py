@@ -16,7 +16,7 @@ from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.data import DataError, DataOptions, cache, load_dataset
 from pyro_ccvae.data.celeba import read_attributes
 from pyro_ccvae.data.images import decode_image
-from pyro_ccvae.run import RunError, load_run
+from pyro_ccvae.run_directory import RunError, load_run
 from pyro_ccvae.training import train
 from pyro_ccvae_cli.main import main
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_ccvae.run import CHECKPOINT
+from pyro_ccvae.run_directory import CHECKPOINT
 from pyro_ccvae.training import Trainer
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae_cli.main import main

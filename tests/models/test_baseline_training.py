@@ -11,7 +11,7 @@ import torch
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.data import DATASETS
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import train
 
 BASELINES = ("m2", "diva", "mvae")

@@ -12,7 +12,7 @@ from pyro.infer import SVI
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.data import as_float_images, load_dataset
 from pyro_ccvae.models import get_family
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import Trainer
 
 

@@ -15,7 +15,7 @@ from pyro_ccvae.data import DATASETS, DataSplits, ImageSet
 from pyro_ccvae.models.ccvae.guides import GUIDES, DiagonalClassifier, GuideError, build_guide
 from pyro_ccvae.models.ccvae.model import CCVAEModel, initial_class_locations
 from pyro_ccvae.models.ccvae.representation import CCVAERepresentation
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import train
 
 NUM_CLASSES = (3, 2, 5)

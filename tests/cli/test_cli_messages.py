@@ -6,18 +6,11 @@ from __future__ import annotations
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from pyro_ccvae_cli.main import main
+from cli_helpers import cli  # tests/ is on the path of its top-level modules
 
 TINY = ["--num-train", "32", "--batch-size", "16", "--epochs", "1", "--z-style-dim", "3", "--k-samples", "4", "--device", "cpu", "--no-progress"]
 
-
-def cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), (result.output, result.exception)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -26,7 +26,7 @@ from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.models import MODELS
 from pyro_ccvae.models.base import SAMPLE
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import train
 
 from cli_helpers import cli  # tests/ is on the path of its top-level modules

@@ -15,7 +15,7 @@ import pytest
 from pyro_ccvae import api
 from pyro_ccvae.analysis import sections
 from pyro_ccvae.models import MODELS
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae_cli.main import main
 
 from cli_helpers import cli  # tests/ is on the path of its top-level modules

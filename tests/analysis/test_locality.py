@@ -14,7 +14,7 @@ from pyro_ccvae import api
 from pyro_ccvae.analysis import locality
 from pyro_ccvae.analysis.context import Analysis
 from pyro_ccvae.data import shapes
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 
 from cli_helpers import cli  # tests/ is on the path of its top-level modules
 

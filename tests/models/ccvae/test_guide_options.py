@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.models.ccvae.guides import FlowGuide, GuideError, LowRankGuide, build_guide, guide_options
-from pyro_ccvae.run import config_from_json, load_run, read_config
+from pyro_ccvae.run_directory import config_from_json, load_run, read_config
 from pyro_ccvae_cli.main import main
 
 DIMS = dict(num_labels=3, z_char_dim=1, z_style_dim=4, channels=1, image_size=32)

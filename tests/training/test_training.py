@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.run import CHECKPOINT, METRICS
+from pyro_ccvae.run_directory import CHECKPOINT, METRICS
 from pyro_ccvae.training import Trainer, TrainingError, TrainingInterrupted, choose_labelled, train
 
 

@@ -12,7 +12,7 @@ from pyro.infer import Predictive
 from pyro_ccvae.config import TrainConfig
 from pyro_ccvae.models import MODELS, get_family
 from pyro_ccvae.models.labels import one_hot
-from pyro_ccvae.run import load_run
+from pyro_ccvae.run_directory import load_run
 from pyro_ccvae.training import train
 
 #: each family's settings for a tiny model (its own option names).
