@@ -36,7 +36,7 @@ from typing import Any, Iterable, Optional, Sequence
 import pyro
 import torch
 
-from ..dataset_defaults import DATASET_SETTINGS, dataset_defaults
+from .dataset_defaults import DATASET_SETTINGS, dataset_defaults
 from ..errors import UserError
 
 ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP, TRAVERSE, LIKELIHOOD = (
@@ -156,7 +156,7 @@ class ModelFamily:
 
     def fill_defaults(self, config: Any, dataset: str) -> None:
         """Fill the settings left to the data set (``None``: the likelihood, the latent sizes) from
-        :mod:`pyro_ccvae.dataset_defaults`, before the config is saved."""
+        :mod:`pyro_ccvae.models.dataset_defaults`, before the config is saved."""
         defaults = dataset_defaults(dataset)
         for name in DATASET_SETTINGS:
             if hasattr(config, name) and getattr(config, name) is None:

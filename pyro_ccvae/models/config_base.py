@@ -31,7 +31,7 @@ class FamilyConfig:
     factor of its distribution parameters (so that every family trains them alike)."""
 
     name: str = family_name("ccvae")
-    #: None: the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    #: None: the data set's default (:mod:`pyro_ccvae.models.dataset_defaults`).
     likelihood: Optional[str] = option(None, group="model", help="p(x|z); default: the data set's (docs/objective.md, Likelihoods). The CCVAE paper: laplace.", choices=tuple(LIKELIHOODS))
     #: the distributions' parameters (the CCVAE's and DIVA's conditional prior, a learned
     #: likelihood scale) learn at ``lr * prior_lr_factor``.
@@ -48,7 +48,7 @@ class CharacteristicConfig(FamilyConfig):
     """The settings of a family with the CCVAE's latent layout: ``d_c`` dims per label (``z_c``)
     and ``d_s`` style dims (``z_s``); the CCVAE and DIVA."""
 
-    #: None (this and the next): the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    #: None (this and the next): the data set's default (:mod:`pyro_ccvae.models.dataset_defaults`).
     z_style_dim: Optional[int] = option(None, group="model", help="d_s, the style latent's dims; default: the data set's (27 for CelebA and CheXpert as in the paper, 4 for the digit sets).")
     z_char_dim: Optional[int] = option(None, group="model", help="d_c, latent dims per label; default: the data set's (1 as in the paper, 4 for the digit sets).")
 

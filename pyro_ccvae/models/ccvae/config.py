@@ -16,9 +16,9 @@ LABEL_CLASSIFIERS = ("linear", "prior")
 @dataclass
 class CCVAEConfig(CharacteristicConfig):
     """The CCVAE's settings (docs/models.md). The defaults are this library's (measured per data
-    set: :mod:`pyro_ccvae.dataset_defaults`); :meth:`paper` gives the paper's."""
+    set: :mod:`pyro_ccvae.models.dataset_defaults`); :meth:`paper` gives the paper's."""
 
-    #: None (this and the two below): the data set's default (:mod:`pyro_ccvae.dataset_defaults`).
+    #: None (this and the two below): the data set's default (:mod:`pyro_ccvae.models.dataset_defaults`).
     label_classifier: Optional[str] = option(
         None, choices=LABEL_CLASSIFIERS,
         group="objective", help="q(y|z_c): linear, the paper's per-label logistic classifier; prior, the Bayes classifier of p(z_c|y) p(y) "

@@ -8,7 +8,7 @@ from ...nets import ConvDecoder
 from ..registry import register_model
 from ..common import BaselineFamily
 from ...data.label_spec import info_num_classes
-from ...dataset_defaults import PAPER as PAPER_DEFAULTS
+from ..dataset_defaults import PAPER as PAPER_DEFAULTS
 from ...errors import UserError
 from .config import M2Config
 from .elbo import joint_configurations, m2_elbo, resolve_label_sum

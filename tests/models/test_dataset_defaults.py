@@ -1,4 +1,4 @@
-"""The defaults per data set (pyro_ccvae.dataset_defaults): filled into a run's config, and a
+"""The defaults per data set (pyro_ccvae.models.dataset_defaults): filled into a run's config, and a
 default run on real handwritten digits that does not collapse."""
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from pyro_ccvae.config import TrainConfig
-from pyro_ccvae.dataset_defaults import DATASET_DEFAULTS, DATASET_SETTINGS, PAPER, dataset_defaults
+from pyro_ccvae.models.dataset_defaults import DATASET_DEFAULTS, DATASET_SETTINGS, PAPER, dataset_defaults
 from pyro_ccvae.models import get_family
 from pyro_ccvae.training import train
 
 #: 2,500 real MNIST digits in the official layout, beside the project in its development tree.
-MNIST_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-sample"
+MNIST_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-sample"
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""What a run uses, per data set, for the options the user does not give: the image size, the
+"""What a model uses, per data set, for the options the user does not give: the
 likelihood ``p(x | z)``, the latent sizes and the CCVAE's classifier and classification weight.
 Importing this module imports neither torch nor Pyro.
 
@@ -21,7 +21,7 @@ has the measurements and the commands that give them):
   large enough for the factors no label names (position, hue, stripes' phase). The objective of
   the earlier measurements (the linear classifier, ``alpha = 1000``): the tied classifier with one
   dim per binary label reads the labels less well there.
-- ``celeba``, ``chexpert``: the paper's settings (appendix C): 64 px, one dim per label, a 27-dim
+- ``celeba``, ``chexpert``: the paper's settings (appendix C): one dim per label, a 27-dim
   ``z_s``, and a Laplace likelihood, here with a learned scale (the unit scale of the paper is
   weak on ``[0, 1]`` pixels: see :mod:`pyro_ccvae.likelihoods`).
 
@@ -29,17 +29,15 @@ The paper's settings are read from :meth:`~pyro_ccvae.models.ccvae.config.CCVAEC
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from .models.ccvae.config import PAPER as PAPER_SETTINGS
+from .ccvae.config import PAPER as PAPER_SETTINGS
 
 
 @dataclass(frozen=True)
 class DatasetDefaults:
     """The defaults of one data set (see the module doc for the reasons)."""
 
-    image_size: int
     likelihood: str
     #: ``d_c``, latent dims per label (the CCVAE's and DIVA's ``--z-char-dim``).
     z_char_dim: int
@@ -57,12 +55,12 @@ class DatasetDefaults:
 DATASET_SETTINGS = ("likelihood", "z_char_dim", "z_style_dim", "label_classifier", "detach_weight", "classifier_weight")
 
 _DIGITS = DatasetDefaults(
-    image_size=32, likelihood="bernoulli", z_char_dim=4, z_style_dim=4,
+    likelihood="bernoulli", z_char_dim=4, z_style_dim=4,
     label_classifier="prior", detach_weight=True, classifier_weight=100.0,
 )  # fmt: skip
 #: the paper's networks, latent sizes and classifier with the objective measured best on ``shapes``.
 PAPER = DatasetDefaults(
-    image_size=64, likelihood="laplace-learned", classifier_weight=1000.0,
+    likelihood="laplace-learned", classifier_weight=1000.0,
     **{name: getattr(PAPER_SETTINGS, name) for name in ("z_char_dim", "z_style_dim", "label_classifier", "detach_weight")},
 )  # fmt: skip
 
@@ -70,7 +68,7 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "mnist": _DIGITS,
     "fashion-mnist": _DIGITS,
     "digits": _DIGITS,
-    "shapes": dataclasses.replace(PAPER, image_size=32),
+    "shapes": PAPER,
     "celeba": PAPER,
     "chexpert": PAPER,
 }
