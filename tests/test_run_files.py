@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from pyro_ccvae import checkpoint
-from pyro_ccvae.analysis import classifier as judges
+from pyro_ccvae.analysis import classifier as judges, judge as judge_files
 from pyro_ccvae.analysis.classifier import ClassifierConfig, load_classifier, train_classifier
 from pyro_ccvae.analysis.figures import save_labelled_grid
 from pyro_ccvae.checkpoint import (
@@ -388,7 +388,7 @@ def test_a_judge_is_whole_or_refused(tmp_path, monkeypatch):
         written.append(path)
         return atomic_write_bytes(path, data, hint)
 
-    monkeypatch.setattr(judges, "atomic_write_bytes", killed_after_one)
+    monkeypatch.setattr(judge_files, "atomic_write_bytes", killed_after_one)
     with pytest.raises(KeyboardInterrupt):
         train_classifier(ClassifierConfig(**options, seed=5), out, progress=False)
     monkeypatch.undo()
