@@ -36,8 +36,8 @@ from typing import Any, Iterable, Optional, Sequence
 import pyro
 import torch
 
-from .dataset_defaults import DATASET_SETTINGS, dataset_defaults
 from ..errors import UserError
+from .dataset_defaults import DATASET_SETTINGS, dataset_defaults
 
 ENCODE, PREDICT, DECODE, RECONSTRUCT, SAMPLE, INTERVENE, SWAP, TRAVERSE, LIKELIHOOD = (
     "encode", "predict", "decode", "reconstruct", "sample", "intervene", "swap", "traverse", "likelihood",
@@ -77,6 +77,16 @@ class Representation:
                     f"{task} needs the capability {need!r}, which model {self.family!r} does not offer "
                     f"(it offers: {', '.join(sorted(self.capabilities)) or 'none'})"
                 )
+
+    def checked_class(self, label: int, value, like: torch.Tensor) -> torch.Tensor:
+        """``value`` (a class of label ``label``, or one per image ``[B]``) as a tensor of
+        ``like``'s dtype and device; a one-line :class:`~pyro_ccvae.errors.UserError` naming the
+        label's classes when a value is not one of them."""
+        value = torch.as_tensor(value, device=like.device, dtype=like.dtype)
+        classes = self.num_classes[label]
+        if ((value < 0) | (value >= classes) | (value != value.round())).any():
+            raise UserError(f"label {self.label_names[label]!r} has classes 0..{classes - 1}; cannot set it to {value.tolist()}")
+        return value
 
     def _lacks(self, capability: str):
         raise CapabilityError(f"model {self.family!r} does not offer the capability {capability!r}")

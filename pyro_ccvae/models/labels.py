@@ -59,6 +59,14 @@ def one_hot(y: torch.Tensor, max_classes: int, dtype: torch.dtype) -> torch.Tens
     return torch.nn.functional.one_hot(y.long(), max_classes).to(dtype)
 
 
+def with_one_hot(z: torch.Tensor, label: int, value: torch.Tensor) -> torch.Tensor:
+    """A copy of label vectors ``z [..., L, K]`` with label ``label``'s set to the one-hot of
+    class ``value`` (one class, or one per vector ``[...]``)."""
+    out = z.clone()
+    out[..., label, :] = one_hot(value.expand(z.shape[:-2]), z.shape[-1], z.dtype)
+    return out
+
+
 def padded_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Normalised log-probabilities ``[..., L, K]`` of ``logits [..., L, K]``, the classes a
     label lacks (``valid [L, K]`` False) at :data:`PAD_LOGIT`."""

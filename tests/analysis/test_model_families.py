@@ -78,6 +78,9 @@ def test_a_family_trains_saves_reloads_and_answers_its_capabilities(family_run):
             assert torch.equal(moved[:, 1:], z_c[:, 1:])
             if "traverse" in rep.capabilities:
                 assert torch.allclose(moved[:, 0], rep.class_prior(0)[0][1].expand_as(moved[:, 0]))
+            for wrong in (-1, rep.num_classes[0], 0.5):  # every family refuses a class its label lacks
+                with pytest.raises(ValueError, match=rf"{run.label_names[0]!r} has classes 0\.\.{rep.num_classes[0] - 1}"):
+                    rep.intervene(z_c, 0, wrong)
         if "likelihood" in rep.capabilities:
             w_x, w_xy = rep.log_weights(x, 2)
             assert w_x.shape == w_xy.shape == (2, 5)

@@ -71,10 +71,7 @@ class CCVAERepresentation(LabelPriorFromModel, Representation):
     def intervene(self, z_c: torch.Tensor, label: int, value, sample: bool = True) -> torch.Tensor:
         """``z_c [..., B, L, d_c]`` with block ``label`` drawn from ``p(z_c^label | y_label = value)``
         (its mean if not ``sample``); ``value``: a class, or one per image ``[B]``."""
-        value = torch.as_tensor(value, device=z_c.device, dtype=z_c.dtype)
-        classes = self.num_classes[label]
-        if ((value < 0) | (value >= classes) | (value != value.round())).any():
-            raise ValueError(f"label {self.label_names[label]!r} has classes 0..{classes - 1}; cannot set it to {value.tolist()}")
+        value = self.checked_class(label, value, z_c)
         y = torch.zeros(z_c.shape[:-1], dtype=z_c.dtype, device=z_c.device)
         y[..., label] = value
         new = self.sample_characteristic(y, sample)

@@ -23,7 +23,7 @@ from pyro.nn import PyroModule
 from torch.nn import functional as F
 
 from ...likelihoods import Likelihood
-from ...nets import ConvDecoder, ConvEncoder
+from ...nets import ConvEncoder
 from ..common import guess_label, observe_label, seen_pattern
 from ..labels import PAD_LOGIT, class_frequencies, class_mask, fill_labels, images_or_stand_in, one_hot, padded_log_probs
 from . import sites

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..base import DECODE, ENCODE, INTERVENE, PREDICT, RECONSTRUCT, SAMPLE, SWAP, LabelPriorFromModel, Representation
-from ..labels import one_hot
+from ..labels import one_hot, with_one_hot
 from .model import product_of_experts
 
 
@@ -78,7 +78,4 @@ class MVAERepresentation(LabelPriorFromModel, Representation):
     @torch.no_grad()
     def intervene(self, z_c: torch.Tensor, label: int, value, sample: bool = True) -> torch.Tensor:
         """``z_c`` with label ``label``'s vector set to class ``value``'s one-hot (a class, or one per image ``[B]``)."""
-        value = torch.as_tensor(value, device=z_c.device).expand(z_c.shape[:-2])
-        z = z_c.clone()
-        z[..., label, :] = one_hot(value, z_c.shape[-1], z_c.dtype)
-        return z
+        return with_one_hot(z_c, label, self.checked_class(label, value, z_c))
